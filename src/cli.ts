@@ -1,0 +1,247 @@
+#!/usr/bin/env node
+/**
+ * The command line: turns argv into a command, and failures into exit codes
+ * (0 done, 1 failure at run time, 2 bad usage or configuration). No pipeline logic lives here.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import pg from 'pg';
+import {
+  collectSettings,
+  parseRunConfig,
+  parseSetting,
+  parseSqsConfig,
+  RUN_SETTINGS,
+  SETTINGS,
+  SQS_SETTINGS,
+  type SettingName,
+  type SettingSpec,
+} from './config.js';
+import { runDemo } from './demo.js';
+import { generateSampleEvents } from './embedded/sample-data.js';
+import { ConfigError, describeError, UsageError } from './errors.js';
+import { createLogger } from './observability/logger.js';
+import { runPipeline } from './run.js';
+import { openLines, sendLines } from './send.js';
+import { migrate } from './sink/migrate.js';
+import { createSqsClient } from './source/sqs.js';
+import { generateKeyText } from './transform/key.js';
+
+interface ExtraOption {
+  readonly type: 'string' | 'boolean';
+  readonly default?: string;
+  readonly description: string;
+}
+
+interface Command {
+  readonly summary: string;
+  readonly settings: readonly SettingName[];
+  readonly extra?: Record<string, ExtraOption>;
+  readonly action: (context: CommandContext) => Promise<number>;
+}
+
+interface CommandContext {
+  readonly flags: Record<string, string | boolean | undefined>;
+  readonly env: NodeJS.ProcessEnv;
+  readonly stop: AbortSignal;
+}
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+function wholeNumber(flag: string, value: string | boolean | undefined, min: number, max: number): number {
+  const n = Number(value);
+  if (typeof value !== 'string' || !/^\d+$/.test(value) || n < min || n > max) {
+    throw new ConfigError(`--${flag}`, `must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: 'Run the pipeline on an embedded SQS emulator and Postgres loaded with sample events.',
+    settings: ['logLevel'],
+    extra: {
+      keep: { type: 'boolean', description: 'Stay up afterwards and print how to reach the queue and the database.' },
+      count: { type: 'string', default: '100', description: 'Sample events to load.' },
+      seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
+    },
+    async action({ flags, env, stop }) {
+      const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? env.LOG_LEVEL ?? 'error' }, {});
+      const logLevel = parseSetting('logLevel', raw, true) ?? 'error';
+      const summary = await runDemo({
+        count: wholeNumber('count', flags.count, 1, 1_000_000),
+        seed: wholeNumber('seed', flags.seed, 0, 2 ** 32 - 1),
+        keep: flags.keep === true,
+        logLevel,
+        stop,
+        print: out,
+      });
+      return summary.written + summary.rejected + summary.duplicates === summary.received ? 0 : 1;
+    },
+  },
+  run: {
+    summary: 'Consume the queue into Postgres until SIGINT/SIGTERM (or, with --drain, until it is empty).',
+    settings: RUN_SETTINGS,
+    async action({ flags, env, stop }) {
+      const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
+      const log = createLogger(config.logLevel);
+      await runPipeline(config, { log, stop });
+      return 0;
+    },
+  },
+  send: {
+    summary: 'Send one SQS message per line of a JSON Lines file (SendMessageBatch).',
+    settings: [...SQS_SETTINGS, 'file'],
+    async action({ flags, env }) {
+      const raw = collectSettings([...SQS_SETTINGS, 'file'], flags, env);
+      const sqs = parseSqsConfig(raw);
+      const file = parseSetting('file', raw, true) ?? '-';
+      const client = createSqsClient(sqs, { maxSockets: 16 });
+      try {
+        const sent = await sendLines(client, sqs.queueUrl, openLines(file));
+        out(`sent ${sent} messages`);
+      } finally {
+        client.destroy();
+      }
+      return 0;
+    },
+  },
+  migrate: {
+    summary: 'Create the login_etl schema and user_logins if missing (run does this too).',
+    settings: ['databaseUrl'],
+    async action({ flags, env }) {
+      const databaseUrl = parseSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env), true) ?? '';
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+      try {
+        const { applied } = await migrate(pool);
+        out(applied.length === 0 ? 'schema is up to date' : `applied ${applied.join(', ')}`);
+      } finally {
+        await pool.end();
+      }
+      return 0;
+    },
+  },
+  keygen: {
+    summary: 'Print a fresh random 32-byte PII key (base64), for PII_KEY or PII_KEY_FILE.',
+    settings: [],
+    async action() {
+      out(generateKeyText());
+      return 0;
+    },
+  },
+  generate: {
+    summary: 'Print sample login events as JSON Lines, in the shape the pipeline expects.',
+    settings: [],
+    extra: {
+      count: { type: 'string', default: '100', description: 'Events to print.' },
+      seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
+    },
+    async action({ flags }) {
+      const events = generateSampleEvents({
+        count: wholeNumber('count', flags.count, 1, 100_000_000),
+        seed: wholeNumber('seed', flags.seed, 0, 2 ** 32 - 1),
+      });
+      for (const event of events) out(event.body);
+      return 0;
+    },
+  },
+};
+
+function optionsOf(command: Command): NonNullable<ParseArgsConfig['options']> {
+  const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
+  for (const name of command.settings) options[SETTINGS[name].flag] = { type: SETTINGS[name].type };
+  for (const [flag, spec] of Object.entries(command.extra ?? {})) {
+    options[flag] = spec.default === undefined ? { type: spec.type } : { type: spec.type, default: spec.default };
+  }
+  return options;
+}
+
+function help(name?: string): string {
+  if (name === undefined || COMMANDS[name] === undefined) {
+    const lines = ['Usage: login-etl <command> [options]', '', 'Commands:'];
+    for (const [commandName, command] of Object.entries(COMMANDS)) lines.push(`  ${commandName.padEnd(9)} ${command.summary}`);
+    lines.push('', 'login-etl <command> --help lists the options of a command.');
+    lines.push('Exit codes: 0 done, 1 failure at run time, 2 bad usage or configuration.');
+    return lines.join('\n');
+  }
+  const command = COMMANDS[name];
+  const rows: [string, string, string][] = command.settings.map((setting) => {
+    const spec: SettingSpec = SETTINGS[setting];
+    const flag = `--${spec.flag}${spec.type === 'string' ? ' <value>' : ''}`;
+    const env = spec.env ? `env ${spec.env}` : '';
+    return [flag, env, `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`];
+  });
+  for (const [flag, spec] of Object.entries(command.extra ?? {})) {
+    rows.push([`--${flag}${spec.type === 'string' ? ' <value>' : ''}`, '', `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`]);
+  }
+  const flagWidth = Math.max(0, ...rows.map((r) => r[0].length));
+  const envWidth = Math.max(0, ...rows.map((r) => r[1].length));
+  const lines = [`Usage: login-etl ${name} [options]`, '', command.summary, ''];
+  if (command.settings.includes('queueUrl') || name === 'run') {
+    lines.push('AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles).', '');
+  }
+  if (name === 'run') lines.push('PII_KEY (env only) holds the masking key; or point PII_KEY_FILE at a file holding it.', '');
+  lines.push('Options:');
+  for (const [flag, env, description] of rows) lines.push(`  ${flag.padEnd(flagWidth)}  ${env.padEnd(envWidth)}  ${description}`);
+  lines.push(`  ${'-h, --help'.padEnd(flagWidth)}  ${''.padEnd(envWidth)}  Show this help.`);
+  return lines.join('\n');
+}
+
+/** Runs the CLI and resolves with the exit code. */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop: AbortSignal): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    out(help(rest[0]));
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (command === undefined) throw new UsageError(`unknown command '${name}'; see login-etl --help`);
+    let flags: Record<string, string | boolean | undefined>;
+    try {
+      flags = parseArgs({ args: [...rest], options: optionsOf(command), strict: true, allowPositionals: false }).values as typeof flags;
+    } catch (err) {
+      throw new UsageError(`${err instanceof Error ? err.message : String(err)}; see login-etl ${name} --help`);
+    }
+    if (flags.help === true) {
+      out(help(name));
+      return 0;
+    }
+    return await command.action({ flags, env, stop });
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`login-etl: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`login-etl: ${describeError(err)}\n`);
+    return 1;
+  }
+}
+
+function installSignalHandlers(controller: AbortController): void {
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      process.stderr.write(`login-etl: ${signal} received; finishing batches in flight (send it again to force)\n`);
+      controller.abort();
+    } else {
+      // Forced exit: uncommitted messages stay in the queue and the ledger skips committed ones.
+      process.stderr.write(`login-etl: ${signal} received again; exiting now\n`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+const controller = new AbortController();
+installSignalHandlers(controller);
+main(process.argv.slice(2), process.env, controller.signal).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`login-etl: ${describeError(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,141 @@
+/**
+ * `login-etl demo`: the whole pipeline with nothing installed but Node.js. Starts the fauxqs SQS
+ * emulator in this process and an embedded Postgres, loads generated sample events into
+ * `login-queue`, drains it, and shows what landed.
+ */
+import pg from 'pg';
+import type { LogLevel } from './config.js';
+import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
+import { generateSampleEvents } from './embedded/sample-data.js';
+import { startLocalSqs, type LocalSqs } from './embedded/sqs.js';
+import { createLogger } from './observability/logger.js';
+import { runPipeline, type RunSummary } from './run.js';
+import { sendLines } from './send.js';
+import { createSqsClient } from './source/sqs.js';
+import { PiiKey } from './transform/key.js';
+import { randomBytes } from 'node:crypto';
+
+export interface DemoOptions {
+  readonly count: number;
+  readonly seed: number;
+  readonly keep: boolean;
+  readonly logLevel: LogLevel;
+  readonly stop: AbortSignal;
+  readonly print: (line: string) => void;
+}
+
+/** Credentials the emulator accepts; it checks none. */
+const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
+const QUEUE_NAME = 'login-queue';
+
+export async function runDemo(options: DemoOptions): Promise<RunSummary> {
+  const { print } = options;
+  const log = createLogger(options.logLevel, 2);
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    print('Starting an embedded Postgres and the fauxqs SQS emulator...');
+    const postgres: LocalPostgres = await startLocalPostgres();
+    cleanup.push(() => postgres.stop());
+    const sqs: LocalSqs = await startLocalSqs();
+    cleanup.push(() => sqs.stop());
+    const queueUrl = sqs.createQueue(QUEUE_NAME);
+    const sqsConfig = { queueUrl, region: 'us-east-1', endpoint: sqs.endpoint };
+
+    const events = generateSampleEvents({ count: options.count, seed: options.seed });
+    const client = createSqsClient(sqsConfig, { maxSockets: 16, credentials: EMULATOR_CREDENTIALS });
+    try {
+      await sendLines(client, queueUrl, events.map((e) => e.body));
+    } finally {
+      client.destroy();
+    }
+    print(`Loaded ${events.length} sample login events into ${QUEUE_NAME} (${events.filter((e) => !e.valid).length} malformed).`);
+
+    const summary = await runPipeline(
+      {
+        sqs: sqsConfig,
+        databaseUrl: postgres.url,
+        // A throw-away key: the demo's masked values mean nothing outside this run.
+        piiKey: new PiiKey(randomBytes(32)),
+        receiveConcurrency: 4,
+        waitTimeSeconds: 1,
+        pgPoolMax: 8,
+        logLevel: options.logLevel,
+        drain: true,
+      },
+      { log, stop: options.stop, credentials: EMULATOR_CREDENTIALS },
+    );
+
+    print('');
+    print(formatTable([
+      ['received', String(summary.received)],
+      ['written', String(summary.written)],
+      ['rejected', String(summary.rejected)],
+      ['duplicates skipped', String(summary.duplicates)],
+      ['elapsed', `${(summary.elapsedMs / 1000).toFixed(2)} s`],
+    ]));
+    await showTables(postgres.url, print);
+
+    if (options.keep && !options.stop.aborted) {
+      print('');
+      print('Still running; press Ctrl-C to stop and delete everything.');
+      print(`  psql ${postgres.url}`);
+      print(`  queue URL: ${queueUrl}`);
+      print(`  SQS endpoint: ${sqs.endpoint}  (AWS_ENDPOINT_URL_SQS; any access key works)`);
+      await new Promise<void>((resolve) => {
+        if (options.stop.aborted) resolve();
+        options.stop.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    return summary;
+  } finally {
+    for (const release of cleanup.reverse()) await release().catch(() => undefined);
+  }
+}
+
+async function showTables(databaseUrl: string, print: (line: string) => void): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const total = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM user_logins');
+    const rows = await client.query<Record<string, unknown>>(
+      `SELECT user_id, device_type, masked_ip, masked_device_id, locale,
+              login_etl.app_version_text(app_version) AS app_version, create_date::text
+         FROM user_logins ORDER BY user_id LIMIT 5`,
+    );
+    const repeated = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT masked_device_id FROM user_logins
+         WHERE masked_device_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d`,
+    );
+    const rejected = await client.query<Record<string, unknown>>(
+      'SELECT message_id, reason, body FROM login_etl.rejected_messages ORDER BY rejected_at LIMIT 3',
+    );
+    print('');
+    print(`user_logins: ${total.rows[0]?.n ?? 0} rows, the first 5 (masked values shortened here):`);
+    print(formatRows(rows.rows));
+    print(`${repeated.rows[0]?.n ?? 0} masked device ids appear more than once: repeat logins stay visible after masking.`);
+    print('');
+    print('login_etl.rejected_messages:');
+    print(formatRows(rejected.rows));
+  } finally {
+    await client.end();
+  }
+}
+
+function shorten(value: unknown): string {
+  const text = value === null || value === undefined ? 'null' : String(value);
+  return text.length > 24 ? `${text.slice(0, 23)}…` : text;
+}
+
+function formatRows(rows: readonly Record<string, unknown>[]): string {
+  if (rows.length === 0) return '  (none)';
+  const header = Object.keys(rows[0] ?? {});
+  return formatTable([header, ...rows.map((row) => header.map((column) => shorten(row[column])))], true);
+}
+
+function formatTable(rows: readonly (readonly string[])[], withHeader = false): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  const line = (r: readonly string[]) => `  ${r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
+  const lines = rows.map(line);
+  if (withHeader) lines.splice(1, 0, `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  return lines.join('\n');
+}

