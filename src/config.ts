@@ -132,10 +132,12 @@ const integer = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
 
-const bool = z.union([
-  z.boolean(),
-  z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes'),
-]);
+const BOOLEAN_TEXT = ['true', 'false', '1', '0', 'yes', 'no'];
+const bool = z
+  .custom<boolean | string>((v) => typeof v === 'boolean' || (typeof v === 'string' && BOOLEAN_TEXT.includes(v)), {
+    error: 'must be true or false',
+  })
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

@@ -7,11 +7,10 @@ import pg from 'pg';
 import type { LogLevel } from './config.js';
 import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
-import { startLocalSqs, type LocalSqs } from './embedded/sqs.js';
+import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
 import { createLogger } from './observability/logger.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
-import { createSqsClient } from './source/sqs.js';
 import { PiiKey } from './transform/key.js';
 import { randomBytes } from 'node:crypto';
 
@@ -24,8 +23,6 @@ export interface DemoOptions {
   readonly print: (line: string) => void;
 }
 
-/** Credentials the emulator accepts; it checks none. */
-const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const QUEUE_NAME = 'login-queue';
 
 export async function runDemo(options: DemoOptions): Promise<RunSummary> {
@@ -38,16 +35,11 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
     cleanup.push(() => postgres.stop());
     const sqs: LocalSqs = await startLocalSqs();
     cleanup.push(() => sqs.stop());
-    const queueUrl = sqs.createQueue(QUEUE_NAME);
+    const queueUrl = await sqs.createQueue(QUEUE_NAME);
     const sqsConfig = { queueUrl, region: 'us-east-1', endpoint: sqs.endpoint };
 
     const events = generateSampleEvents({ count: options.count, seed: options.seed });
-    const client = createSqsClient(sqsConfig, { maxSockets: 16, credentials: EMULATOR_CREDENTIALS });
-    try {
-      await sendLines(client, queueUrl, events.map((e) => e.body));
-    } finally {
-      client.destroy();
-    }
+    await sendLines(sqs.client, queueUrl, events.map((e) => e.body));
     print(`Loaded ${events.length} sample login events into ${QUEUE_NAME} (${events.filter((e) => !e.valid).length} malformed).`);
 
     const summary = await runPipeline(

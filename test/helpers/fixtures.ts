@@ -1,0 +1,29 @@
+import { createLogger } from '../../src/observability/logger.js';
+import type { QueueMessage } from '../../src/transform/transform.js';
+
+export const silentLog = createLogger('silent');
+
+let ids = 0;
+export function queueMessage(body: string, overrides: Partial<QueueMessage> = {}): QueueMessage {
+  ids += 1;
+  return {
+    messageId: `m-${ids}`,
+    receiptHandle: `r-${ids}`,
+    body,
+    sentTimestampMs: Date.UTC(2024, 0, 31, 23, 59, 59),
+    receiveCount: 1,
+    ...overrides,
+  };
+}
+
+export function loginBody(fields: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    user_id: '5b4a2c1e-3f8d-4b7a-9c6e-1d2f3a4b5c6d',
+    app_version: '2.3.0',
+    device_type: 'ios',
+    ip: '203.0.113.7',
+    locale: 'RU',
+    device_id: '555-12-3456',
+    ...fields,
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * The command line as a user runs it: the built CLI in a child process, against real servers.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { generateSampleEvents } from '../../src/embedded/sample-data.js';
+import { startLocalSqs } from '../../src/embedded/sqs.js';
+import { generateKeyText } from '../../src/transform/key.js';
+import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with only the given environment (plus PATH), like a user's shell would. */
+async function cli(args: string[], env: Record<string, string> = {}, input?: string): Promise<Result> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.end(input ?? '');
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, stdout, stderr };
+}
+
+let servers: Servers;
+let port: string;
+const key = generateKeyText();
+const aws = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+
+before(async () => {
+  servers = await startServers();
+  port = new URL(servers.sqs.endpoint).port;
+});
+after(async () => {
+  await servers?.stop();
+});
+
+async function loadQueue(count: number, seed: number) {
+  const queueUrl = await servers.queue();
+  const events = generateSampleEvents({ count, seed });
+  await sendBodies(servers.sqsClient, queueUrl, events.map((e) => e.body));
+  return { queueUrl, events };
+}
+
+describe('login-etl run', () => {
+  test('drains a queue named by a LocalStack-style URL, with no endpoint configured, and exits 0', async () => {
+    const { queueUrl } = await loadQueue(30, 21);
+    const localstackStyle = `http://127.0.0.1:${port}/000000000000/${queueUrl.split('/').at(-1)}`;
+    const databaseUrl = await servers.database();
+
+    const result = await cli(['run', '--drain', '--wait-time-seconds', '1'], { ...aws, SQS_QUEUE_URL: localstackStyle, DATABASE_URL: databaseUrl, PII_KEY: key });
+
+    assert.equal(result.code, 0, result.stderr);
+    const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+    assert.equal(count?.n, 29);
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(lines.some((l) => l.msg === 'batch committed' && l.level === 'info'));
+    const last = lines.at(-1);
+    assert.equal(last?.msg, 'pipeline stopped');
+    assert.equal(last?.written, 29);
+    assert.equal(last?.rejected, 1);
+  });
+
+  for (const urlHost of ['localhost', 'localhost.invalid']) {
+    test(`sends every request to AWS_ENDPOINT_URL_SQS when the queue URL names sqs.us-east-1.${urlHost}`, async () => {
+      const emulator = await startLocalSqs({ urlHost });
+      try {
+        const queueUrl = await emulator.createQueue('login-queue');
+        assert.match(queueUrl, new RegExp(`^http://sqs\\.us-east-1\\.${urlHost.replace('.', '\\.')}:\\d+/000000000000/login-queue$`));
+        await sendBodies(emulator.client, queueUrl, generateSampleEvents({ count: 10, seed: 22 }).map((e) => e.body));
+        const databaseUrl = await servers.database();
+        const keyDir = mkdtempSync(join(tmpdir(), 'login-etl-key-'));
+        writeFileSync(join(keyDir, 'key'), `${key}\n`, { mode: 0o600 });
+
+        const result = await cli(['run', '--drain', '--wait-time-seconds=1', '--queue-url', queueUrl, '--pii-key-file', join(keyDir, 'key')], {
+          ...aws,
+          AWS_ENDPOINT_URL_SQS: emulator.endpoint,
+          DATABASE_URL: databaseUrl,
+          LOG_LEVEL: 'warn',
+        });
+
+        assert.equal(result.code, 0, result.stderr);
+        const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+        assert.equal(count?.n, 9);
+        assert.equal(await queueDepth(emulator.client, queueUrl), 0);
+      } finally {
+        await emulator.stop();
+      }
+    });
+  }
+
+  test('exits 2 with a message naming the setting when configuration is bad', async () => {
+    const base = { ...aws, SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: 'postgres://u:secret-pw@127.0.0.1:1/db', PII_KEY: key };
+    const cases: [Record<string, string>, string[], RegExp][] = [
+      [{ ...base, SQS_QUEUE_URL: '' }, [], /^login-etl: SQS_QUEUE_URL \(--queue-url\): is required\n$/],
+      [{ ...base, DATABASE_URL: '' }, [], /^login-etl: DATABASE_URL \(--database-url\): is required\n$/],
+      [{ ...base, DATABASE_URL: 'mysql://u:secret-pw@h/db' }, [], /DATABASE_URL \(--database-url\): must be a postgres/],
+      [{ ...base, PII_KEY: '' }, [], /PII_KEY: is required/],
+      [{ ...base, PII_KEY: 'c2hvcnQta2V5' }, [], /PII_KEY: decodes to 9 bytes; at least 32/],
+      [base, ['--wait-time-seconds', '30'], /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/],
+      [{ ...base, LOGIN_ETL_RECEIVE_CONCURRENCY: 'many' }, [], /LOGIN_ETL_RECEIVE_CONCURRENCY \(--receive-concurrency\): must be a whole number/],
+      [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],
+      [base, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
+    ];
+    for (const [env, args, expected] of cases) {
+      const result = await cli(['run', ...args], env);
+      assert.equal(result.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${result.stderr}`);
+      assert.match(result.stderr, expected);
+      assert.ok(!result.stderr.includes('secret-pw'), 'a password was echoed');
+      assert.ok(!result.stderr.includes(key), 'the key was echoed');
+      assert.equal(result.stdout, '');
+    }
+    const unknown = await cli(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  });
+
+  test('exits 1 when the database cannot be reached at start-up', async () => {
+    const queueUrl = await servers.queue();
+    const result = await cli(['run', '--drain'], { ...aws, SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: 'postgres://nobody:pw@127.0.0.1:1/none', PII_KEY: key });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^login-etl: .*ECONNREFUSED/m);
+  });
+
+  test('--help lists every setting with its environment twin and default', async () => {
+    const result = await cli(['run', '--help']);
+    assert.equal(result.code, 0);
+    for (const expected of ['--queue-url', 'SQS_QUEUE_URL', '--database-url', 'DATABASE_URL', 'PII_KEY_FILE', 'AWS_ENDPOINT_URL_SQS', 'LOGIN_ETL_RECEIVE_CONCURRENCY', 'Default: 20.']) {
+      assert.ok(result.stdout.includes(expected), `${expected} missing from --help`);
+    }
+  });
+});
+
+describe('login-etl send, migrate, keygen and generate', () => {
+  test('generate | send loads one message per line; migrate creates the schema', async () => {
+    const generated = await cli(['generate', '--count', '25', '--seed', '5']);
+    assert.equal(generated.code, 0);
+    assert.equal(generated.stdout.trim().split('\n').length, 25);
+    const queueUrl = await servers.queue();
+    const dir = mkdtempSync(join(tmpdir(), 'login-etl-send-'));
+    writeFileSync(join(dir, 'events.jsonl'), `${generated.stdout}\n\n`);
+
+    const fromFile = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint, '--file', join(dir, 'events.jsonl')], aws);
+    const fromStdin = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, generated.stdout);
+
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.equal(fromFile.stdout, 'sent 25 messages\n');
+    assert.equal(fromStdin.stdout, 'sent 25 messages\n');
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 50);
+
+    const databaseUrl = await servers.database();
+    const migrated = await cli(['migrate', '--database-url', databaseUrl]);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.equal(migrated.stdout, 'applied 001_login_etl.sql\n');
+    assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
+    const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
+    assert.equal(version?.v, '0.96.0');
+  });
+
+  test('keygen prints a fresh key that run accepts', async () => {
+    const first = await cli(['keygen']);
+    const second = await cli(['keygen']);
+    assert.equal(first.code, 0);
+    assert.match(first.stdout, /^[A-Za-z0-9+/]{43}=\n$/);
+    assert.notEqual(first.stdout, second.stdout);
+  });
+});
+
+describe('login-etl demo', () => {
+  test('starts its own SQS and Postgres, loads 100 sample events and shows the result', async () => {
+    const result = await cli(['demo']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /Loaded 100 sample login events into login-queue \(1 malformed\)/);
+    assert.match(result.stdout, /^ {2}received +100$/m);
+    assert.match(result.stdout, /^ {2}written +99$/m);
+    assert.match(result.stdout, /^ {2}rejected +1$/m);
+    assert.match(result.stdout, /user_logins: 99 rows/);
+    assert.match(result.stdout, /user_id is required/);
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * Redelivery: SQS delivers at least once. A message committed but not deleted (a crash between
+ * the two, a refused delete) comes back with the same MessageId and must not be written twice.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { Pipeline } from '../../src/pipeline.js';
+import { migrate } from '../../src/sink/migrate.js';
+import { PgSink, type Sink } from '../../src/sink/postgres.js';
+import { SqsQueue, createSqsClient, type MessageRef, type Queue } from '../../src/source/sqs.js';
+import { HmacMasker } from '../../src/transform/mask.js';
+import { transform, type Outcome } from '../../src/transform/transform.js';
+import { SinkError } from '../../src/errors.js';
+import { loginBody, silentLog } from '../helpers/fixtures.js';
+import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers?.stop();
+});
+
+/** The real queue, except that the first `n` delete calls are lost, as if the process died. */
+class LosingDeletes implements Queue {
+  constructor(
+    private readonly inner: Queue,
+    private lose: number,
+  ) {}
+  receive = (o: Parameters<Queue['receive']>[0]) => this.inner.receive(o);
+  changeVisibility = (m: readonly MessageRef[], s: number) => this.inner.changeVisibility(m, s);
+  depth = () => this.inner.depth();
+  async delete(messages: readonly MessageRef[]): Promise<string[]> {
+    if (this.lose > 0) {
+      this.lose -= 1;
+      throw new Error('connection reset before DeleteMessageBatch');
+    }
+    return await this.inner.delete(messages);
+  }
+}
+
+async function setup(visibilityTimeoutSeconds: string) {
+  const databaseUrl = await servers.database();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  await migrate(pool);
+  const queueUrl = await servers.queue({ VisibilityTimeout: visibilityTimeoutSeconds });
+  const client = createSqsClient({ queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint }, { maxSockets: 8, credentials: TEST_CREDENTIALS });
+  return { databaseUrl, pool, queueUrl, queue: new SqsQueue(client, queueUrl), close: async () => (client.destroy(), await pool.end()) };
+}
+
+describe('exactly once in the table', () => {
+  test('a message redelivered after its commit (same MessageId) is not written twice', async () => {
+    const { databaseUrl, pool, queueUrl, queue, close } = await setup('1');
+    try {
+      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'redelivered' })]);
+      const pipeline = new Pipeline(
+        { queue: new LosingDeletes(queue, 1), sink: new PgSink(pool), masker: new HmacMasker(testKey()), log: silentLog },
+        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200 },
+      );
+
+      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+
+      assert.equal(stats.received, 2, 'the message should have been delivered twice');
+      assert.equal(stats.written, 1);
+      assert.equal(stats.duplicates, 1);
+      const rows = await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'redelivered'`);
+      assert.equal(rows.length, 1);
+      const ledger = await query<{ outcome: string }>(databaseUrl, 'SELECT outcome FROM login_etl.processed_messages');
+      assert.deepEqual(ledger, [{ outcome: 'written' }]);
+      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+    } finally {
+      await close();
+    }
+  });
+
+  test('the same MessageId twice in one batch gives one row and deletes both receipts', async () => {
+    const { databaseUrl, pool, close } = await setup('30');
+    try {
+      const masker = new HmacMasker(testKey());
+      const message = { messageId: 'same-id', receiptHandle: 'r1', body: loginBody({ user_id: 'twice' }), sentTimestampMs: Date.now(), receiveCount: 1 };
+      const outcomes = [transform(message, masker), transform({ ...message, receiptHandle: 'r2' }, masker)];
+
+      const result = await new PgSink(pool).write(outcomes);
+
+      assert.deepEqual(result, { written: 1, rejected: 0, duplicates: 1 });
+      const again = await new PgSink(pool).write(outcomes.slice(0, 1));
+      assert.deepEqual(again, { written: 0, rejected: 0, duplicates: 1 });
+      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'twice'`)).length, 1);
+    } finally {
+      await close();
+    }
+  });
+
+  test('a batch that cannot be committed is not deleted: it goes back to the queue and lands later', async () => {
+    const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
+    try {
+      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'late' })]);
+      let failures = 1;
+      const real = new PgSink(pool);
+      const flaky: Sink = {
+        async write(outcomes: readonly Outcome[]) {
+          if (failures > 0) {
+            failures -= 1;
+            throw new SinkError('Postgres write failed (SQLSTATE 23514)', { cause: new Error('check violation'), retryable: false });
+          }
+          return await real.write(outcomes);
+        },
+      };
+      const pipeline = new Pipeline(
+        { queue, sink: flaky, masker: new HmacMasker(testKey()), log: silentLog },
+        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10 },
+      );
+
+      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+
+      assert.equal(stats.writeFailures, 1);
+      assert.equal(stats.received, 2, 'released at once (visibility 0), not after the 30 s timeout');
+      assert.equal(stats.written, 1);
+      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'late'`)).length, 1);
+      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+    } finally {
+      await close();
+    }
+  });
+
+  test('migrations run from many processes at once without racing', async () => {
+    const databaseUrl = await servers.database();
+    const pools = Array.from({ length: 6 }, () => new pg.Pool({ connectionString: databaseUrl, max: 1 }));
+    try {
+      const reports = await Promise.all(pools.map((pool) => migrate(pool)));
+      assert.equal(reports.filter((r) => r.applied.length > 0).length, 1);
+      const versions = await query<{ version: number }>(databaseUrl, 'SELECT version FROM login_etl.schema_migrations');
+      assert.deepEqual(versions, [{ version: 1 }]);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+});

@@ -1,0 +1,183 @@
+/**
+ * The pipeline against real servers: fauxqs for SQS and an embedded Postgres.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { generateSampleEvents } from '../../src/embedded/sample-data.js';
+import { runPipeline } from '../../src/run.js';
+import { HmacMasker } from '../../src/transform/mask.js';
+import type { RunConfig } from '../../src/config.js';
+import type { PiiKey } from '../../src/transform/key.js';
+import { silentLog } from '../helpers/fixtures.js';
+import { dumpAllTables, query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers?.stop();
+});
+
+function config(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides: Partial<RunConfig> = {}): RunConfig {
+  return {
+    sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint },
+    databaseUrl,
+    piiKey,
+    receiveConcurrency: 4,
+    waitTimeSeconds: 1,
+    pgPoolMax: 5,
+    logLevel: 'silent',
+    drain: true,
+    ...overrides,
+  };
+}
+
+async function drain(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides: Partial<RunConfig> = {}) {
+  return await runPipeline(config(queueUrl, databaseUrl, piiKey, overrides), {
+    log: silentLog,
+    stop: AbortSignal.timeout(60_000),
+    credentials: TEST_CREDENTIALS,
+  });
+}
+
+describe('run --drain on the exercise-shaped data set', () => {
+  test('99 valid events become 99 rows, the malformed one a rejected row, the queue ends empty', async () => {
+    const databaseUrl = await servers.database();
+    const queueUrl = await servers.queue();
+    const key = testKey();
+    const events = generateSampleEvents({ count: 100, seed: 7 });
+    const sentAfterMs = Date.now();
+    await sendBodies(servers.sqsClient, queueUrl, events.map((e) => e.body));
+
+    const summary = await drain(queueUrl, databaseUrl, key);
+
+    assert.equal(summary.received, 100);
+    assert.equal(summary.written, 99);
+    assert.equal(summary.rejected, 1);
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+
+    const rows = await query<{ user_id: string; masked_ip: string; masked_device_id: string; locale: string | null; app_version: number; version_text: string; create_date: string; device_type: string }>(
+      databaseUrl,
+      `SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version,
+              login_etl.app_version_text(app_version) AS version_text, create_date::text
+         FROM user_logins`,
+    );
+    assert.equal(rows.length, 99);
+    const expected = events.filter((e) => e.valid).map((e) => JSON.parse(e.body) as Record<string, string | null>);
+    assert.deepEqual(new Set(rows.map((r) => r.user_id)), new Set(expected.map((e) => e.user_id)));
+    assert.equal(rows.filter((r) => r.locale === null).length, expected.filter((e) => e.locale === null).length);
+
+    const masker = new HmacMasker(key);
+    const byUser = new Map(rows.map((r) => [r.user_id, r]));
+    const today = new Date(sentAfterMs).toISOString().slice(0, 10);
+    for (const event of expected) {
+      const row = byUser.get(event.user_id as string);
+      assert.ok(row);
+      assert.equal(row.masked_ip, masker.mask('ip', event.ip as string));
+      assert.equal(row.masked_device_id, masker.mask('device_id', event.device_id as string));
+      assert.equal(row.device_type, event.device_type);
+      const [major, minor = '0', patch = '0'] = (event.app_version as string).split('.');
+      assert.equal(row.version_text, `${major}.${minor}.${patch}`);
+      assert.equal(row.create_date, today);
+    }
+
+    const rejected = await query<{ reason: string; body: string; sent_at: Date | null }>(
+      databaseUrl,
+      'SELECT reason, body, sent_at FROM login_etl.rejected_messages',
+    );
+    assert.equal(rejected.length, 1);
+    assert.match(rejected[0]?.reason ?? '', /user_id is required/);
+    assert.deepEqual(JSON.parse(rejected[0]?.body ?? ''), { foo: 'oops_wrong_msg_type', bar: '123' });
+    assert.ok(rejected[0]?.sent_at instanceof Date);
+
+    const everything = await dumpAllTables(databaseUrl);
+    for (const event of expected) {
+      assert.ok(!everything.includes(event.ip as string), 'a raw ip is stored');
+      assert.ok(!everything.includes(event.device_id as string), 'a raw device_id is stored');
+    }
+  });
+
+  test('rejected messages keep their body with ip and device_id masked like user_logins', async () => {
+    const databaseUrl = await servers.database();
+    const queueUrl = await servers.queue();
+    const key = testKey();
+    const bad = JSON.stringify({ user_id: 'u-1', ip: '198.51.100.23', device_id: '123-45-6789', app_version: 'v2' });
+    await sendBodies(servers.sqsClient, queueUrl, [bad, 'not json at all 198.51.100.24', '[1,2,3]']);
+
+    const summary = await drain(queueUrl, databaseUrl, key);
+
+    assert.equal(summary.rejected, 3);
+    const rows = await query<{ reason: string; body: string }>(databaseUrl, 'SELECT reason, body FROM login_etl.rejected_messages ORDER BY reason');
+    assert.deepEqual(
+      rows.map((r) => r.reason),
+      ['app_version must be up to three dot-separated numbers without leading zeros, minor and patch below 1000', 'body is not valid JSON', 'message expected object, received array'],
+    );
+    const masker = new HmacMasker(key);
+    assert.deepEqual(JSON.parse(rows[0]?.body ?? ''), {
+      user_id: 'u-1',
+      ip: masker.mask('ip', '198.51.100.23'),
+      device_id: masker.mask('device_id', '123-45-6789'),
+      app_version: 'v2',
+    });
+    assert.equal(rows[1]?.body, `not json at all ${masker.mask('ip', '198.51.100.24')}`);
+    const everything = await dumpAllTables(databaseUrl);
+    for (const raw of ['198.51.100.23', '198.51.100.24', '123-45-6789']) assert.ok(!everything.includes(raw), `${raw} is stored`);
+  });
+
+  test('an existing user_logins created with the DDL is used as it is', async () => {
+    const databaseUrl = await servers.database();
+    await query(
+      databaseUrl,
+      `CREATE TABLE user_logins(
+         user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
+         masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)`,
+    );
+    await query(databaseUrl, `INSERT INTO user_logins (user_id) VALUES ('already-there')`);
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, generateSampleEvents({ count: 20, seed: 3, malformedRatio: 0 }).map((e) => e.body));
+
+    const summary = await drain(queueUrl, databaseUrl, testKey());
+
+    assert.equal(summary.written, 20);
+    const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+    assert.equal(count?.n, 21);
+    const columns = await query<{ column_name: string; data_type: string; character_maximum_length: number | null }>(
+      databaseUrl,
+      `SELECT column_name, data_type, character_maximum_length FROM information_schema.columns
+        WHERE table_name = 'user_logins' ORDER BY ordinal_position`,
+    );
+    assert.deepEqual(
+      columns.map((c) => `${c.column_name} ${c.data_type}${c.character_maximum_length ? `(${c.character_maximum_length})` : ''}`),
+      [
+        'user_id character varying(128)',
+        'device_type character varying(32)',
+        'masked_ip character varying(256)',
+        'masked_device_id character varying(256)',
+        'locale character varying(32)',
+        'app_version integer',
+        'create_date date',
+      ],
+    );
+  });
+
+  test('two pipelines on one queue and one database write every event exactly once', async () => {
+    const databaseUrl = await servers.database();
+    const queueUrl = await servers.queue();
+    const key = testKey();
+    const events = generateSampleEvents({ count: 600, seed: 11 });
+    await sendBodies(servers.sqsClient, queueUrl, events.map((e) => e.body));
+
+    const [a, b] = await Promise.all([drain(queueUrl, databaseUrl, key), drain(queueUrl, databaseUrl, key)]);
+
+    assert.equal(a.written + b.written, events.filter((e) => e.valid).length);
+    const [counts] = await query<{ rows: number; users: number; rejected: number }>(
+      databaseUrl,
+      `SELECT (SELECT count(*)::int FROM user_logins) AS rows,
+              (SELECT count(DISTINCT user_id)::int FROM user_logins) AS users,
+              (SELECT count(*)::int FROM login_etl.rejected_messages) AS rejected`,
+    );
+    assert.deepEqual(counts, { rows: 594, users: 594, rejected: 6 });
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+  });
+});

@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { collectSettings, parseRunConfig, parseSqsConfig, RUN_SETTINGS, settingLabel, SQS_SETTINGS } from '../../src/config.js';
+import { ConfigError } from '../../src/errors.js';
+import { PiiKey } from '../../src/transform/key.js';
+
+const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i));
+const KEY_HEX = SECRET.toString('hex');
+const KEY_ID = new PiiKey(SECRET).id;
+const QUEUE_URL = 'http://localhost:4566/000000000000/login-queue';
+const DATABASE_URL = 'postgres://etl:hunter2pass@db.internal:5432/logins';
+
+/** The smallest environment `run` accepts. */
+const BASE_ENV: NodeJS.ProcessEnv = { SQS_QUEUE_URL: QUEUE_URL, DATABASE_URL, PII_KEY: KEY_HEX };
+
+type Flags = Record<string, string | boolean | undefined>;
+
+function runConfig(env: NodeJS.ProcessEnv, flags: Flags = {}) {
+  return parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
+}
+
+function configErrorFrom(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err: unknown) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a ConfigError, nothing was thrown');
+}
+
+const tempDir = mkdtempSync(join(tmpdir(), 'login-etl-config-'));
+after(() => rmSync(tempDir, { recursive: true, force: true }));
+
+describe('collectSettings', () => {
+  it('fills in the defaults when nothing is set', () => {
+    assert.deepEqual(collectSettings(RUN_SETTINGS, {}, {}), {
+      region: 'us-east-1',
+      receiveConcurrency: '4',
+      waitTimeSeconds: '20',
+      pgPoolMax: '10',
+      logLevel: 'info',
+      drain: 'false',
+    });
+  });
+
+  it('takes an environment variable over the default', () => {
+    const raw = collectSettings(RUN_SETTINGS, {}, { AWS_REGION: 'eu-west-1', LOGIN_ETL_WAIT_TIME_SECONDS: '5', SQS_QUEUE_URL: QUEUE_URL });
+    assert.equal(raw.region, 'eu-west-1');
+    assert.equal(raw.waitTimeSeconds, '5');
+    assert.equal(raw.queueUrl, QUEUE_URL);
+  });
+
+  it('takes a flag over its environment twin and the default', () => {
+    const raw = collectSettings(
+      RUN_SETTINGS,
+      { region: 'ap-south-1', 'wait-time-seconds': '7', 'queue-url': 'http://flag/1/q', drain: true },
+      { AWS_REGION: 'eu-west-1', LOGIN_ETL_WAIT_TIME_SECONDS: '5', SQS_QUEUE_URL: QUEUE_URL, LOGIN_ETL_DRAIN: 'false' },
+    );
+    assert.equal(raw.region, 'ap-south-1');
+    assert.equal(raw.waitTimeSeconds, '7');
+    assert.equal(raw.queueUrl, 'http://flag/1/q');
+    assert.equal(raw.drain, true);
+  });
+
+  it('treats an empty environment variable as unset', () => {
+    const raw = collectSettings(RUN_SETTINGS, {}, { AWS_REGION: '', SQS_QUEUE_URL: '' });
+    assert.equal(raw.region, 'us-east-1');
+    assert.equal('queueUrl' in raw, false);
+  });
+
+  it('only collects the settings asked for', () => {
+    assert.deepEqual(collectSettings(['region'], { 'queue-url': QUEUE_URL }, { DATABASE_URL }), { region: 'us-east-1' });
+  });
+
+  it('reads AWS_ENDPOINT_URL when AWS_ENDPOINT_URL_SQS is absent or empty', () => {
+    assert.equal(collectSettings(SQS_SETTINGS, {}, { AWS_ENDPOINT_URL: 'http://localhost:4566' }).sqsEndpoint, 'http://localhost:4566');
+    assert.equal(
+      collectSettings(SQS_SETTINGS, {}, { AWS_ENDPOINT_URL_SQS: '', AWS_ENDPOINT_URL: 'http://localhost:4566' }).sqsEndpoint,
+      'http://localhost:4566',
+    );
+  });
+
+  it('prefers AWS_ENDPOINT_URL_SQS over AWS_ENDPOINT_URL, and --sqs-endpoint over both', () => {
+    const env = { AWS_ENDPOINT_URL_SQS: 'http://sqs-only:4566', AWS_ENDPOINT_URL: 'http://general:4566' };
+    assert.equal(collectSettings(SQS_SETTINGS, {}, env).sqsEndpoint, 'http://sqs-only:4566');
+    assert.equal(collectSettings(SQS_SETTINGS, { 'sqs-endpoint': 'http://flag:9324' }, env).sqsEndpoint, 'http://flag:9324');
+  });
+
+  it('leaves the endpoint unset when neither variable is set', () => {
+    assert.equal('sqsEndpoint' in collectSettings(SQS_SETTINGS, {}, {}), false);
+  });
+});
+
+describe('settingLabel', () => {
+  it('names the environment variable and the flag', () => {
+    assert.equal(settingLabel('queueUrl'), 'SQS_QUEUE_URL (--queue-url)');
+    assert.equal(settingLabel('databaseUrl'), 'DATABASE_URL (--database-url)');
+    assert.equal(settingLabel('file'), '--file');
+  });
+});
+
+describe('parseRunConfig: valid configurations', () => {
+  it('parses a minimal environment, with defaults, into typed values', () => {
+    const config = runConfig(BASE_ENV);
+    assert.deepEqual(config.sqs, { queueUrl: QUEUE_URL, region: 'us-east-1', endpoint: undefined });
+    assert.equal(config.databaseUrl, DATABASE_URL);
+    assert.equal(config.piiKey.id, KEY_ID);
+    assert.equal(config.receiveConcurrency, 4);
+    assert.equal(config.waitTimeSeconds, 20);
+    assert.equal(config.pgPoolMax, 10);
+    assert.equal(config.logLevel, 'info');
+    assert.equal(config.drain, false);
+  });
+
+  it('parses a full environment into numbers and booleans', () => {
+    const config = runConfig({
+      ...BASE_ENV,
+      DATABASE_URL: 'postgresql://etl@localhost/logins',
+      AWS_REGION: 'eu-west-1',
+      AWS_ENDPOINT_URL_SQS: 'http://localhost:4566',
+      LOGIN_ETL_RECEIVE_CONCURRENCY: '8',
+      LOGIN_ETL_WAIT_TIME_SECONDS: '1',
+      LOGIN_ETL_PG_POOL_MAX: '100',
+      LOG_LEVEL: 'debug',
+      LOGIN_ETL_DRAIN: 'true',
+    });
+    assert.deepEqual(config.sqs, { queueUrl: QUEUE_URL, region: 'eu-west-1', endpoint: 'http://localhost:4566' });
+    assert.equal(config.databaseUrl, 'postgresql://etl@localhost/logins');
+    assert.equal(config.receiveConcurrency, 8);
+    assert.equal(config.waitTimeSeconds, 1);
+    assert.equal(config.pgPoolMax, 100);
+    assert.equal(config.logLevel, 'debug');
+    assert.equal(config.drain, true);
+  });
+
+  it('lets flags override the environment', () => {
+    const config = runConfig({ ...BASE_ENV, LOGIN_ETL_RECEIVE_CONCURRENCY: '8', LOG_LEVEL: 'debug' }, {
+      'receive-concurrency': '64',
+      'log-level': 'warn',
+      drain: true,
+    });
+    assert.equal(config.receiveConcurrency, 64);
+    assert.equal(config.logLevel, 'warn');
+    assert.equal(config.drain, true);
+  });
+
+  for (const [text, expected] of [
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+  ] as const) {
+    it(`reads LOGIN_ETL_DRAIN=${text} as ${expected}`, () => {
+      assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_DRAIN: text }).drain, expected);
+    });
+  }
+
+  it('reads the key from PII_KEY_FILE, ignoring the trailing newline', () => {
+    const file = join(tempDir, 'key-hex');
+    writeFileSync(file, `${KEY_HEX}\n`, { mode: 0o600 });
+    const config = runConfig({ ...BASE_ENV, PII_KEY: undefined, PII_KEY_FILE: file });
+    assert.equal(config.piiKey.id, KEY_ID);
+  });
+
+  it('reads the key file named by --pii-key-file', () => {
+    const file = join(tempDir, 'key-base64');
+    writeFileSync(file, `${SECRET.toString('base64')}\n`, { mode: 0o600 });
+    const config = runConfig({ ...BASE_ENV, PII_KEY: undefined }, { 'pii-key-file': file });
+    assert.equal(config.piiKey.id, KEY_ID);
+  });
+
+  it('treats an empty PII_KEY as unset when PII_KEY_FILE is given', () => {
+    const file = join(tempDir, 'key-empty-env');
+    writeFileSync(file, KEY_HEX, { mode: 0o600 });
+    assert.equal(runConfig({ ...BASE_ENV, PII_KEY: '', PII_KEY_FILE: file }).piiKey.id, KEY_ID);
+  });
+});
+
+describe('parseRunConfig: invalid configurations', () => {
+  it('requires the queue URL, naming SQS_QUEUE_URL and --queue-url', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, SQS_QUEUE_URL: undefined }));
+    assert.equal(err.setting, 'SQS_QUEUE_URL (--queue-url)');
+    assert.equal(err.message, 'SQS_QUEUE_URL (--queue-url): is required');
+  });
+
+  it('refuses a queue URL that is not http(s)', () => {
+    for (const url of ['ftp://example.com/q', 'not a url', 'localhost:4566/000000000000/q']) {
+      const err = configErrorFrom(() => runConfig({ ...BASE_ENV, SQS_QUEUE_URL: url }));
+      assert.equal(err.message, 'SQS_QUEUE_URL (--queue-url): must be an http or https URL');
+    }
+  });
+
+  it('refuses a region that is not an AWS region', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, AWS_REGION: 'US-EAST-1' }));
+    assert.equal(err.setting, 'AWS_REGION (--region)');
+  });
+
+  it('refuses an endpoint that is not http(s)', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, AWS_ENDPOINT_URL: 'localhost' }));
+    assert.equal(err.setting, 'AWS_ENDPOINT_URL_SQS (--sqs-endpoint)');
+  });
+
+  it('requires DATABASE_URL', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, DATABASE_URL: undefined }));
+    assert.equal(err.message, 'DATABASE_URL (--database-url): is required');
+  });
+
+  it('refuses a DATABASE_URL that is not a postgres URL, without echoing it', () => {
+    for (const url of ['mysql://admin:s3cretPass@db:3306/x', 'postgres//admin:s3cretPass@db/x', 'http://admin:s3cretPass@db/x', 's3cretPass']) {
+      const err = configErrorFrom(() => runConfig({ ...BASE_ENV, DATABASE_URL: url }));
+      assert.equal(err.message, 'DATABASE_URL (--database-url): must be a postgres:// or postgresql:// URL');
+      assert.ok(!err.message.includes('s3cretPass'));
+      assert.ok(!err.message.includes(url));
+    }
+  });
+
+  const badNumbers: [env: string, value: string, message: string][] = [
+    ['LOGIN_ETL_WAIT_TIME_SECONDS', '30', 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be at most 20'],
+    ['LOGIN_ETL_WAIT_TIME_SECONDS', '0', 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be at least 1'],
+    ['LOGIN_ETL_WAIT_TIME_SECONDS', 'abc', 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be a whole number from 1 to 20'],
+    ['LOGIN_ETL_WAIT_TIME_SECONDS', '-1', 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be a whole number from 1 to 20'],
+    ['LOGIN_ETL_WAIT_TIME_SECONDS', '2.5', 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be a whole number from 1 to 20'],
+    ['LOGIN_ETL_RECEIVE_CONCURRENCY', '0', 'LOGIN_ETL_RECEIVE_CONCURRENCY (--receive-concurrency): must be at least 1'],
+    ['LOGIN_ETL_RECEIVE_CONCURRENCY', '65', 'LOGIN_ETL_RECEIVE_CONCURRENCY (--receive-concurrency): must be at most 64'],
+    ['LOGIN_ETL_PG_POOL_MAX', '101', 'LOGIN_ETL_PG_POOL_MAX (--pg-pool-max): must be at most 100'],
+  ];
+  for (const [name, value, message] of badNumbers) {
+    it(`refuses ${name}=${value}`, () => {
+      const err = configErrorFrom(() => runConfig({ ...BASE_ENV, [name]: value }));
+      assert.equal(err.message, message);
+    });
+  }
+
+  it('names the flag when the bad value came from a flag', () => {
+    const err = configErrorFrom(() => runConfig(BASE_ENV, { 'wait-time-seconds': '21' }));
+    assert.equal(err.message, 'LOGIN_ETL_WAIT_TIME_SECONDS (--wait-time-seconds): must be at most 20');
+  });
+
+  it('refuses LOG_LEVEL=loud, listing the levels', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, LOG_LEVEL: 'loud' }));
+    assert.equal(err.message, 'LOG_LEVEL (--log-level): must be one of fatal, error, warn, info, debug, trace, silent');
+  });
+
+  it('refuses LOGIN_ETL_DRAIN=maybe', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, LOGIN_ETL_DRAIN: 'maybe' }));
+    assert.equal(err.setting, 'LOGIN_ETL_DRAIN (--drain)');
+    assert.equal(err.message, 'LOGIN_ETL_DRAIN (--drain): must be true or false');
+  });
+
+  it('requires a PII key', () => {
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: undefined }));
+    assert.equal(err.setting, 'PII_KEY');
+    assert.match(err.message, /^PII_KEY: is required/);
+    assert.ok(err.message.includes('PII_KEY_FILE'));
+  });
+
+  it('refuses PII_KEY and PII_KEY_FILE set together', () => {
+    const file = join(tempDir, 'key-both');
+    writeFileSync(file, KEY_HEX, { mode: 0o600 });
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY_FILE: file }));
+    assert.equal(err.message, 'PII_KEY: set either PII_KEY or PII_KEY_FILE, not both');
+    assert.ok(!err.message.includes(KEY_HEX));
+  });
+
+  it('names PII_KEY_FILE when the key file does not exist', () => {
+    const missing = join(tempDir, 'no-such-key');
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: undefined, PII_KEY_FILE: missing }));
+    assert.equal(err.setting, 'PII_KEY_FILE (--pii-key-file)');
+    assert.equal(err.message, 'PII_KEY_FILE (--pii-key-file): cannot read the key file (ENOENT)');
+  });
+
+  it('refuses a weak key in PII_KEY without echoing it', () => {
+    const weak = 'deadbeefcafe0123';
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: weak }));
+    assert.equal(err.setting, 'PII_KEY');
+    assert.ok(!err.message.includes(weak));
+  });
+
+  it('refuses a weak key in PII_KEY_FILE, naming the file setting and not echoing the key', () => {
+    const file = join(tempDir, 'key-zero');
+    const zeros = '00'.repeat(32);
+    writeFileSync(file, zeros, { mode: 0o600 });
+    const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: undefined, PII_KEY_FILE: file }));
+    assert.equal(err.setting, 'PII_KEY_FILE (--pii-key-file)');
+    assert.match(err.message, /one byte repeated/);
+    assert.ok(!err.message.includes(zeros));
+  });
+});
+
+describe('parseSqsConfig', () => {
+  it('needs only the queue URL, with region defaulting to us-east-1', () => {
+    assert.deepEqual(parseSqsConfig(collectSettings(SQS_SETTINGS, {}, { SQS_QUEUE_URL: QUEUE_URL })), {
+      queueUrl: QUEUE_URL,
+      region: 'us-east-1',
+      endpoint: undefined,
+    });
+  });
+});
