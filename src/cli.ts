@@ -239,9 +239,6 @@ installSignalHandlers(controller);
 main(process.argv.slice(2), process.env, controller.signal).then(
   (code) => {
     process.exitCode = code;
-    // The embedded Postgres package's exit hook ends the process with 0 once the loop is idle;
-    // a failure must still exit with its own code.
-    if (code !== 0) process.exit(code);
   },
   (err: unknown) => {
     process.stderr.write(`login-etl: ${describeError(err)}\n`);

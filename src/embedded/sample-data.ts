@@ -56,7 +56,8 @@ export function generateSampleEvents(options: SampleOptions): SampleEvent[] {
     const ip = repeat?.ip ?? `${1 + int(223)}.${int(256)}.${int(256)}.${int(256)}`;
     const deviceId = repeat?.device_id ?? `${digits(3)}-${digits(2)}-${digits(4)}`;
     seen.push({ ip, device_id: deviceId });
-    const version = random() < 0.25 ? `${int(4)}.${1 + int(99)}` : `${int(4)}.${int(10)}.${int(10)}`;
+    // Two-part versions come written both ways, "0.96" and "6.02", as in the exercise's data.
+    const version = random() < 0.4 ? `${int(10)}.${String(int(100)).padStart(random() < 0.5 ? 2 : 1, '0')}` : `${int(10)}.${int(10)}.${int(10)}`;
     const event = {
       user_id: uuid(),
       app_version: version,

@@ -77,7 +77,7 @@ describe('run --drain on the exercise-shaped data set', () => {
       assert.equal(row.masked_ip, masker.mask('ip', event.ip as string));
       assert.equal(row.masked_device_id, masker.mask('device_id', event.device_id as string));
       assert.equal(row.device_type, event.device_type);
-      const [major, minor = '0', patch = '0'] = (event.app_version as string).split('.');
+      const [major = 0, minor = 0, patch = 0] = (event.app_version as string).split('.').map(Number);
       assert.equal(row.version_text, `${major}.${minor}.${patch}`);
       assert.equal(row.create_date, today);
     }
@@ -111,7 +111,7 @@ describe('run --drain on the exercise-shaped data set', () => {
     const rows = await query<{ reason: string; body: string }>(databaseUrl, 'SELECT reason, body FROM login_etl.rejected_messages ORDER BY reason');
     assert.deepEqual(
       rows.map((r) => r.reason),
-      ['app_version must be up to three dot-separated numbers without leading zeros, minor and patch below 1000', 'body is not valid JSON', 'message expected object, received array'],
+      ['app_version must be up to three dot-separated numbers, such as 2.3.0 or 0.96', 'body is not valid JSON', 'message expected object, received array'],
     );
     const masker = new HmacMasker(key);
     assert.deepEqual(JSON.parse(rows[0]?.body ?? ''), {

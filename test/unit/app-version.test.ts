@@ -33,11 +33,16 @@ describe('encodeAppVersion', () => {
     assert.equal(encodeAppVersion('9999').kind, 'invalid');
   });
 
+  it('reads parts as numbers, as the exercise writes them: "6.02" is 6.2.0, "2.00" is 2.0.0, "2.20" is 2.20.0', () => {
+    assert.equal(encoded('6.02'), 6_002_000);
+    assert.equal(encoded('6.02'), encoded('6.2'));
+    assert.equal(encoded('2.00'), encoded('2.0'));
+    assert.equal(encoded('2.20'), 2_020_000);
+    assert.notEqual(encoded('2.20'), encoded('2.2'));
+    assert.equal(encoded('01.2.03'), 1_002_003);
+  });
+
   const refused = [
-    '1.02', // leading zero in minor
-    '01.2', // leading zero in major
-    '1.2.03', // leading zero in patch
-    '00',
     '1.2.3.4', // four parts
     '2.3.0-beta', // pre-release suffix
     '2.3.0+build',

@@ -188,11 +188,8 @@ describe('transform: rejected messages', () => {
     ['ip with a leading zero', { ip: '01.2.3.4' }, 'ip is not an IPv4 or IPv6 address'],
     ['ip with a zone id', { ip: 'fe80::1%eth0' }, 'ip is not an IPv4 or IPv6 address'],
     ['ip a number', { ip: 3405803783 }, /^ip .*number/],
-    [
-      'app_version with a leading zero',
-      { app_version: '1.02' },
-      'app_version must be up to three dot-separated numbers without leading zeros, minor and patch below 1000',
-    ],
+    ['app_version with a suffix', { app_version: '2.3.0-beta' }, 'app_version must be up to three dot-separated numbers, such as 2.3.0 or 0.96'],
+    ['app_version with a minor of 1000', { app_version: '1.1000' }, 'app_version minor and patch must be below 1000'],
     ['app_version a number', { app_version: 2 }, /^app_version .*number/],
     ['user_id with a NUL', { user_id: 'a\u0000b' }, 'user_id contains a NUL character'],
     ['device_type with a NUL', { device_type: 'ios\u0000' }, 'device_type contains a NUL character'],
@@ -224,7 +221,7 @@ describe('transform: rejected messages', () => {
       loginBody({ device_id: `${DEVICE_ID}-${'x'.repeat(300)}` }),
       loginBody({ device_id: 5551234567 }),
       loginBody({ device_id: `${DEVICE_ID}\u0000` }),
-      loginBody({ app_version: '1.02', ip: IP }),
+      loginBody({ app_version: '1.2.3.4', ip: IP }),
     ];
     for (const body of bodies) {
       const { reason } = reject(body);
