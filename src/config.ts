@@ -86,6 +86,73 @@ export const SETTINGS = {
     default: 'false',
     description: 'Exit 0 once the queue is empty instead of polling until SIGINT/SIGTERM.',
   },
+  visibilityTimeoutSeconds: {
+    flag: 'visibility-timeout-seconds',
+    env: 'LOGIN_ETL_VISIBILITY_TIMEOUT_SECONDS',
+    type: 'string',
+    description: "Visibility timeout asked for on each receive (1-43200); by default the queue's own. Batches still being written are extended at half of it.",
+  },
+  maxInFlightMessages: {
+    flag: 'max-in-flight-messages',
+    env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
+    type: 'string',
+    default: '1000',
+    description: 'Most messages held at once; receiving pauses at this many (10-100000).',
+  },
+  maxInFlightBytes: {
+    flag: 'max-in-flight-bytes',
+    env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
+    type: 'string',
+    default: '67108864',
+    description: 'Most message bytes held at once; receiving pauses above this (1 MiB to 4 GiB).',
+  },
+  maxReceiveCount: {
+    flag: 'max-receive-count',
+    env: 'LOGIN_ETL_MAX_RECEIVE_COUNT',
+    type: 'string',
+    default: '10',
+    description: 'A message received more often than this without being committed is rejected as poison (1-1000).',
+  },
+  deadLetterQueueUrl: {
+    flag: 'dead-letter-queue-url',
+    env: 'LOGIN_ETL_DEAD_LETTER_QUEUE_URL',
+    type: 'string',
+    description: 'Queue that gets every rejected message, body untouched, with the reason as a message attribute.',
+  },
+  shutdownTimeoutSeconds: {
+    flag: 'shutdown-timeout-seconds',
+    env: 'LOGIN_ETL_SHUTDOWN_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '25',
+    description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue (1-3600).',
+  },
+  ledgerRetentionSeconds: {
+    flag: 'ledger-retention-seconds',
+    env: 'LOGIN_ETL_LEDGER_RETENTION_SECONDS',
+    type: 'string',
+    description: "Age after which ledger rows are pruned; by default the queue's message retention period plus one hour.",
+  },
+  pruneIntervalSeconds: {
+    flag: 'prune-interval-seconds',
+    env: 'LOGIN_ETL_PRUNE_INTERVAL_SECONDS',
+    type: 'string',
+    default: '600',
+    description: 'How often the ledger is pruned (10-86400).',
+  },
+  httpPort: {
+    flag: 'http-port',
+    env: 'LOGIN_ETL_HTTP_PORT',
+    type: 'string',
+    default: '8080',
+    description: 'Port of the /healthz and /readyz endpoints; 0 turns the HTTP server off.',
+  },
+  httpHost: {
+    flag: 'http-host',
+    env: 'LOGIN_ETL_HTTP_HOST',
+    type: 'string',
+    default: '0.0.0.0',
+    description: 'Address the HTTP server listens on.',
+  },
   file: {
     flag: 'file',
     type: 'string',
@@ -154,6 +221,16 @@ const fieldSchemas = {
   pgPoolMax: integer(1, 100),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
   drain: bool,
+  visibilityTimeoutSeconds: integer(1, 43_200),
+  maxInFlightMessages: integer(10, 100_000),
+  maxInFlightBytes: integer(1_048_576, 4_294_967_296),
+  maxReceiveCount: integer(1, 1_000),
+  deadLetterQueueUrl: httpUrl,
+  shutdownTimeoutSeconds: integer(1, 3_600),
+  ledgerRetentionSeconds: integer(60, 31_536_000),
+  pruneIntervalSeconds: integer(10, 86_400),
+  httpPort: integer(0, 65_535),
+  httpHost: z.string().min(1),
   file: z.string().min(1),
 } satisfies Record<SettingName, z.ZodType>;
 
@@ -197,6 +274,18 @@ export interface RunConfig {
   readonly pgPoolMax: number;
   readonly logLevel: LogLevel;
   readonly drain: boolean;
+  /** Undefined: use the queue's own visibility timeout. */
+  readonly visibilityTimeoutSeconds: number | undefined;
+  readonly maxInFlightMessages: number;
+  readonly maxInFlightBytes: number;
+  readonly maxReceiveCount: number;
+  readonly deadLetterQueueUrl: string | undefined;
+  readonly shutdownTimeoutSeconds: number;
+  /** Undefined: the queue's message retention period plus an hour. */
+  readonly ledgerRetentionSeconds: number | undefined;
+  readonly pruneIntervalSeconds: number;
+  /** Undefined: no HTTP server. */
+  readonly http: { readonly port: number; readonly host: string } | undefined;
 }
 
 export const RUN_SETTINGS = [
@@ -210,6 +299,16 @@ export const RUN_SETTINGS = [
   'pgPoolMax',
   'logLevel',
   'drain',
+  'visibilityTimeoutSeconds',
+  'maxInFlightMessages',
+  'maxInFlightBytes',
+  'maxReceiveCount',
+  'deadLetterQueueUrl',
+  'shutdownTimeoutSeconds',
+  'ledgerRetentionSeconds',
+  'pruneIntervalSeconds',
+  'httpPort',
+  'httpHost',
 ] as const satisfies readonly SettingName[];
 
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
@@ -255,6 +354,7 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
   const sqs = parseSqsConfig(raw);
   const databaseUrl = required('databaseUrl', raw);
   const piiKey = loadPiiKey(raw, env, true) as PiiKey;
+  const httpPort = required('httpPort', raw);
   return {
     sqs,
     databaseUrl,
@@ -264,5 +364,14 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
     pgPoolMax: required('pgPoolMax', raw),
     logLevel: required('logLevel', raw),
     drain: required('drain', raw),
+    visibilityTimeoutSeconds: parseSetting('visibilityTimeoutSeconds', raw, false),
+    maxInFlightMessages: required('maxInFlightMessages', raw),
+    maxInFlightBytes: required('maxInFlightBytes', raw),
+    maxReceiveCount: required('maxReceiveCount', raw),
+    deadLetterQueueUrl: parseSetting('deadLetterQueueUrl', raw, false),
+    shutdownTimeoutSeconds: required('shutdownTimeoutSeconds', raw),
+    ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
+    pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
+    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw) },
   };
 }

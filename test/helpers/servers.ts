@@ -48,9 +48,24 @@ export async function startServers(): Promise<Servers> {
     },
     queue: (attributes) => sqs.createQueue(unique('q'), attributes),
     async stop() {
+      // pg's Pool.end() resolves before its connections have closed; stopping the server under
+      // them would raise errors in clients no test listens to any more.
+      await waitForNoClients(postgres.url);
       await Promise.all([sqs.stop(), postgres.stop()]);
     },
   };
+}
+
+async function waitForNoClients(url: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const [row] = await query<{ n: number }>(
+      url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+    );
+    if ((row?.n ?? 0) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 export function testKey(): PiiKey {
