@@ -354,11 +354,17 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
   const sqs = parseSqsConfig(raw);
   const databaseUrl = required('databaseUrl', raw);
   const piiKey = loadPiiKey(raw, env, true) as PiiKey;
+  return { sqs, databaseUrl, piiKey, ...parseTuning(raw) };
+}
+
+/** A run config with every tunable setting at its default, for the demo and tests. */
+export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey'>): RunConfig {
+  return { ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
+}
+
+function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey'> {
   const httpPort = required('httpPort', raw);
   return {
-    sqs,
-    databaseUrl,
-    piiKey,
     receiveConcurrency: required('receiveConcurrency', raw),
     waitTimeSeconds: required('waitTimeSeconds', raw),
     pgPoolMax: required('pgPoolMax', raw),

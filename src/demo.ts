@@ -4,7 +4,7 @@
  * `login-queue`, drains it, and shows what landed.
  */
 import pg from 'pg';
-import type { LogLevel } from './config.js';
+import { defaultRunConfig, type LogLevel } from './config.js';
 import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
@@ -44,15 +44,16 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
 
     const summary = await runPipeline(
       {
-        sqs: sqsConfig,
-        databaseUrl: postgres.url,
-        // A throw-away key: the demo's masked values mean nothing outside this run.
-        piiKey: new PiiKey(randomBytes(32)),
-        receiveConcurrency: 4,
+        ...defaultRunConfig({
+          sqs: sqsConfig,
+          databaseUrl: postgres.url,
+          // A throw-away key: the demo's masked values mean nothing outside this run.
+          piiKey: new PiiKey(randomBytes(32)),
+        }),
         waitTimeSeconds: 1,
-        pgPoolMax: 8,
         logLevel: options.logLevel,
         drain: true,
+        http: undefined,
       },
       { log, stop: options.stop, credentials: EMULATOR_CREDENTIALS },
     );

@@ -1,29 +1,44 @@
 /**
  * The pipeline: receive loops that take up to 10 messages from the queue, transform them,
- * commit them in one statement, and only then delete them from the queue.
+ * commit them, and only then delete them from the queue.
  *
  * Deleting after the commit, with the ledger skipping ids already committed, is what makes the
  * end state exact: a crash before the commit loses nothing (the messages reappear), a crash
- * after it duplicates nothing (the redelivered ids are skipped).
+ * after it duplicates nothing (the redelivered ids are skipped). Everything else here keeps
+ * that promise under pressure: visibility heartbeats for slow writes, back-pressure, retries,
+ * splitting a batch around one bad row, poison limits, and a bounded graceful shutdown.
  */
 import { setTimeout as sleepUntil } from 'node:timers/promises';
-import { describeError, SinkError } from './errors.js';
+import { describeError, SinkError, SourceError } from './errors.js';
+import { InFlight } from './in-flight.js';
+import type { Health } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import type { Sink } from './sink/postgres.js';
-import { SQS_MAX_BATCH, type MessageRef, type Queue } from './source/sqs.js';
+import { SQS_MAX_BATCH, type DeadLetterQueue, type MessageRef, type Queue } from './source/sqs.js';
 import type { Masker } from './transform/mask.js';
-import { transform, type QueueMessage } from './transform/transform.js';
+import { reject, transform, type Outcome, type QueueMessage } from './transform/transform.js';
+
+/** SQS keeps a message invisible for at most 12 hours after it was received. */
+export const MAX_VISIBILITY_SECONDS = 43_200;
 
 export interface PipelineOptions {
   readonly receiveConcurrency: number;
   readonly waitTimeSeconds: number;
   /** Stop once the queue reports no visible, in-flight or delayed messages. */
   readonly drain: boolean;
+  /** The visibility timeout messages are received with; heartbeats extend at half of it. */
+  readonly visibilityTimeoutSeconds: number;
+  /** Ask for this visibility timeout on each receive instead of the queue's own. */
+  readonly receiveVisibilityTimeoutSeconds?: number | undefined;
+  readonly maxInFlightMessages?: number;
+  readonly maxInFlightBytes?: number;
+  /** Messages received more often than this without a commit are rejected as poison. */
+  readonly maxReceiveCount?: number;
+  /** After `stop`, time allowed for batches in flight before they are handed back. */
+  readonly shutdownTimeoutMs?: number;
   readonly drainCheckIntervalMs?: number;
   readonly retryBaseDelayMs?: number;
   readonly retryMaxDelayMs?: number;
-  /** Write attempts per batch before its messages are handed back to the queue. */
-  readonly maxWriteAttempts?: number;
 }
 
 export interface PipelineStats {
@@ -34,6 +49,12 @@ export interface PipelineStats {
   batches: number;
   writeFailures: number;
   deleteFailures: number;
+  /** Messages handed back to the queue uncommitted. */
+  released: number;
+  visibilityExtensions: number;
+  /** Rejected because their receive count passed the limit. */
+  poisoned: number;
+  deadLettered: number;
 }
 
 export interface PipelineDeps {
@@ -41,10 +62,12 @@ export interface PipelineDeps {
   readonly sink: Sink;
   readonly masker: Masker;
   readonly log: Logger;
+  readonly deadLetters?: DeadLetterQueue | undefined;
+  readonly health?: Health | undefined;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts; never rejects. */
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   await sleepUntil(ms, undefined, { signal }).catch(() => undefined);
 }
 
@@ -52,6 +75,28 @@ async function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
   return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 20));
 }
+
+/**
+ * What to do after a failure, decided in one place: `retry` the same work later (the
+ * dependency is down or busy), or `release` the messages back to the queue (retrying here
+ * cannot help). Rows Postgres refuses are split out before this is asked.
+ */
+export function classifyFailure(err: unknown): 'retry' | 'release' {
+  return (err instanceof SinkError || err instanceof SourceError) && err.retryable ? 'retry' : 'release';
+}
+
+/** One received batch while it is being handled. */
+interface Batch {
+  readonly messages: readonly QueueMessage[];
+  readonly bytes: number;
+  readonly receivedAtMs: number;
+  /** Ids committed so far; a retry after a partial commit skips them. */
+  readonly committed: Set<string>;
+  /** Ids already sent to the dead-letter queue, so retries do not send them again. */
+  readonly forwarded: Set<string>;
+}
+
+const LAST_ERRORS_KEPT = 10_000;
 
 export class Pipeline {
   readonly stats: PipelineStats = {
@@ -62,118 +107,269 @@ export class Pipeline {
     batches: 0,
     writeFailures: 0,
     deleteFailures: 0,
+    released: 0,
+    visibilityExtensions: 0,
+    poisoned: 0,
+    deadLettered: 0,
   };
   #activeBatches = 0;
-  readonly #options: Required<PipelineOptions>;
+  readonly #options: Required<Omit<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>> & Pick<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>;
+  readonly #inFlight: InFlight;
+  /** Aborted when a graceful stop runs out of time: retries end and batches are handed back. */
+  readonly #hardStop = new AbortController();
+  /** The last failure seen per message id, for the reason of a poison rejection. */
+  readonly #lastErrors = new Map<string, string>();
 
   constructor(
     private readonly deps: PipelineDeps,
     options: PipelineOptions,
   ) {
     this.#options = {
+      maxInFlightMessages: 1_000,
+      maxInFlightBytes: 64 * 1024 * 1024,
+      maxReceiveCount: 10,
+      shutdownTimeoutMs: 25_000,
       drainCheckIntervalMs: 1_000,
       retryBaseDelayMs: 200,
       retryMaxDelayMs: 30_000,
-      maxWriteAttempts: 8,
       ...options,
     };
+    this.#inFlight = new InFlight(this.#options.maxInFlightMessages, this.#options.maxInFlightBytes);
+  }
+
+  /** Messages and bytes held right now. */
+  get inFlight(): { messages: number; bytes: number } {
+    return { messages: this.#inFlight.messages, bytes: this.#inFlight.bytes };
   }
 
   /**
-   * Runs until `stop` aborts (or, with `drain`, until the queue is empty). Batches already
-   * received are finished and acknowledged before it resolves.
+   * Runs until `stop` aborts (or, with `drain`, until the queue is empty). After `stop`, batches
+   * already received get `shutdownTimeoutMs` to commit; what is left is made visible again.
    */
   async run(stop: AbortSignal): Promise<PipelineStats> {
     const receiving = new AbortController();
-    const stopReceiving = () => receiving.abort();
-    stop.addEventListener('abort', stopReceiving, { once: true });
-    if (stop.aborted) receiving.abort();
+    let deadline: NodeJS.Timeout | undefined;
+    const onStop = () => {
+      receiving.abort();
+      deadline = setTimeout(() => this.#hardStop.abort(), this.#options.shutdownTimeoutMs);
+    };
+    if (stop.aborted) onStop();
+    else stop.addEventListener('abort', onStop, { once: true });
     try {
-      const loops = Array.from({ length: this.#options.receiveConcurrency }, () => this.#receiveLoop(receiving.signal, stop));
+      const loops = Array.from({ length: this.#options.receiveConcurrency }, () => this.#receiveLoop(receiving.signal));
       const watcher = this.#options.drain ? this.#watchDrain(receiving) : Promise.resolve();
       await Promise.all(loops);
       receiving.abort();
       await watcher;
       return this.stats;
     } finally {
-      stop.removeEventListener('abort', stopReceiving);
+      stop.removeEventListener('abort', onStop);
+      clearTimeout(deadline);
     }
   }
 
-  async #receiveLoop(receiving: AbortSignal, stop: AbortSignal): Promise<void> {
-    const { queue, log } = this.deps;
+  async #receiveLoop(receiving: AbortSignal): Promise<void> {
+    const { queue, log, health } = this.deps;
     let failures = 0;
     while (!receiving.aborted) {
+      await this.#inFlight.waitForRoom(SQS_MAX_BATCH, receiving);
+      if (receiving.aborted) break;
       let messages: QueueMessage[];
       try {
-        messages = await queue.receive({ maxMessages: SQS_MAX_BATCH, waitTimeSeconds: this.#options.waitTimeSeconds, signal: receiving });
+        messages = await queue.receive({
+          maxMessages: SQS_MAX_BATCH,
+          waitTimeSeconds: this.#options.waitTimeSeconds,
+          visibilityTimeoutSeconds: this.#options.receiveVisibilityTimeoutSeconds,
+          signal: receiving,
+        });
         failures = 0;
+        health?.report('sqs', true);
       } catch (err) {
         if (receiving.aborted) break;
         failures += 1;
         const delayMs = backoffMs(failures, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
+        health?.report('sqs', false, describeError(err));
         log.warn({ err: describeError(err), attempt: failures, delayMs: Math.round(delayMs) }, 'receive failed; backing off');
         await sleep(delayMs, receiving);
         continue;
       }
       if (messages.length === 0) continue;
+      const batch: Batch = {
+        messages,
+        bytes: messages.reduce((sum, m) => sum + Buffer.byteLength(m.body), 0),
+        receivedAtMs: Date.now(),
+        committed: new Set(),
+        forwarded: new Set(),
+      };
       this.#activeBatches += 1;
+      this.#inFlight.add(messages.length, batch.bytes);
       try {
-        await this.#processBatch(messages, stop);
+        await this.#handle(batch);
       } finally {
+        this.#inFlight.remove(messages.length, batch.bytes);
         this.#activeBatches -= 1;
       }
     }
   }
 
-  async #processBatch(messages: QueueMessage[], stop: AbortSignal): Promise<void> {
-    const { sink, masker, log } = this.deps;
+  async #handle(batch: Batch): Promise<void> {
+    const { masker, log } = this.deps;
     const started = performance.now();
-    this.stats.received += messages.length;
-    const outcomes = messages.map((message) => transform(message, masker));
+    this.stats.received += batch.messages.length;
+    const outcomes = batch.messages.map((message) => this.#outcome(message, masker));
     for (const outcome of outcomes) {
       if (outcome.kind === 'rejected') log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
     }
 
+    const heartbeat = new AbortController();
+    const beating = this.#heartbeat(batch, heartbeat.signal);
+    let committed: boolean;
+    try {
+      committed = await this.#commit(batch, outcomes);
+    } finally {
+      heartbeat.abort();
+      await beating;
+    }
+    if (!committed) {
+      this.stats.released += batch.messages.length;
+      await this.#release(batch.messages);
+      return;
+    }
+    this.stats.batches += 1;
+    await this.#acknowledge(batch.messages);
+    log.info({ messages: batch.messages.length, durationMs: Math.round(performance.now() - started) }, 'batch committed');
+  }
+
+  #outcome(message: QueueMessage, masker: Masker): Outcome {
+    if (message.receiveCount > this.#options.maxReceiveCount) {
+      this.stats.poisoned += 1;
+      const last = this.#lastErrors.get(message.messageId);
+      const reason =
+        `received ${message.receiveCount} times without being committed (limit ${this.#options.maxReceiveCount})` +
+        (last === undefined ? '' : `; last error: ${last}`);
+      return reject(message, reason, masker);
+    }
+    return transform(message, masker);
+  }
+
+  /** Writes the batch, retrying transient failures until it commits or a hard stop. */
+  async #commit(batch: Batch, outcomes: readonly Outcome[]): Promise<boolean> {
+    const { log, health } = this.deps;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const result = await sink.write(outcomes);
-        this.stats.written += result.written;
-        this.stats.rejected += result.rejected;
-        this.stats.duplicates += result.duplicates;
-        this.stats.batches += 1;
-        await this.#acknowledge(messages);
-        log.info(
-          { messages: messages.length, ...result, durationMs: Math.round(performance.now() - started) },
-          'batch committed',
-        );
-        return;
+        await this.#write(batch, outcomes);
+        health?.report('postgres', true);
+        return true;
       } catch (err) {
         this.stats.writeFailures += 1;
-        const retryable = err instanceof SinkError && err.retryable;
-        const giveUp = !retryable || attempt >= this.#options.maxWriteAttempts || stop.aborted;
-        log.error({ err: describeError(err), attempt, retryable, messages: messages.length }, giveUp ? 'batch not committed; messages go back to the queue' : 'batch write failed; retrying');
-        if (giveUp) {
-          await this.#release(messages);
-          if (!stop.aborted) await sleep(backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs), stop);
-          return;
+        const reason = describeError(err);
+        for (const message of batch.messages) this.#rememberError(message.messageId, reason);
+        const action = classifyFailure(err);
+        if (action === 'retry') health?.report(err instanceof SourceError ? 'sqs' : 'postgres', false, reason);
+        if (action === 'release' || this.#hardStop.signal.aborted) {
+          log.error({ err: reason, attempt, messages: batch.messages.length }, 'batch not committed; its messages go back to the queue');
+          return false;
         }
-        await sleep(backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs), stop);
+        const delayMs = backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
+        log.warn({ err: reason, attempt, delayMs: Math.round(delayMs), messages: batch.messages.length }, 'batch write failed; retrying');
+        await sleep(delayMs, this.#hardStop.signal);
       }
     }
   }
 
-  /** Deletes committed messages. A failed delete only means a redelivery the ledger will skip. */
-  async #acknowledge(messages: readonly MessageRef[]): Promise<void> {
+  /**
+   * Commits outcomes not committed yet. When Postgres refuses a batch for a reason a retry
+   * cannot fix (a constraint, a narrower column), the batch is split in halves until the rows
+   * it refuses are found; those become rejections carrying the database's reason, and the
+   * others commit.
+   */
+  async #write(batch: Batch, all: readonly Outcome[]): Promise<void> {
+    const outcomes = all.filter((o) => !batch.committed.has(o.message.messageId));
+    if (outcomes.length === 0) return;
+    await this.#forward(batch, outcomes);
     try {
-      const failed = await this.deps.queue.delete(messages);
-      if (failed.length > 0) {
-        this.stats.deleteFailures += failed.length;
-        this.deps.log.warn({ messageIds: failed }, 'delete refused; the ledger will skip these on redelivery');
-      }
+      const result = await this.deps.sink.write(outcomes);
+      this.stats.written += result.written;
+      this.stats.rejected += result.rejected;
+      this.stats.duplicates += result.duplicates;
+      for (const outcome of outcomes) batch.committed.add(outcome.message.messageId);
     } catch (err) {
-      this.stats.deleteFailures += messages.length;
-      this.deps.log.warn({ err: describeError(err), messages: messages.length }, 'delete failed; the ledger will skip these on redelivery');
+      if (!(err instanceof SinkError) || err.retryable) throw err;
+      if (outcomes.length > 1) {
+        const middle = Math.ceil(outcomes.length / 2);
+        await this.#write(batch, outcomes.slice(0, middle));
+        await this.#write(batch, outcomes.slice(middle));
+        return;
+      }
+      const [only] = outcomes;
+      // A rejection that cannot be stored has nowhere left to go: hand it back to the queue.
+      if (only === undefined || only.kind === 'rejected') throw err;
+      this.deps.log.warn({ messageId: only.message.messageId, err: err.message }, 'row refused by Postgres; rejecting it');
+      await this.#write(batch, [reject(only.message, err.message, this.deps.masker)]);
+    }
+  }
+
+  /** Sends rejections to the dead-letter queue before they are committed and deleted. */
+  async #forward(batch: Batch, outcomes: readonly Outcome[]): Promise<void> {
+    const { deadLetters } = this.deps;
+    if (deadLetters === undefined) return;
+    const letters = outcomes.flatMap((o) =>
+      o.kind === 'rejected' && !batch.forwarded.has(o.message.messageId)
+        ? [{ messageId: o.message.messageId, body: o.message.body, reason: o.reason }]
+        : [],
+    );
+    if (letters.length === 0) return;
+    await deadLetters.forward(letters);
+    for (const letter of letters) batch.forwarded.add(letter.messageId);
+    this.stats.deadLettered += letters.length;
+  }
+
+  /**
+   * Keeps the batch invisible while it is being written: at half the visibility timeout, extend
+   * it by the timeout again, never past SQS's 12 hours from the receive.
+   */
+  async #heartbeat(batch: Batch, done: AbortSignal): Promise<void> {
+    const { queue, log } = this.deps;
+    const timeoutSeconds = this.#options.visibilityTimeoutSeconds;
+    while (!done.aborted) {
+      await sleep(Math.max(250, timeoutSeconds * 500), done);
+      if (done.aborted) return;
+      const elapsedSeconds = Math.ceil((Date.now() - batch.receivedAtMs) / 1000);
+      const extendSeconds = Math.min(timeoutSeconds, MAX_VISIBILITY_SECONDS - elapsedSeconds);
+      if (extendSeconds <= 0) {
+        log.warn({ messages: batch.messages.length }, 'batch reached the 12-hour visibility limit; SQS may deliver it again');
+        return;
+      }
+      try {
+        const pending = batch.messages.filter((m) => !batch.committed.has(m.messageId));
+        const failed = await queue.changeVisibility(pending, extendSeconds);
+        this.stats.visibilityExtensions += pending.length - failed.length;
+        if (failed.length > 0) log.warn({ messageIds: failed }, 'visibility extension refused');
+      } catch (err) {
+        log.warn({ err: describeError(err) }, 'visibility extension failed');
+      }
+    }
+  }
+
+  /** Deletes committed messages. A delete that still fails only means a redelivery the ledger skips. */
+  async #acknowledge(messages: readonly MessageRef[]): Promise<void> {
+    const { queue, log } = this.deps;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const failed = await queue.delete(messages);
+        if (failed.length > 0) {
+          this.stats.deleteFailures += failed.length;
+          log.warn({ messageIds: failed }, 'delete refused; the ledger will skip these on redelivery');
+        }
+        return;
+      } catch (err) {
+        if (classifyFailure(err) === 'release' || attempt >= 3) {
+          this.stats.deleteFailures += messages.length;
+          log.warn({ err: describeError(err), messages: messages.length }, 'delete failed; the ledger will skip these on redelivery');
+          return;
+        }
+        await sleep(backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs), this.#hardStop.signal);
+      }
     }
   }
 
@@ -183,6 +379,15 @@ export class Pipeline {
       await this.deps.queue.changeVisibility(messages, 0);
     } catch (err) {
       this.deps.log.warn({ err: describeError(err) }, 'could not release messages; they reappear when their visibility timeout ends');
+    }
+  }
+
+  #rememberError(messageId: string, reason: string): void {
+    this.#lastErrors.delete(messageId);
+    this.#lastErrors.set(messageId, reason);
+    if (this.#lastErrors.size > LAST_ERRORS_KEPT) {
+      const oldest = this.#lastErrors.keys().next();
+      if (!oldest.done) this.#lastErrors.delete(oldest.value);
     }
   }
 

@@ -1,66 +1,153 @@
 /**
  * The composition root of `run`: builds the clients from the parsed config, prepares the
- * database, runs the pipeline, and releases everything in reverse order.
+ * database, runs the pipeline with its helpers (health endpoints, dependency monitor, ledger
+ * pruning), and releases everything in reverse order.
  */
+import type pg from 'pg';
 import type { RunConfig } from './config.js';
 import { describeError, SourceError } from './errors.js';
+import { Health } from './observability/health.js';
+import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
-import { Pipeline, type PipelineStats } from './pipeline.js';
+import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
-import { createSqsClient, SqsQueue, type StaticCredentials } from './source/sqs.js';
+import { pruneLedger } from './sink/prune.js';
+import { createSqsClient, SqsDeadLetterQueue, SqsQueue, type QueueSettings, type StaticCredentials } from './source/sqs.js';
 import { HmacMasker } from './transform/mask.js';
 
 export interface RunOptions {
   readonly log: Logger;
-  /** Aborting it stops receiving; batches in flight are finished. */
+  /** Aborting it stops receiving; batches in flight get the shutdown timeout to finish. */
   readonly stop: AbortSignal;
   /** Only for the embedded emulator; real deployments use the SDK's credential chain. */
   readonly credentials?: StaticCredentials;
+  /** Called once the HTTP server listens, with its port. */
+  readonly onListening?: (port: number) => void;
 }
 
 export interface RunSummary extends PipelineStats {
   readonly elapsedMs: number;
 }
 
+/** Fallbacks when the queue's attributes cannot be read at start-up: SQS's own defaults. */
+const DEFAULT_QUEUE_SETTINGS: QueueSettings = { visibilityTimeoutSeconds: 30, retentionSeconds: 345_600 };
+const MONITOR_INTERVAL_MS = 5_000;
+
 export async function runPipeline(config: RunConfig, options: RunOptions): Promise<RunSummary> {
   const { log } = options;
   const started = performance.now();
-  const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log });
-  const sqs = createSqsClient(config.sqs, {
-    maxSockets: config.receiveConcurrency * 2 + 4,
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-  });
+  const release: (() => Promise<void> | void)[] = [];
   try {
+    const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log });
+    release.push(() => pool.end());
+    const sqs = createSqsClient(config.sqs, {
+      maxSockets: config.receiveConcurrency * 2 + 4,
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    });
+    release.push(() => sqs.destroy());
+
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const queue = new SqsQueue(sqs, config.sqs.queueUrl);
-    await checkQueue(queue, log);
+    const queueSettings = await readQueueSettings(queue, log);
+    const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
+
+    const health = new Health();
+    if (config.http !== undefined) {
+      const server = await startHttpServer(health, config.http);
+      release.push(() => server.close());
+      options.onListening?.(server.port);
+      log.info({ port: server.port }, 'serving /healthz and /readyz');
+    }
+    const background = new AbortController();
+    const helpers = [
+      monitor(pool, queue, health, log, background.signal),
+      pruneEvery(pool, config, queueSettings, log, background.signal),
+    ];
+    // Released in reverse: abort the helpers, then wait for them.
+    release.push(() => Promise.all(helpers).then(() => undefined));
+    release.push(() => background.abort());
+
     const masker = new HmacMasker(config.piiKey);
+    const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
     log.info(
-      { receiveConcurrency: config.receiveConcurrency, waitTimeSeconds: config.waitTimeSeconds, drain: config.drain, keyId: masker.keyId },
+      {
+        receiveConcurrency: config.receiveConcurrency,
+        waitTimeSeconds: config.waitTimeSeconds,
+        visibilityTimeoutSeconds,
+        drain: config.drain,
+        deadLetterQueue: deadLetters !== undefined,
+        keyId: masker.keyId,
+      },
       'pipeline started',
     );
     const pipeline = new Pipeline(
-      { queue, sink: new PgSink(pool), masker, log },
-      { receiveConcurrency: config.receiveConcurrency, waitTimeSeconds: config.waitTimeSeconds, drain: config.drain },
+      { queue, sink: new PgSink(pool), masker, log, deadLetters, health },
+      {
+        receiveConcurrency: config.receiveConcurrency,
+        waitTimeSeconds: config.waitTimeSeconds,
+        drain: config.drain,
+        visibilityTimeoutSeconds,
+        receiveVisibilityTimeoutSeconds: config.visibilityTimeoutSeconds,
+        maxInFlightMessages: config.maxInFlightMessages,
+        maxInFlightBytes: config.maxInFlightBytes,
+        maxReceiveCount: config.maxReceiveCount,
+        shutdownTimeoutMs: config.shutdownTimeoutSeconds * 1000,
+      },
     );
     const stats = await pipeline.run(options.stop);
     const summary = { ...stats, elapsedMs: Math.round(performance.now() - started) };
     log.info(summary, 'pipeline stopped');
     return summary;
   } finally {
-    sqs.destroy();
-    await pool.end();
+    for (const step of release.reverse()) await step();
   }
 }
 
-/** Fails fast when the queue can never be read (no credentials, no such queue, no permission). */
-async function checkQueue(queue: SqsQueue, log: Logger): Promise<void> {
+/** The queue's visibility timeout and retention; fails fast when the queue can never be read. */
+async function readQueueSettings(queue: SqsQueue, log: Logger): Promise<QueueSettings> {
   try {
-    await queue.depth();
+    return await queue.settings();
   } catch (err) {
     if (err instanceof SourceError && !err.retryable) throw err;
     log.warn({ err: describeError(err) }, 'queue not reachable yet; receive loops will keep trying');
+    return DEFAULT_QUEUE_SETTINGS;
+  }
+}
+
+/** Probes both dependencies every few seconds, so readiness follows them even when idle. */
+async function monitor(pool: pg.Pool, queue: SqsQueue, health: Health, log: Logger, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await sleep(MONITOR_INTERVAL_MS, signal);
+    if (signal.aborted) return;
+    await Promise.all([
+      pool.query('SELECT 1').then(
+        () => health.report('postgres', true),
+        (err: unknown) => health.report('postgres', false, describeError(err)),
+      ),
+      queue.depth().then(
+        (depth) => {
+          health.report('sqs', true);
+          log.debug({ ...depth }, 'queue depth');
+        },
+        (err: unknown) => health.report('sqs', false, describeError(err)),
+      ),
+    ]);
+  }
+}
+
+/** Prunes the ledger at start-up and then every `pruneIntervalSeconds`. */
+async function pruneEvery(pool: pg.Pool, config: RunConfig, queue: QueueSettings, log: Logger, signal: AbortSignal): Promise<void> {
+  // Rows younger than the queue's retention can still meet a redelivery; the hour covers clock skew.
+  const olderThanSeconds = config.ledgerRetentionSeconds ?? queue.retentionSeconds + 3_600;
+  while (!signal.aborted) {
+    try {
+      const pruned = await pruneLedger(pool, { olderThanSeconds, signal });
+      if (pruned !== null && pruned > 0) log.info({ pruned, olderThanSeconds }, 'ledger pruned');
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'ledger pruning failed; trying again later');
+    }
+    await sleep(config.pruneIntervalSeconds * 1000, signal);
   }
 }

@@ -47,9 +47,11 @@ export class PgSink implements Sink {
       return await writeBatch(this.pool, outcomes);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      // Postgres error messages can quote a failing value; keep only the code and a generic text.
-      const detail = typeof code === 'string' ? `SQLSTATE ${code}` : err instanceof Error ? err.message : String(err);
-      throw new SinkError(`Postgres write failed (${detail})`, { cause: err, retryable: isRetryablePgError(err) });
+      // The message, not the detail: Postgres puts the failing row's values in `detail`. The
+      // values written are masked or validated already, but the detail is still left out.
+      const message = err instanceof Error ? err.message : String(err);
+      const text = typeof code === 'string' ? `${message} (SQLSTATE ${code})` : message;
+      throw new SinkError(`Postgres refused the write: ${text}`, { cause: err, retryable: isRetryablePgError(err) });
     }
   }
 }

@@ -7,6 +7,7 @@ import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
+  SendMessageBatchCommand,
   SQSClient,
   type Message,
 } from '@aws-sdk/client-sqs';
@@ -31,15 +32,46 @@ export interface QueueDepth {
   readonly delayed: number;
 }
 
+export interface QueueSettings {
+  readonly visibilityTimeoutSeconds: number;
+  readonly retentionSeconds: number;
+}
+
+export interface ReceiveOptions {
+  readonly maxMessages: number;
+  readonly waitTimeSeconds: number;
+  /** Overrides the queue's visibility timeout for these messages. */
+  readonly visibilityTimeoutSeconds?: number | undefined;
+  readonly signal: AbortSignal;
+}
+
 /** What the pipeline needs from a queue. */
 export interface Queue {
-  receive(options: { maxMessages: number; waitTimeSeconds: number; signal: AbortSignal }): Promise<QueueMessage[]>;
+  receive(options: ReceiveOptions): Promise<QueueMessage[]>;
   /** Deletes messages; resolves with the ids SQS refused to delete. */
   delete(messages: readonly MessageRef[]): Promise<string[]>;
   /** Sets the visibility timeout of messages; resolves with the ids SQS refused. */
   changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]>;
   depth(): Promise<QueueDepth>;
+  settings(): Promise<QueueSettings>;
 }
+
+/** A rejected message on its way to the dead-letter queue. */
+export interface DeadLetter {
+  readonly messageId: string;
+  /** The original body, untouched. */
+  readonly body: string;
+  readonly reason: string;
+}
+
+/** Where rejected messages are forwarded, when a dead-letter queue is configured. */
+export interface DeadLetterQueue {
+  forward(letters: readonly DeadLetter[]): Promise<void>;
+}
+
+/** Message attributes of a forwarded message; SQS caps an attribute value at 256 KiB. */
+export const DEAD_LETTER_REASON_ATTRIBUTE = 'login_etl_reason';
+export const DEAD_LETTER_MESSAGE_ID_ATTRIBUTE = 'login_etl_message_id';
 
 const AWS_HOST = /(^|\.)amazonaws\.com(\.cn)?$|(^|\.)api\.aws$/;
 
@@ -116,13 +148,14 @@ export class SqsQueue implements Queue {
     private readonly queueUrl: string,
   ) {}
 
-  async receive(options: { maxMessages: number; waitTimeSeconds: number; signal: AbortSignal }): Promise<QueueMessage[]> {
-    const response = await this.call('ReceiveMessage', () =>
+  async receive(options: ReceiveOptions): Promise<QueueMessage[]> {
+    const response = await callSqs('ReceiveMessage', () =>
       this.client.send(
         new ReceiveMessageCommand({
           QueueUrl: this.queueUrl,
           MaxNumberOfMessages: options.maxMessages,
           WaitTimeSeconds: options.waitTimeSeconds,
+          ...(options.visibilityTimeoutSeconds === undefined ? {} : { VisibilityTimeout: options.visibilityTimeoutSeconds }),
           MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
         }),
         { abortSignal: options.signal },
@@ -134,7 +167,7 @@ export class SqsQueue implements Queue {
   async delete(messages: readonly MessageRef[]): Promise<string[]> {
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
-      const response = await this.call('DeleteMessageBatch', () =>
+      const response = await callSqs('DeleteMessageBatch', () =>
         this.client.send(
           new DeleteMessageBatchCommand({
             QueueUrl: this.queueUrl,
@@ -153,7 +186,7 @@ export class SqsQueue implements Queue {
   async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
-      const response = await this.call('ChangeMessageVisibilityBatch', () =>
+      const response = await callSqs('ChangeMessageVisibilityBatch', () =>
         this.client.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: this.queueUrl,
@@ -170,7 +203,7 @@ export class SqsQueue implements Queue {
   }
 
   async depth(): Promise<QueueDepth> {
-    const response = await this.call('GetQueueAttributes', () =>
+    const response = await callSqs('GetQueueAttributes', () =>
       this.client.send(
         new GetQueueAttributesCommand({
           QueueUrl: this.queueUrl,
@@ -186,15 +219,63 @@ export class SqsQueue implements Queue {
     };
   }
 
-  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    try {
-      return await send();
-    } catch (err) {
-      if (err instanceof Error && err.name === 'AbortError') throw err;
-      throw new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
-        cause: err,
-        retryable: isRetryableSqsError(err),
-      });
+  async settings(): Promise<QueueSettings> {
+    const response = await callSqs('GetQueueAttributes', () =>
+      this.client.send(
+        new GetQueueAttributesCommand({ QueueUrl: this.queueUrl, AttributeNames: ['VisibilityTimeout', 'MessageRetentionPeriod'] }),
+      ),
+    );
+    return {
+      visibilityTimeoutSeconds: Number(response.Attributes?.VisibilityTimeout ?? 30),
+      retentionSeconds: Number(response.Attributes?.MessageRetentionPeriod ?? 345_600),
+    };
+  }
+
+}
+
+/** Wraps an SDK call so that its failure is a SourceError that says whether to retry. */
+async function callSqs<T>(operation: string, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    if (err instanceof Error && err.name === 'AbortError') throw err;
+    throw new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+      retryable: isRetryableSqsError(err),
+    });
+  }
+}
+
+export class SqsDeadLetterQueue implements DeadLetterQueue {
+  constructor(
+    private readonly client: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async forward(letters: readonly DeadLetter[]): Promise<void> {
+    for (const batch of chunks(letters, SQS_MAX_BATCH)) {
+      const response = await callSqs('SendMessageBatch (dead-letter queue)', () =>
+        this.client.send(
+          new SendMessageBatchCommand({
+            QueueUrl: this.queueUrl,
+            Entries: batch.map((letter, i) => ({
+              Id: String(i),
+              MessageBody: letter.body,
+              MessageAttributes: {
+                [DEAD_LETTER_REASON_ATTRIBUTE]: { DataType: 'String', StringValue: letter.reason.slice(0, 4096) },
+                [DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]: { DataType: 'String', StringValue: letter.messageId },
+              },
+            })),
+          }),
+        ),
+      );
+      const failed = response.Failed ?? [];
+      if (failed.length > 0) {
+        throw new SourceError(`dead-letter queue refused ${failed.length} message(s): ${failed[0]?.Code ?? 'unknown'}`, {
+          cause: failed,
+          retryable: !failed.every((f) => f.SenderFault),
+        });
+      }
     }
   }
 }

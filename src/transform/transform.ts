@@ -63,7 +63,8 @@ export function transform(message: QueueMessage, masker: Masker): Outcome {
   };
 }
 
-function reject(message: QueueMessage, reason: string, masker: Masker): Outcome {
+/** A rejection of `message` for `reason`, its body kept with PII masked. */
+export function reject(message: QueueMessage, reason: string, masker: Masker): Extract<Outcome, { kind: 'rejected' }> {
   return { kind: 'rejected', message, reason, maskedBody: maskBody(message.body, masker) };
 }
 

@@ -24,7 +24,7 @@ interface Result {
 /** Runs the CLI with only the given environment (plus PATH), like a user's shell would. */
 async function cli(args: string[], env: Record<string, string> = {}, input?: string): Promise<Result> {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', LOGIN_ETL_HTTP_PORT: '0', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -166,7 +166,7 @@ describe('login-etl send, migrate, keygen and generate', () => {
     const databaseUrl = await servers.database();
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
     assert.equal(migrated.code, 0, migrated.stderr);
-    assert.equal(migrated.stdout, 'applied 001_login_etl.sql\n');
+    assert.equal(migrated.stdout, 'applied 001_login_etl.sql, 002_ledger_retention.sql\n');
     assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');

@@ -32,6 +32,7 @@ class LosingDeletes implements Queue {
   receive = (o: Parameters<Queue['receive']>[0]) => this.inner.receive(o);
   changeVisibility = (m: readonly MessageRef[], s: number) => this.inner.changeVisibility(m, s);
   depth = () => this.inner.depth();
+  settings = () => this.inner.settings();
   async delete(messages: readonly MessageRef[]): Promise<string[]> {
     if (this.lose > 0) {
       this.lose -= 1;
@@ -57,7 +58,7 @@ describe('exactly once in the table', () => {
       await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'redelivered' })]);
       const pipeline = new Pipeline(
         { queue: new LosingDeletes(queue, 1), sink: new PgSink(pool), masker: new HmacMasker(testKey()), log: silentLog },
-        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200 },
+        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 1 },
       );
 
       const stats = await pipeline.run(AbortSignal.timeout(30_000));
@@ -93,29 +94,53 @@ describe('exactly once in the table', () => {
     }
   });
 
-  test('a batch that cannot be committed is not deleted: it goes back to the queue and lands later', async () => {
+  /** The real sink, failing its first `n` writes with `error()`. */
+  function failingFirst(real: Sink, n: number, error: () => Error): Sink {
+    let failures = n;
+    return {
+      async write(outcomes: readonly Outcome[]) {
+        if (failures > 0) {
+          failures -= 1;
+          throw error();
+        }
+        return await real.write(outcomes);
+      },
+    };
+  }
+
+  test('a transient write failure is retried while the batch is held: no redelivery, no loss', async () => {
+    const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
+    try {
+      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'retried' })]);
+      const connectionLost = () => new SinkError('Postgres refused the write: Connection terminated', { cause: new Error('x'), retryable: true });
+      const pipeline = new Pipeline(
+        { queue, sink: failingFirst(new PgSink(pool), 2, connectionLost), masker: new HmacMasker(testKey()), log: silentLog },
+        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
+      );
+
+      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+
+      assert.deepEqual([stats.writeFailures, stats.received, stats.written, stats.released], [2, 1, 1, 0]);
+      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'retried'`)).length, 1);
+      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+    } finally {
+      await close();
+    }
+  });
+
+  test('a batch that fails for an unknown reason is not deleted: it goes back to the queue at once and lands later', async () => {
     const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
     try {
       await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'late' })]);
-      let failures = 1;
-      const real = new PgSink(pool);
-      const flaky: Sink = {
-        async write(outcomes: readonly Outcome[]) {
-          if (failures > 0) {
-            failures -= 1;
-            throw new SinkError('Postgres write failed (SQLSTATE 23514)', { cause: new Error('check violation'), retryable: false });
-          }
-          return await real.write(outcomes);
-        },
-      };
       const pipeline = new Pipeline(
-        { queue, sink: flaky, masker: new HmacMasker(testKey()), log: silentLog },
-        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10 },
+        { queue, sink: failingFirst(new PgSink(pool), 1, () => new TypeError('unexpected')), masker: new HmacMasker(testKey()), log: silentLog },
+        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
       );
 
       const stats = await pipeline.run(AbortSignal.timeout(30_000));
 
       assert.equal(stats.writeFailures, 1);
+      assert.equal(stats.released, 1);
       assert.equal(stats.received, 2, 'released at once (visibility 0), not after the 30 s timeout');
       assert.equal(stats.written, 1);
       assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'late'`)).length, 1);
@@ -131,8 +156,8 @@ describe('exactly once in the table', () => {
     try {
       const reports = await Promise.all(pools.map((pool) => migrate(pool)));
       assert.equal(reports.filter((r) => r.applied.length > 0).length, 1);
-      const versions = await query<{ version: number }>(databaseUrl, 'SELECT version FROM login_etl.schema_migrations');
-      assert.deepEqual(versions, [{ version: 1 }]);
+      const versions = await query<{ version: number }>(databaseUrl, 'SELECT version FROM login_etl.schema_migrations ORDER BY version');
+      assert.deepEqual(versions, [{ version: 1 }, { version: 2 }]);
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { runPipeline } from '../../src/run.js';
 import { HmacMasker } from '../../src/transform/mask.js';
-import type { RunConfig } from '../../src/config.js';
+import { defaultRunConfig, type RunConfig } from '../../src/config.js';
 import type { PiiKey } from '../../src/transform/key.js';
 import { silentLog } from '../helpers/fixtures.js';
 import { dumpAllTables, query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
@@ -21,14 +21,12 @@ after(async () => {
 
 function config(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides: Partial<RunConfig> = {}): RunConfig {
   return {
-    sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint },
-    databaseUrl,
-    piiKey,
-    receiveConcurrency: 4,
+    ...defaultRunConfig({ sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint }, databaseUrl, piiKey }),
     waitTimeSeconds: 1,
     pgPoolMax: 5,
     logLevel: 'silent',
     drain: true,
+    http: undefined,
     ...overrides,
   };
 }

@@ -44,6 +44,13 @@ describe('collectSettings', () => {
       pgPoolMax: '10',
       logLevel: 'info',
       drain: 'false',
+      maxInFlightMessages: '1000',
+      maxInFlightBytes: '67108864',
+      maxReceiveCount: '10',
+      shutdownTimeoutSeconds: '25',
+      pruneIntervalSeconds: '600',
+      httpPort: '8080',
+      httpHost: '0.0.0.0',
     });
   });
 

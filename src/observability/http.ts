@@ -1,0 +1,40 @@
+/**
+ * The HTTP side of `run`: `/healthz` (the process is alive and serving) and `/readyz` (Postgres and
+ * SQS answered the last time they were used: 200, or 503 while either is unreachable).
+ */
+import { createServer, type Server } from 'node:http';
+import type { Health } from './health.js';
+
+export interface HttpServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(health: Health, options: { host: string; port: number }): Promise<HttpServer> {
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    const send = (status: number, body: unknown) => {
+      response.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+    };
+    if (request.method !== 'GET' && request.method !== 'HEAD') return send(405, { error: 'method not allowed' });
+    if (path === '/healthz') return send(200, { ok: true });
+    if (path === '/readyz') {
+      const state = health.snapshot();
+      return send(state.ready ? 200 : 503, state);
+    }
+    return send(404, { error: 'not found' });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : options.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
