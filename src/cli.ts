@@ -24,7 +24,8 @@ import { runPipeline } from './run.js';
 import { openLines, sendLines } from './send.js';
 import { migrate } from './sink/migrate.js';
 import { createSqsClient } from './source/sqs.js';
-import { generateKeyText } from './transform/key.js';
+import { generateKeyText, generateVaultKey, KEY_ID_PATTERN } from './transform/key.js';
+import { MASK_MODES } from './transform/mask.js';
 
 interface ExtraOption {
   readonly type: 'string' | 'boolean';
@@ -121,10 +122,27 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   keygen: {
-    summary: 'Print a fresh random 32-byte PII key (base64), for PII_KEY or PII_KEY_FILE.',
+    summary: 'Print a fresh PII key: for hmac and siv a random 32-byte secret (base64); for vault a key ring entry for the pipeline and one for key holders.',
     settings: [],
-    async action() {
-      out(generateKeyText());
+    extra: {
+      mode: { type: 'string', default: 'hmac', description: 'Masking mode the key is for: hmac, siv or vault.' },
+      id: { type: 'string', description: 'Key id of a vault key (1 to 16 letters, digits, . _ -). Default: derived from the secret.' },
+    },
+    async action({ flags }) {
+      const mode = flags.mode;
+      if (typeof mode !== 'string' || !(MASK_MODES as readonly string[]).includes(mode)) {
+        throw new ConfigError('--mode', `must be one of ${MASK_MODES.join(', ')}`);
+      }
+      const id = flags.id;
+      if (id !== undefined && (typeof id !== 'string' || !KEY_ID_PATTERN.test(id))) {
+        throw new ConfigError('--id', 'must be 1 to 16 letters, digits, dots, dashes or underscores');
+      }
+      if (mode !== 'vault') {
+        out(generateKeyText());
+        return 0;
+      }
+      // The pipeline's entry has the public key only; the holder's adds the private key.
+      out(JSON.stringify(generateVaultKey(id), null, 2));
       return 0;
     },
   },

@@ -48,6 +48,7 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
         databaseUrl: postgres.url,
         // A throw-away key: the demo's masked values mean nothing outside this run.
         piiKey: new PiiKey(randomBytes(32)),
+        maskMode: 'hmac',
         receiveConcurrency: 4,
         waitTimeSeconds: 1,
         pgPoolMax: 8,

@@ -9,7 +9,7 @@ import { Pipeline, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { createSqsClient, SqsQueue, type StaticCredentials } from './source/sqs.js';
-import { HmacMasker } from './transform/mask.js';
+import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
   readonly log: Logger;
@@ -36,9 +36,16 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const queue = new SqsQueue(sqs, config.sqs.queueUrl);
     await checkQueue(queue, log);
-    const masker = new HmacMasker(config.piiKey);
+    for (const warning of config.keyWarnings ?? []) log.warn(warning);
+    const masker = await createMasker(config.maskMode, config.piiKey);
     log.info(
-      { receiveConcurrency: config.receiveConcurrency, waitTimeSeconds: config.waitTimeSeconds, drain: config.drain, keyId: masker.keyId },
+      {
+        receiveConcurrency: config.receiveConcurrency,
+        waitTimeSeconds: config.waitTimeSeconds,
+        drain: config.drain,
+        maskMode: masker.mode,
+        keyId: masker.keyId,
+      },
       'pipeline started',
     );
     const pipeline = new Pipeline(

@@ -24,6 +24,7 @@ function config(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides
     sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint },
     databaseUrl,
     piiKey,
+    maskMode: 'hmac',
     receiveConcurrency: 4,
     waitTimeSeconds: 1,
     pgPoolMax: 5,
