@@ -218,6 +218,16 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
   });
 });
 
+test('--help of every key-using command names the settings, never a key value', async () => {
+  const secret = generateKeyText();
+  for (const command of ['run', 'unmask', 'rekey', 'keygen']) {
+    const result = await cli([command, '--help'], { PII_KEY: secret, PII_KEYS: JSON.stringify([{ id: 'k', secret }]) });
+    assert.equal(result.code, 0);
+    assert.ok(!result.stdout.includes(secret), `${command} --help shows the key`);
+    if (command !== 'keygen') assert.match(result.stdout, /PII_KEYS_FILE/);
+  }
+});
+
 describe('rotation with rekey', () => {
   for (const mode of ['siv', 'vault'] as const) {
     test(`${mode}: new rows carry the new key id; rekey rewrites old values while run works, and duplicates match again`, async () => {
