@@ -3,14 +3,19 @@
  * The command line: turns argv into a command, and failures into exit codes
  * (0 done, 1 failure at run time, 2 bad usage or configuration). No pipeline logic lives here.
  */
+import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import {
+  assertKeysFitMode,
   collectSettings,
+  loadKeyRing,
+  type LoadedKeys,
   parseRunConfig,
   parseSetting,
   parseSqsConfig,
   RUN_SETTINGS,
+  settingLabel,
   SETTINGS,
   SQS_SETTINGS,
   type SettingName,
@@ -20,11 +25,14 @@ import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
+import { rekey } from './rekey.js';
 import { runPipeline } from './run.js';
+import { unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
 import { openLines, sendLines } from './send.js';
 import { migrate } from './sink/migrate.js';
 import { createSqsClient } from './source/sqs.js';
-import { generateKeyText } from './transform/key.js';
+import { generateKeyText, generateVaultKey, KEY_ID_PATTERN } from './transform/key.js';
+import { MASK_MODES } from './transform/mask.js';
 
 interface ExtraOption {
   readonly type: 'string' | 'boolean';
@@ -36,16 +44,29 @@ interface Command {
   readonly summary: string;
   readonly settings: readonly SettingName[];
   readonly extra?: Record<string, ExtraOption>;
+  /** Takes operands after the options (unmask's values). */
+  readonly positionals?: boolean;
   readonly action: (context: CommandContext) => Promise<number>;
 }
 
 interface CommandContext {
   readonly flags: Record<string, string | boolean | undefined>;
+  readonly positionals: readonly string[];
   readonly env: NodeJS.ProcessEnv;
   readonly stop: AbortSignal;
 }
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`login-etl: ${line}\n`);
+
+const KEY_RING_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
+
+/** The key ring of unmask and rekey; findings such as a readable key file go to stderr. */
+function keysFor(raw: ReturnType<typeof collectSettings>, env: NodeJS.ProcessEnv): LoadedKeys {
+  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  for (const warning of keys.warnings) err(`warning: ${warning}`);
+  return keys;
+}
 
 function wholeNumber(flag: string, value: string | boolean | undefined, min: number, max: number): number {
   const n = Number(value);
@@ -121,11 +142,101 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   keygen: {
-    summary: 'Print a fresh random 32-byte PII key (base64), for PII_KEY or PII_KEY_FILE.',
+    summary: 'Print a fresh PII key: for hmac and siv a random 32-byte secret (base64); for vault a key ring entry for the pipeline and one for key holders.',
     settings: [],
-    async action() {
-      out(generateKeyText());
+    extra: {
+      mode: { type: 'string', default: 'hmac', description: 'Masking mode the key is for: hmac, siv or vault.' },
+      id: { type: 'string', description: 'Key id of a vault key (1 to 16 letters, digits, . _ -). Default: derived from the secret.' },
+    },
+    async action({ flags }) {
+      const mode = flags.mode;
+      if (typeof mode !== 'string' || !(MASK_MODES as readonly string[]).includes(mode)) {
+        throw new ConfigError('--mode', `must be one of ${MASK_MODES.join(', ')}`);
+      }
+      const id = flags.id;
+      if (id !== undefined && (typeof id !== 'string' || !KEY_ID_PATTERN.test(id))) {
+        throw new ConfigError('--id', 'must be 1 to 16 letters, digits, dots, dashes or underscores');
+      }
+      if (mode !== 'vault') {
+        out(generateKeyText());
+        return 0;
+      }
+      // The pipeline's entry has the public key only; the holder's adds the private key.
+      out(JSON.stringify(generateVaultKey(id), null, 2));
       return 0;
+    },
+  },
+  unmask: {
+    summary: 'For key holders: print the originals of masked values (arguments, stdin, or --query), as JSON Lines. Each use is recorded in login_etl.unmask_audit.',
+    settings: ['databaseUrl', ...KEY_RING_SETTINGS],
+    extra: {
+      query: { type: 'string', description: 'SQL whose first column holds the values to unmask; run read-only.' },
+      reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
+    },
+    positionals: true,
+    async action({ flags, env, positionals }) {
+      const raw = collectSettings(['databaseUrl', ...KEY_RING_SETTINGS], flags, env);
+      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+      const { ring } = keysFor(raw, env);
+      const query = typeof flags.query === 'string' ? flags.query : undefined;
+      if (query !== undefined && positionals.length > 0) throw new UsageError('give values as arguments or --query, not both');
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl unmask' });
+      try {
+        let source: UnmaskSource;
+        let values: string[];
+        if (query !== undefined) [source, values] = ['query', await valuesFromQuery(pool, query)];
+        else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
+        else {
+          values = [];
+          for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) if (line.trim() !== '') values.push(line.trim());
+          source = 'stdin';
+        }
+        const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;
+        const report = await unmask(pool, ring, { values, source, reason });
+        let refused = 0;
+        report.results.forEach((result, index) => {
+          if (result.kind === 'recovered') out(JSON.stringify({ value: result.value, field: result.field, original: result.original }));
+          else if (result.kind === 'one-way') err(`value ${index + 1} (${result.value}): hmac values are one-way and no original is kept for them (no vault entry); nothing to recover`);
+          else {
+            refused += 1;
+            err(`value ${index + 1} (${result.value.slice(0, 80)}): refused: ${result.reason}`);
+          }
+        });
+        err(`recovered ${report.recovered} of ${values.length} values (audit record ${report.auditId})`);
+        // Success means every value that can be recovered was, and at least one was.
+        return report.recovered > 0 && refused === 0 ? 0 : 1;
+      } finally {
+        await pool.end();
+      }
+    },
+  },
+  rekey: {
+    summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
+    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'],
+    extra: {
+      'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
+    },
+    async action({ flags, env }) {
+      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'] as const;
+      const raw = collectSettings(names, flags, env);
+      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+      const mode = parseSetting('maskMode', raw, true) ?? 'hmac';
+      if (mode === 'hmac') {
+        throw new ConfigError(settingLabel('maskMode'), 'rekey needs siv or vault: hmac values are one-way and cannot be rewritten');
+      }
+      const keys = keysFor(raw, env);
+      if (mode === 'vault' && keys.ring.active.publicKey === undefined) assertKeysFitMode(keys, mode);
+      const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
+      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info');
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });
+      try {
+        await migrate(pool);
+        const report = await rekey(pool, keys.ring, { mode, batchSize, log });
+        log.info({ ...report, keyId: keys.ring.active.id }, 'rekey done');
+        return 0;
+      } finally {
+        await pool.end();
+      }
     },
   },
   generate: {
@@ -179,7 +290,9 @@ function help(name?: string): string {
   if (command.settings.includes('queueUrl') || name === 'run') {
     lines.push('AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles).', '');
   }
-  if (name === 'run') lines.push('PII_KEY (env only) holds the masking key; or point PII_KEY_FILE at a file holding it.', '');
+  if (name === 'run' || name === 'unmask' || name === 'rekey') {
+    lines.push('PII_KEY (env only) holds the masking key, PII_KEYS (env only) a key ring as JSON; or point PII_KEY_FILE or PII_KEYS_FILE at a file.', '');
+  }
   lines.push('Options:');
   for (const [flag, env, description] of rows) lines.push(`  ${flag.padEnd(flagWidth)}  ${env.padEnd(envWidth)}  ${description}`);
   lines.push(`  ${'-h, --help'.padEnd(flagWidth)}  ${''.padEnd(envWidth)}  Show this help.`);
@@ -197,8 +310,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop
   try {
     if (command === undefined) throw new UsageError(`unknown command '${name}'; see login-etl --help`);
     let flags: Record<string, string | boolean | undefined>;
+    let positionals: string[];
     try {
-      flags = parseArgs({ args: [...rest], options: optionsOf(command), strict: true, allowPositionals: false }).values as typeof flags;
+      const parsed = parseArgs({ args: [...rest], options: optionsOf(command), strict: true, allowPositionals: command.positionals === true });
+      flags = parsed.values as typeof flags;
+      positionals = parsed.positionals;
     } catch (err) {
       throw new UsageError(`${err instanceof Error ? err.message : String(err)}; see login-etl ${name} --help`);
     }
@@ -206,7 +322,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop
       out(help(name));
       return 0;
     }
-    return await command.action({ flags, env, stop });
+    return await command.action({ flags, positionals, env, stop });
   } catch (err) {
     if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`login-etl: ${err.message}\n`);

@@ -4,10 +4,11 @@
  * A flag wins over its environment twin, which wins over the default. Nothing else in the
  * code base reads `process.env`; the composition root passes the parsed config down.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { parsePiiKey, type PiiKey } from './transform/key.js';
+import { KeyRing, parseKeyRing, parsePiiKey, type PiiKey } from './transform/key.js';
+import { MASK_MODES, type MaskMode } from './transform/mask.js';
 
 /** One setting as the user sees it: a flag, usually an environment twin, a default and help. */
 export interface SettingSpec {
@@ -50,6 +51,19 @@ export const SETTINGS = {
     env: 'PII_KEY_FILE',
     type: 'string',
     description: 'File holding the PII key. Alternatively set PII_KEY itself (there is no flag for the key: argv is visible to every user).',
+  },
+  piiKeysFile: {
+    flag: 'pii-keys-file',
+    env: 'PII_KEYS_FILE',
+    type: 'string',
+    description: 'JSON or YAML key ring (id, status, secret per key), instead of a single key. Alternatively set PII_KEYS to the JSON itself.',
+  },
+  maskMode: {
+    flag: 'mask-mode',
+    env: 'LOGIN_ETL_MASK_MODE',
+    type: 'string',
+    default: 'hmac',
+    description: 'hmac (one-way tokens), siv (deterministic encryption, key holders can decrypt) or vault (hmac tokens, originals sealed for key holders).',
   },
   receiveConcurrency: {
     flag: 'receive-concurrency',
@@ -216,6 +230,8 @@ const fieldSchemas = {
     .string()
     .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), { error: 'must be a postgres:// or postgresql:// URL' }),
   piiKeyFile: z.string().min(1),
+  piiKeysFile: z.string().min(1),
+  maskMode: z.enum(MASK_MODES, { error: `must be one of ${MASK_MODES.join(', ')}` }),
   receiveConcurrency: integer(1, 64),
   waitTimeSeconds: integer(1, 20),
   pgPoolMax: integer(1, 100),
@@ -268,7 +284,11 @@ export interface SqsConfig {
 export interface RunConfig {
   readonly sqs: SqsConfig;
   readonly databaseUrl: string;
+  /** The active key of the key ring: it masks every new row. */
   readonly piiKey: PiiKey;
+  readonly maskMode: MaskMode;
+  /** Non-fatal findings about the keys (a key file other users can read), for the log. */
+  readonly keyWarnings?: readonly string[];
   readonly receiveConcurrency: number;
   readonly waitTimeSeconds: number;
   readonly pgPoolMax: number;
@@ -294,6 +314,8 @@ export const RUN_SETTINGS = [
   'sqsEndpoint',
   'databaseUrl',
   'piiKeyFile',
+  'piiKeysFile',
+  'maskMode',
   'receiveConcurrency',
   'waitTimeSeconds',
   'pgPoolMax',
@@ -322,47 +344,104 @@ export function parseSqsConfig(raw: RawSettings): SqsConfig {
   };
 }
 
-/**
- * Reads the PII key from PII_KEY or PII_KEY_FILE. Exactly one must be set when `needed`.
- * The key's value never appears in an error.
- */
-export function loadPiiKey(raw: RawSettings, env: NodeJS.ProcessEnv, needed: boolean): PiiKey | undefined {
-  const inline = env.PII_KEY === '' ? undefined : env.PII_KEY;
-  const file = parseSetting('piiKeyFile', raw, false);
-  if (inline !== undefined && file !== undefined) {
-    throw new ConfigError('PII_KEY', 'set either PII_KEY or PII_KEY_FILE, not both');
-  }
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      const code = (err as { code?: string }).code ?? 'unreadable';
-      throw new ConfigError(settingLabel('piiKeyFile'), `cannot read the key file (${code})`);
+/** The settings that can hold keys, in the order their conflicts are reported. */
+export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
+
+export interface LoadedKeys {
+  readonly ring: KeyRing;
+  /** The setting the keys came from, for messages. */
+  readonly source: string;
+  /** Non-fatal findings, such as a key file other users can read. */
+  readonly warnings: readonly string[];
+}
+
+function readKeyFile(file: string, label: string, warnings: string[]): string {
+  try {
+    const { mode } = statSync(file);
+    // A secret that other local users can read is not secret; warn rather than refuse, since
+    // some secret mounts (Kubernetes, Docker) set their own modes.
+    if ((mode & 0o077) !== 0) {
+      warnings.push(`${label}: the key file can be read by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
     }
-    return parsePiiKey(text.trim(), settingLabel('piiKeyFile'));
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'unreadable';
+    throw new ConfigError(label, `cannot read the key file (${code})`);
   }
-  if (inline !== undefined) return parsePiiKey(inline.trim(), 'PII_KEY');
+}
+
+/**
+ * Reads the keys from exactly one of PII_KEY, PII_KEY_FILE (one key, its id derived from it, so
+ * masked values stay as they were), PII_KEYS or PII_KEYS_FILE (a key ring). Values never appear
+ * in an error. Returns undefined when nothing is set and `needed` is false.
+ */
+export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv, needed: boolean): LoadedKeys | undefined {
+  const inline = env.PII_KEY === '' ? undefined : env.PII_KEY;
+  const inlineRing = env.PII_KEYS === '' ? undefined : env.PII_KEYS;
+  const file = parseSetting('piiKeyFile', raw, false);
+  const ringFile = parseSetting('piiKeysFile', raw, false);
+  const given = [
+    inline === undefined ? undefined : 'PII_KEY',
+    file === undefined ? undefined : 'PII_KEY_FILE',
+    inlineRing === undefined ? undefined : 'PII_KEYS',
+    ringFile === undefined ? undefined : 'PII_KEYS_FILE',
+  ].filter((n) => n !== undefined);
+  if (given.length > 1) {
+    throw new ConfigError(given[0] as string, `set only one of PII_KEY, PII_KEY_FILE, PII_KEYS and PII_KEYS_FILE, not ${given.join(' and ')}`);
+  }
+  const warnings: string[] = [];
+  if (file !== undefined) {
+    const label = settingLabel('piiKeyFile');
+    const key = parsePiiKey(readKeyFile(file, label, warnings).trim(), label);
+    return { ring: new KeyRing([key], label), source: label, warnings };
+  }
+  if (inline !== undefined) return { ring: new KeyRing([parsePiiKey(inline.trim(), 'PII_KEY')], 'PII_KEY'), source: 'PII_KEY', warnings };
+  if (ringFile !== undefined) {
+    const label = settingLabel('piiKeysFile');
+    return { ring: parseKeyRing(readKeyFile(ringFile, label, warnings), label), source: label, warnings };
+  }
+  if (inlineRing !== undefined) return { ring: parseKeyRing(inlineRing, 'PII_KEYS'), source: 'PII_KEYS', warnings };
   if (needed) {
-    throw new ConfigError('PII_KEY', 'is required: set PII_KEY or PII_KEY_FILE (make one with `login-etl keygen`)');
+    throw new ConfigError('PII_KEY', 'is required: set PII_KEY or PII_KEY_FILE, or a key ring in PII_KEYS or PII_KEYS_FILE (make a key with `login-etl keygen`)');
   }
   return undefined;
+}
+
+/** Reads the active PII key (see loadKeyRing). */
+export function loadPiiKey(raw: RawSettings, env: NodeJS.ProcessEnv, needed: boolean): PiiKey | undefined {
+  return loadKeyRing(raw, env, needed)?.ring.active;
+}
+
+/**
+ * Checks that the keys suit the mode of the pipeline: vault mode needs the active key's public
+ * key and refuses private keys, which belong to key holders, not to the process that writes.
+ */
+export function assertKeysFitMode(keys: LoadedKeys, mode: MaskMode): void {
+  if (mode !== 'vault') return;
+  if (keys.ring.active.publicKey === undefined) {
+    throw new ConfigError(settingLabel('maskMode'), `vault needs a key ring (PII_KEYS_FILE or PII_KEYS) whose active key has a public_key; make one with \`login-etl keygen --mode vault\``);
+  }
+  if (keys.ring.keys.some((k) => k.hasPrivateKey)) {
+    throw new ConfigError(keys.source, 'holds a vault private_key; the pipeline must hold only the public key (private keys are for unmask and rekey)');
+  }
 }
 
 /** Parses everything `run` needs. Throws ConfigError naming the first bad setting. */
 export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunConfig {
   const sqs = parseSqsConfig(raw);
   const databaseUrl = required('databaseUrl', raw);
-  const piiKey = loadPiiKey(raw, env, true) as PiiKey;
-  return { sqs, databaseUrl, piiKey, ...parseTuning(raw) };
+  const maskMode = required('maskMode', raw);
+  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  assertKeysFitMode(keys, maskMode);
+  return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, ...parseTuning(raw) };
 }
 
 /** A run config with every tunable setting at its default, for the demo and tests. */
-export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey'>): RunConfig {
-  return { ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
+export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey'> & Partial<Pick<RunConfig, 'maskMode'>>): RunConfig {
+  return { maskMode: 'hmac', ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
 }
 
-function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey'> {
+function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings'> {
   const httpPort = required('httpPort', raw);
   return {
     receiveConcurrency: required('receiveConcurrency', raw),

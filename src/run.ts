@@ -14,7 +14,7 @@ import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
 import { createSqsClient, SqsDeadLetterQueue, SqsQueue, type QueueSettings, type StaticCredentials } from './source/sqs.js';
-import { HmacMasker } from './transform/mask.js';
+import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
   readonly log: Logger;
@@ -69,7 +69,8 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     release.push(() => Promise.all(helpers).then(() => undefined));
     release.push(() => background.abort());
 
-    const masker = new HmacMasker(config.piiKey);
+    for (const warning of config.keyWarnings ?? []) log.warn(warning);
+    const masker = await createMasker(config.maskMode, config.piiKey);
     const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
     log.info(
       {
@@ -78,6 +79,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         visibilityTimeoutSeconds,
         drain: config.drain,
         deadLetterQueue: deadLetters !== undefined,
+        maskMode: masker.mode,
         keyId: masker.keyId,
       },
       'pipeline started',

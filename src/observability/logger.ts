@@ -7,7 +7,7 @@ import type { LogLevel } from '../config.js';
 
 export type { Logger };
 
-export const REDACTED_PATHS = ['ip', 'device_id', 'body', '*.ip', '*.device_id', '*.body', 'piiKey', '*.piiKey', 'databaseUrl', '*.databaseUrl'];
+export const REDACTED_PATHS = ['ip', 'device_id', 'body', '*.ip', '*.device_id', '*.body', 'piiKey', '*.piiKey', 'databaseUrl', '*.databaseUrl', 'original', '*.original', 'sealed', '*.sealed'];
 
 export function createLogger(level: LogLevel, destination: 1 | 2 = 1): Logger {
   return pino(

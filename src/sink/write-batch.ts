@@ -36,6 +36,16 @@ rejected AS (
       FROM input i JOIN fresh f USING (message_id)
      WHERE NOT i.accepted
  RETURNING 1
+),
+-- Vault mode: the sealed originals of the new messages. Equal values have equal tokens, and the
+-- first sealing of a token is as good as any other.
+vaulted AS (
+    INSERT INTO login_etl.pii_vault (token, key_id, field, sealed)
+    SELECT v.token, v.key_id, v.field, v.sealed
+      FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::bytea[])
+        AS v(message_id, token, key_id, field, sealed)
+      JOIN fresh f USING (message_id)
+        ON CONFLICT (token) DO NOTHING
 )
 SELECT (SELECT count(*) FROM written)::integer AS written,
        (SELECT count(*) FROM rejected)::integer AS rejected`;
@@ -88,10 +98,23 @@ export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly
     columns.sentAt.push(message.sentTimestampMs === undefined ? null : new Date(message.sentTimestampMs).toISOString());
     columns.receiveCount.push(message.receiveCount);
   }
+  const vault = { messageId: [] as string[], token: [] as string[], keyId: [] as string[], field: [] as string[], sealed: [] as Buffer[] };
+  const tokens = new Set<string>();
+  for (const outcome of unique) {
+    for (const entry of outcome.vault ?? []) {
+      if (tokens.has(entry.token)) continue;
+      tokens.add(entry.token);
+      vault.messageId.push(outcome.message.messageId);
+      vault.token.push(entry.token);
+      vault.keyId.push(entry.keyId);
+      vault.field.push(entry.field);
+      vault.sealed.push(Buffer.from(entry.sealed));
+    }
+  }
   const { rows } = await db.query<{ written: number; rejected: number }>({
     name: 'login-etl-write-batch',
     text: WRITE_BATCH,
-    values: Object.values(columns),
+    values: [...Object.values(columns), ...Object.values(vault)],
   });
   const written = rows[0]?.written ?? 0;
   const rejected = rows[0]?.rejected ?? 0;

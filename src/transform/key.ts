@@ -1,35 +1,120 @@
 /**
- * The secret key behind masking. The key's bytes live in a private field, so neither
- * `JSON.stringify`, `util.inspect` nor a logger can print them; only its short id is public.
+ * The secret keys behind masking, and the key ring that holds them.
+ *
+ * A key's secret (and a vault private key) lives in a private field, so neither
+ * `JSON.stringify`, `util.inspect` nor a logger can print it; only its id, its status and a
+ * vault public key are public.
  */
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 
 /** Fewest bytes a key may have: 256 bits. */
 export const MIN_KEY_BYTES = 32;
+/** Bytes of an X25519 public or private key. */
+export const VAULT_KEY_BYTES = 32;
+
+export const KEY_STATUSES = ['active', 'decrypt-only', 'retired'] as const;
+/**
+ * `active` masks new rows (exactly one key is); `decrypt-only` is used only to recover and to
+ * rewrite values of an earlier key; `retired` is listed so that its values are recognised, but
+ * never used.
+ */
+export type KeyStatus = (typeof KEY_STATUSES)[number];
+
+/** Key ids travel inside masked values, between colons: short, and never a colon. */
+export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,16}$/;
+
+/**
+ * SHA-256 of every key printed as an example in the documentation. Such a key is public, so it
+ * is refused like a weak one. Stored as hashes so the examples are not spread further.
+ */
+const EXAMPLE_KEY_SHA256 = new Set([
+  // docs/pii.md: the secret of the hmac/siv key ring example
+  'b82e06dca374ee8fcbd4e2a781832dd549e266b2f68463b6699ba9ca0ed61c38',
+  // docs/pii.md: the vault key ring example (secret, public key, private key)
+  '8c23f8b9137c9e1549dcc9ac60e7edfb02678dc576e8a10f2c99ca781e32f938',
+  'ec51730062fe9337174b369e1bde49242eaabcd9e15d65b2f28d437f35d02042',
+  '1ee1bd9a1534e35f11da7c12dd496b867459b48a73018739b685456781ff849e',
+]);
+
+export interface PiiKeyOptions {
+  /** Explicit id from a key ring; by default the id is derived from the secret. */
+  readonly id?: string;
+  readonly status?: KeyStatus;
+  /** Vault mode: the X25519 public key that seals originals. */
+  readonly publicKey?: Uint8Array;
+  /** Vault mode, key holders only: the X25519 private key that opens them. */
+  readonly privateKey?: Uint8Array;
+}
 
 export class PiiKey {
   readonly #secret: Buffer;
+  readonly #privateKey: Uint8Array | undefined;
   /** Short public identifier carried in every masked value, so tokens of different keys never mix. */
   readonly id: string;
+  readonly status: KeyStatus;
+  readonly publicKey: Uint8Array | undefined;
 
-  constructor(secret: Buffer) {
+  constructor(secret: Buffer, options: PiiKeyOptions = {}) {
     this.#secret = Buffer.from(secret);
-    this.id = this.derive('key-id').toString('hex').slice(0, 8);
+    this.#privateKey = options.privateKey === undefined ? undefined : Uint8Array.from(options.privateKey);
+    this.id = options.id ?? this.derive('key-id').toString('hex').slice(0, 8);
+    this.status = options.status ?? 'active';
+    this.publicKey = options.publicKey === undefined ? undefined : Uint8Array.from(options.publicKey);
   }
 
-  /** Derives an independent sub-key for one purpose (one token space per field). */
-  derive(purpose: string): Buffer {
-    return Buffer.from(hkdfSync('sha256', this.#secret, 'login-etl', `login-etl/v1/${purpose}`, 32));
+  /** Derives an independent sub-key for one purpose (one token space per field and mode). */
+  derive(purpose: string, bytes = 32): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#secret, 'login-etl', `login-etl/v1/${purpose}`, bytes));
   }
 
-  toJSON(): { id: string } {
-    return { id: this.id };
+  get hasPrivateKey(): boolean {
+    return this.#privateKey !== undefined;
+  }
+
+  /** The vault private key, for the code that opens sealed values; undefined when not held. */
+  privateKey(): Uint8Array | undefined {
+    return this.#privateKey;
+  }
+
+  toJSON(): { id: string; status: KeyStatus } {
+    return { id: this.id, status: this.status };
   }
 
   [inspect.custom](): string {
-    return `PiiKey(${this.id})`;
+    return `PiiKey(${this.id}, ${this.status})`;
+  }
+}
+
+/** The keys of a deployment: exactly one active key masks new rows; the others only recover. */
+export class KeyRing {
+  readonly active: PiiKey;
+  readonly keys: readonly PiiKey[];
+
+  constructor(keys: readonly PiiKey[], setting: string) {
+    const active = keys.filter((k) => k.status === 'active');
+    if (active.length !== 1) throw new ConfigError(setting, `must have exactly one active key, has ${active.length}`);
+    const ids = new Set<string>();
+    for (const key of keys) {
+      if (ids.has(key.id)) throw new ConfigError(setting, `lists the key id '${key.id}' twice`);
+      ids.add(key.id);
+    }
+    this.active = active[0] as PiiKey;
+    this.keys = keys;
+  }
+
+  get(id: string): PiiKey | undefined {
+    return this.keys.find((k) => k.id === id);
+  }
+
+  toJSON(): { keys: { id: string; status: KeyStatus }[] } {
+    return { keys: this.keys.map((k) => k.toJSON()) };
+  }
+
+  [inspect.custom](): string {
+    return `KeyRing(${this.keys.map((k) => `${k.id}:${k.status}`).join(', ')})`;
   }
 }
 
@@ -37,36 +122,118 @@ const HEX = /^[0-9a-fA-F]+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
-/**
- * Decodes a key written as hex or base64 (optionally prefixed `hex:` or `base64:`).
- * Refuses keys shorter than 32 bytes and keys made of one repeated byte.
- * `setting` names the source in errors; the value itself is never echoed.
- */
-export function parsePiiKey(text: string, setting: string): PiiKey {
-  let bytes: Buffer | undefined;
+/** Decodes hex or base64 text (optionally prefixed `hex:` or `base64:`); never echoes it. */
+function decodeKeyText(text: string, setting: string): Buffer {
   const explicit = /^(hex|base64):(.*)$/s.exec(text);
   const encoding = explicit?.[1];
   const body = explicit?.[2] ?? text;
-  if ((encoding === undefined || encoding === 'hex') && HEX.test(body) && body.length % 2 === 0) {
-    bytes = Buffer.from(body, 'hex');
-  } else if (encoding !== 'hex' && BASE64.test(body)) {
-    bytes = Buffer.from(body, 'base64');
-  } else if (encoding !== 'hex' && BASE64URL.test(body)) {
-    bytes = Buffer.from(body, 'base64url');
-  }
-  if (bytes === undefined) {
-    throw new ConfigError(setting, 'is not hex or base64; make a key with `login-etl keygen`');
-  }
-  if (bytes.length < MIN_KEY_BYTES) {
-    throw new ConfigError(setting, `decodes to ${bytes.length} bytes; at least ${MIN_KEY_BYTES} random bytes are needed`);
+  if ((encoding === undefined || encoding === 'hex') && HEX.test(body) && body.length % 2 === 0) return Buffer.from(body, 'hex');
+  if (encoding !== 'hex' && BASE64.test(body)) return Buffer.from(body, 'base64');
+  if (encoding !== 'hex' && BASE64URL.test(body)) return Buffer.from(body, 'base64url');
+  throw new ConfigError(setting, 'is not hex or base64; make a key with `login-etl keygen`');
+}
+
+/** Refuses bytes that are not a usable secret: too short, one repeated byte, or a published example. */
+function assertStrong(bytes: Buffer, setting: string, minBytes: number): void {
+  if (bytes.length < minBytes) {
+    throw new ConfigError(setting, `decodes to ${bytes.length} bytes; at least ${minBytes} random bytes are needed`);
   }
   if (bytes.every((b) => b === bytes[0])) {
     throw new ConfigError(setting, 'is one byte repeated, which is not a secret; make a key with `login-etl keygen`');
   }
-  return new PiiKey(bytes);
+  if (EXAMPLE_KEY_SHA256.has(createHash('sha256').update(bytes).digest('hex'))) {
+    throw new ConfigError(setting, 'is an example key printed in the documentation; make a key with `login-etl keygen`');
+  }
+}
+
+/**
+ * Decodes a key written as hex or base64 (optionally prefixed `hex:` or `base64:`).
+ * Refuses keys shorter than 32 bytes, keys made of one repeated byte and documented examples.
+ * `setting` names the source in errors; the value itself is never echoed.
+ */
+export function parsePiiKey(text: string, setting: string, options: PiiKeyOptions = {}): PiiKey {
+  const bytes = decodeKeyText(text, setting);
+  assertStrong(bytes, setting, MIN_KEY_BYTES);
+  return new PiiKey(bytes, options);
+}
+
+/** The X25519 public key of a private key, with Node's own implementation. */
+export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
+  // The fixed PKCS#8 header of a raw X25519 private key (RFC 8410); Node derives the public half.
+  const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), Buffer.from(privateKey)]);
+  const publicJwk = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' });
+  return Buffer.from(publicJwk.x ?? '', 'base64url');
+}
+
+function vaultKey(value: unknown, setting: string): Uint8Array {
+  if (typeof value !== 'string') throw new ConfigError(setting, 'must be a hex or base64 string');
+  const bytes = decodeKeyText(value.trim(), setting);
+  if (bytes.length !== VAULT_KEY_BYTES) throw new ConfigError(setting, `decodes to ${bytes.length} bytes; an X25519 key has ${VAULT_KEY_BYTES}`);
+  assertStrong(bytes, setting, VAULT_KEY_BYTES);
+  return bytes;
+}
+
+/**
+ * Reads a key ring: JSON or YAML, either a list of keys or `{ keys: [...] }`, each key
+ * `{ id, status, secret, public_key?, private_key? }`. Errors name the setting and the entry,
+ * never a value; parser messages are dropped because they can quote the text.
+ */
+export function parseKeyRing(text: string, setting: string): KeyRing {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch {
+    throw new ConfigError(setting, 'is not valid JSON or YAML');
+  }
+  const list = Array.isArray(document) ? document : (document as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(setting, 'must hold a non-empty list of keys (`keys: [...]`)');
+  const keys = list.map((entry: unknown, index) => {
+    const where = `${setting} keys[${index}]`;
+    if (typeof entry !== 'object' || entry === null) throw new ConfigError(where, 'must be an object with id, status and secret');
+    const e = entry as Record<string, unknown>;
+    if (typeof e.id !== 'string' || !KEY_ID_PATTERN.test(e.id)) {
+      throw new ConfigError(`${where}.id`, 'must be 1 to 16 letters, digits, dots, dashes or underscores');
+    }
+    const status = e.status ?? 'active';
+    if (typeof status !== 'string' || !(KEY_STATUSES as readonly string[]).includes(status)) {
+      throw new ConfigError(`${where}.status`, `must be one of ${KEY_STATUSES.join(', ')}`);
+    }
+    if (typeof e.secret !== 'string') throw new ConfigError(`${where}.secret`, 'is required (make one with `login-etl keygen`)');
+    const publicKey = e.public_key === undefined ? undefined : vaultKey(e.public_key, `${where}.public_key`);
+    const privateKey = e.private_key === undefined ? undefined : vaultKey(e.private_key, `${where}.private_key`);
+    if (privateKey !== undefined) {
+      if (publicKey === undefined) throw new ConfigError(`${where}.public_key`, 'is required next to a private_key');
+      if (!Buffer.from(x25519PublicKey(privateKey)).equals(Buffer.from(publicKey))) {
+        throw new ConfigError(`${where}.private_key`, 'does not belong to the public_key of the same entry');
+      }
+    }
+    return parsePiiKey(e.secret.trim(), `${where}.secret`, {
+      id: e.id,
+      status: status as KeyStatus,
+      ...(publicKey === undefined ? {} : { publicKey }),
+      ...(privateKey === undefined ? {} : { privateKey }),
+    });
+  });
+  return new KeyRing(keys, setting);
 }
 
 /** A fresh random 32-byte key, written as base64. */
 export function generateKeyText(): string {
   return randomBytes(MIN_KEY_BYTES).toString('base64');
+}
+
+/** A fresh vault key: an HMAC secret and an X25519 key pair, as key ring entries. */
+export function generateVaultKey(id?: string): { pipeline: Record<string, string>; holder: Record<string, string> } {
+  const secret = generateKeyText();
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  const pub = publicKey.export({ format: 'jwk' }).x ?? '';
+  const priv = privateKey.export({ format: 'jwk' }).d ?? '';
+  const keyId = id ?? new PiiKey(Buffer.from(secret, 'base64')).id;
+  const pipeline = {
+    id: keyId,
+    status: 'active',
+    secret,
+    public_key: Buffer.from(pub, 'base64url').toString('base64'),
+  };
+  return { pipeline, holder: { ...pipeline, private_key: Buffer.from(priv, 'base64url').toString('base64') } };
 }

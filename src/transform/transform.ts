@@ -3,7 +3,7 @@
  * It never throws on bad input; every message ends as exactly one outcome.
  */
 import { canonicalIp } from './ip.js';
-import { PII_FIELDS, type Masker, type PiiField } from './mask.js';
+import { PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './mask.js';
 import { LoginEventSchema, describeIssues } from './schema.js';
 
 /** A message as received from the queue, with the system attributes the pipeline asks for. */
@@ -28,9 +28,16 @@ export interface LoginRow {
   readonly create_date: string | null;
 }
 
+/** `vault`: in vault mode, the sealed originals of the values masked for this message. */
 export type Outcome =
-  | { readonly kind: 'accepted'; readonly message: QueueMessage; readonly row: LoginRow }
-  | { readonly kind: 'rejected'; readonly message: QueueMessage; readonly reason: string; readonly maskedBody: string };
+  | { readonly kind: 'accepted'; readonly message: QueueMessage; readonly row: LoginRow; readonly vault?: readonly VaultEntry[] }
+  | {
+      readonly kind: 'rejected';
+      readonly message: QueueMessage;
+      readonly reason: string;
+      readonly maskedBody: string;
+      readonly vault?: readonly VaultEntry[];
+    };
 
 export function utcDate(epochMs: number | undefined): string | null {
   if (epochMs === undefined || !Number.isFinite(epochMs)) return null;
@@ -48,24 +55,32 @@ export function transform(message: QueueMessage, masker: Masker): Outcome {
   const result = LoginEventSchema.safeParse(parsed);
   if (!result.success) return reject(message, describeIssues(result.error), masker);
   const event = result.data;
-  return {
-    kind: 'accepted',
-    message,
-    row: {
-      user_id: event.user_id,
-      device_type: event.device_type ?? null,
-      masked_ip: event.ip === null ? null : masker.mask('ip', event.ip),
-      masked_device_id: event.device_id == null ? null : masker.mask('device_id', event.device_id),
-      locale: event.locale ?? null,
-      app_version: event.app_version,
-      create_date: utcDate(message.sentTimestampMs),
-    },
+  const limit = masker.maxValueBytes;
+  if (limit !== undefined) {
+    // A masked value longer than its column would fail the whole batch in Postgres.
+    const tooLong = PII_FIELDS.filter((field) => event[field] != null && Buffer.byteLength(event[field] as string, 'utf8') > limit);
+    if (tooLong.length > 0) {
+      return reject(message, tooLong.map((f) => `${f} is longer than ${limit} bytes, the most ${masker.mode} masking can store`).join('; '), masker);
+    }
+  }
+  const vault: VaultEntry[] = [];
+  const row: LoginRow = {
+    user_id: event.user_id,
+    device_type: event.device_type ?? null,
+    masked_ip: event.ip === null ? null : masker.mask('ip', event.ip, vault),
+    masked_device_id: event.device_id == null ? null : masker.mask('device_id', event.device_id, vault),
+    locale: event.locale ?? null,
+    app_version: event.app_version,
+    create_date: utcDate(message.sentTimestampMs),
   };
+  return vault.length === 0 ? { kind: 'accepted', message, row } : { kind: 'accepted', message, row, vault };
 }
 
 /** A rejection of `message` for `reason`, its body kept with PII masked. */
 export function reject(message: QueueMessage, reason: string, masker: Masker): Extract<Outcome, { kind: 'rejected' }> {
-  return { kind: 'rejected', message, reason, maskedBody: maskBody(message.body, masker) };
+  const vault: VaultEntry[] = [];
+  const maskedBody = maskBody(message.body, masker, vault);
+  return vault.length === 0 ? { kind: 'rejected', message, reason, maskedBody } : { kind: 'rejected', message, reason, maskedBody, vault };
 }
 
 /**
@@ -76,11 +91,13 @@ export function reject(message: QueueMessage, reason: string, masker: Masker): E
  * shaped like an IP address, and anything shaped like the exercise's device ids are masked.
  * Masked values equal those in user_logins, so a rejected message can be matched to its rows.
  */
-export function maskBody(body: string, masker: Masker): string {
+export function maskBody(body: string, masker: Masker, vault?: VaultEntry[]): string {
+  // Bind the vault list once, so every helper below masks (and, in vault mode, seals) alike.
+  const m: Masker = { mode: masker.mode, keyId: masker.keyId, maxValueBytes: masker.maxValueBytes, mask: (f, v) => masker.mask(f, v, vault) };
   try {
-    return JSON.stringify(maskJson(JSON.parse(body), masker)) ?? 'null';
+    return JSON.stringify(maskJson(JSON.parse(body), m)) ?? 'null';
   } catch {
-    return maskText(body, masker);
+    return maskText(body, m);
   }
 }
 

@@ -51,6 +51,7 @@ describe('collectSettings', () => {
       pruneIntervalSeconds: '600',
       httpPort: '8080',
       httpHost: '0.0.0.0',
+      maskMode: 'hmac',
     });
   });
 
@@ -271,7 +272,7 @@ describe('parseRunConfig: invalid configurations', () => {
     const file = join(tempDir, 'key-both');
     writeFileSync(file, KEY_HEX, { mode: 0o600 });
     const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY_FILE: file }));
-    assert.equal(err.message, 'PII_KEY: set either PII_KEY or PII_KEY_FILE, not both');
+    assert.equal(err.message, 'PII_KEY: set only one of PII_KEY, PII_KEY_FILE, PII_KEYS and PII_KEYS_FILE, not PII_KEY and PII_KEY_FILE');
     assert.ok(!err.message.includes(KEY_HEX));
   });
 

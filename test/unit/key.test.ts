@@ -120,10 +120,10 @@ describe('PiiKey', () => {
     assert.equal(key.derive('test').toString('hex'), before);
   });
 
-  it('serialises to JSON as its id only', () => {
+  it('serialises to JSON as its id and status only', () => {
     const key = new PiiKey(SECRET);
-    assert.equal(JSON.stringify(key), `{"id":"${key.id}"}`);
-    assert.equal(JSON.stringify({ config: { piiKey: key } }), `{"config":{"piiKey":{"id":"${key.id}"}}}`);
+    assert.equal(JSON.stringify(key), `{"id":"${key.id}","status":"active"}`);
+    assert.equal(JSON.stringify({ config: { piiKey: key } }), `{"config":{"piiKey":{"id":"${key.id}","status":"active"}}}`);
   });
 
   it('never shows its secret through JSON.stringify or util.inspect', () => {
@@ -143,8 +143,8 @@ describe('PiiKey', () => {
         assert.ok(!view.includes(spelling), `secret visible in ${view}`);
       }
     }
-    assert.equal(inspect(key), `PiiKey(${key.id})`);
-    assert.deepEqual(Object.keys(key), ['id']);
+    assert.equal(inspect(key), `PiiKey(${key.id}, active)`);
+    assert.deepEqual(Object.keys(key), ['id', 'status', 'publicKey']);
   });
 
   it('derives different 32-byte sub-keys for different purposes', () => {

@@ -1,0 +1,216 @@
+/**
+ * `login-etl rekey`: after the active key changed, rewrites the values of earlier keys to the
+ * active one, so that equal inputs compare equal again across old and new rows. Works in
+ * `siv` mode (decrypt, encrypt again) and in `vault` mode (open the vault entry, make the new
+ * token, seal again, add the new vault entry). `hmac` values are one-way and cannot be rewritten.
+ *
+ * Online: each transaction locks at most `batchSize` rows (FOR UPDATE) within a bounded range of
+ * table pages (a TID range scan), so the pipeline keeps inserting while it runs, and a crash
+ * loses nothing: rewritten rows are committed, the rest are found again by the next run.
+ */
+import type pg from 'pg';
+import type { Logger } from './observability/logger.js';
+import { readVault } from './sink/vault.js';
+import type { KeyRing } from './transform/key.js';
+import { createMasker, PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './transform/mask.js';
+import { MASKED_VALUE_IN_TEXT, Recoverer, type VaultRow } from './transform/recover.js';
+import { loadSealedBox } from './transform/sealed-box.js';
+
+export interface RekeyOptions {
+  readonly mode: 'siv' | 'vault';
+  readonly batchSize: number;
+  readonly log: Logger;
+  /** Table pages scanned per step; small enough that one step is quick. */
+  readonly pagesPerStep?: number;
+}
+
+export interface RekeyReport {
+  /** user_logins rows with at least one value rewritten. */
+  rows: number;
+  /** rejected_messages bodies with at least one value rewritten. */
+  bodies: number;
+  /** Values of earlier keys that could not be rewritten (key missing or retired, no vault entry, altered). */
+  unrecoverable: number;
+  /** Vault entries of earlier keys removed once nothing refers to them any more. */
+  vaultEntriesRemoved: number;
+}
+
+/** Rewrites one batch of values; shared by the user_logins and rejected_messages passes. */
+class Rewriter {
+  readonly #prefix: string;
+  readonly #activePrefix: string;
+
+  constructor(
+    readonly masker: Masker,
+    private readonly recoverer: Recoverer,
+    readonly mode: 'siv' | 'vault',
+  ) {
+    this.#prefix = mode === 'siv' ? 'siv:' : 'hmac:';
+    this.#activePrefix = `${this.#prefix}${masker.keyId}:`;
+  }
+
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  get activePrefix(): string {
+    return this.#activePrefix;
+  }
+
+  isStale(value: string | null): value is string {
+    return value !== null && value.startsWith(this.#prefix) && !value.startsWith(this.#activePrefix);
+  }
+
+  /** The value under the active key, or undefined when it cannot be rewritten. */
+  rewrite(value: string, vault: Map<string, VaultRow>, sealed: VaultEntry[], field?: PiiField): string | undefined {
+    const recovery = this.recoverer.recover(value, this.mode === 'vault' ? vault.get(value) : undefined, field);
+    if (recovery.kind !== 'recovered') return undefined;
+    return this.masker.mask(recovery.field, recovery.original, sealed);
+  }
+}
+
+async function insertVault(client: pg.PoolClient, entries: readonly VaultEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await client.query(
+    `INSERT INTO login_etl.pii_vault (token, key_id, field, sealed)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+         ON CONFLICT (token) DO NOTHING`,
+    [entries.map((e) => e.token), entries.map((e) => e.keyId), entries.map((e) => e.field), entries.map((e) => Buffer.from(e.sealed))],
+  );
+}
+
+async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions): Promise<RekeyReport> {
+  const { mode, batchSize, log } = options;
+  const pagesPerStep = options.pagesPerStep ?? 128;
+  const box = mode === 'vault' ? await loadSealedBox() : undefined;
+  const rewriter = new Rewriter(await createMasker(mode, ring.active), new Recoverer(ring, box), mode);
+  const report: RekeyReport = { rows: 0, bodies: 0, unrecoverable: 0, vaultEntriesRemoved: 0 };
+
+  // user_logins, one range of pages at a time. Rows that move while being rewritten land on
+  // later pages already rewritten; pages added by the pipeline meanwhile are scanned too.
+  for (let start = 0; ; start += pagesPerStep) {
+    const [size] = (await pool.query<{ pages: number }>(`SELECT (pg_relation_size('user_logins') / current_setting('block_size')::int)::int AS pages`)).rows;
+    if (start >= (size?.pages ?? 0)) break;
+    const skipped: string[] = [];
+    for (;;) {
+      const done = await inTransaction(pool, async (client) => {
+        const { rows } = await client.query<{ ctid: string; masked_ip: string | null; masked_device_id: string | null }>(
+          `SELECT ctid::text AS ctid, masked_ip, masked_device_id FROM user_logins
+            WHERE ctid >= format('(%s,0)', $1::int)::tid AND ctid < format('(%s,0)', $1::int + $2::int)::tid
+              AND ctid <> ALL($3::tid[])
+              AND ((starts_with(masked_ip, $4) AND NOT starts_with(masked_ip, $5))
+                OR (starts_with(masked_device_id, $4) AND NOT starts_with(masked_device_id, $5)))
+            LIMIT $6
+              FOR UPDATE`,
+          [start, pagesPerStep, skipped, rewriter.prefix, rewriter.activePrefix, batchSize],
+        );
+        if (rows.length === 0) return true;
+        const stale = rows.flatMap((r) => [r.masked_ip, r.masked_device_id]).filter((v) => rewriter.isStale(v));
+        const vault = mode === 'vault' ? await readVault(client, stale) : new Map<string, VaultRow>();
+        const sealed: VaultEntry[] = [];
+        const updates = { ctid: [] as string[], ip: [] as (string | null)[], device: [] as (string | null)[] };
+        for (const row of rows) {
+          const next: Record<PiiField, string | null> = { ip: row.masked_ip, device_id: row.masked_device_id };
+          let failed = false;
+          for (const field of PII_FIELDS) {
+            const value = next[field];
+            if (!rewriter.isStale(value)) continue;
+            const rewritten = rewriter.rewrite(value, vault, sealed, field);
+            if (rewritten === undefined) {
+              failed = true;
+              report.unrecoverable += 1;
+            } else next[field] = rewritten;
+          }
+          if (failed) skipped.push(row.ctid);
+          if (next.ip === row.masked_ip && next.device_id === row.masked_device_id) continue;
+          updates.ctid.push(row.ctid);
+          updates.ip.push(next.ip);
+          updates.device.push(next.device_id);
+        }
+        await insertVault(client, sealed);
+        if (updates.ctid.length > 0) {
+          await client.query(
+            `UPDATE user_logins u SET masked_ip = v.ip, masked_device_id = v.device
+               FROM unnest($1::tid[], $2::text[], $3::text[]) AS v(ctid, ip, device)
+              WHERE u.ctid = v.ctid`,
+            [updates.ctid, updates.ip, updates.device],
+          );
+        }
+        report.rows += updates.ctid.length;
+        log.info({ table: 'user_logins', rows: updates.ctid.length, fromPage: start }, 'rekey batch committed');
+        return false;
+      });
+      if (done) break;
+    }
+  }
+
+  // rejected_messages: few rows, walked by primary key. Values in bodies are found by shape.
+  for (let last = ''; ; ) {
+    const { more, next } = await inTransaction(pool, async (client) => {
+      const { rows } = await client.query<{ message_id: string; body: string }>(
+        `SELECT message_id, body FROM login_etl.rejected_messages
+          WHERE message_id > $1 AND strpos(body, $2) > 0
+          ORDER BY message_id LIMIT $3 FOR UPDATE`,
+        [last, rewriter.prefix, batchSize],
+      );
+      if (rows.length === 0) return { more: false, next: last };
+      const stale = rows.flatMap((r) => [...r.body.matchAll(MASKED_VALUE_IN_TEXT)].map((m) => m[0])).filter((v) => rewriter.isStale(v));
+      const vault = mode === 'vault' ? await readVault(client, stale) : new Map<string, VaultRow>();
+      const sealed: VaultEntry[] = [];
+      const changed = { id: [] as string[], body: [] as string[] };
+      for (const row of rows) {
+        const body = row.body.replace(MASKED_VALUE_IN_TEXT, (value) => {
+          if (!rewriter.isStale(value)) return value;
+          const rewritten = rewriter.rewrite(value, vault, sealed);
+          if (rewritten === undefined) report.unrecoverable += 1;
+          return rewritten ?? value;
+        });
+        if (body === row.body) continue;
+        changed.id.push(row.message_id);
+        changed.body.push(body);
+      }
+      await insertVault(client, sealed);
+      if (changed.id.length > 0) {
+        await client.query(
+          `UPDATE login_etl.rejected_messages r SET body = v.body
+             FROM unnest($1::text[], $2::text[]) AS v(message_id, body) WHERE r.message_id = v.message_id`,
+          [changed.id, changed.body],
+        );
+      }
+      report.bodies += changed.id.length;
+      return { more: true, next: rows.at(-1)?.message_id ?? last };
+    });
+    if (!more) break;
+    last = next;
+  }
+
+  // Vault entries of earlier keys go only when every value was rewritten; otherwise they are
+  // still the only way back to the originals of the values left behind.
+  if (mode === 'vault' && report.unrecoverable === 0) {
+    for (;;) {
+      const { rowCount } = await pool.query(
+        `DELETE FROM login_etl.pii_vault WHERE ctid IN (
+           SELECT ctid FROM login_etl.pii_vault WHERE key_id <> $1 LIMIT $2)`,
+        [ring.active.id, batchSize],
+      );
+      report.vaultEntriesRemoved += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) break;
+    }
+  }
+  return report;
+}

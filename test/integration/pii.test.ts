@@ -1,0 +1,267 @@
+/**
+ * Personal data end to end, as a user runs it: the built CLI in child processes against real
+ * servers. Nothing raw may leak in any mode; siv and vault values come back through `unmask`
+ * for key holders only, with an audit record; `rekey` rewrites old values while `run` works.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generateSampleEvents } from '../../src/embedded/sample-data.js';
+import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
+import { cli, type CliResult } from '../helpers/cli.js';
+import { dumpAllTables, query, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+const aws = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+const keyDir = mkdtempSync(join(tmpdir(), 'login-etl-pii-'));
+
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers?.stop();
+});
+
+function ringFile(name: string, keys: unknown[]): string {
+  const file = join(keyDir, name);
+  writeFileSync(file, JSON.stringify({ keys }), { mode: 0o600 });
+  return file;
+}
+
+/** Valid events plus rejected ones that carry PII in every way a producer could send it. */
+function dataSet(seed: number) {
+  const valid = generateSampleEvents({ count: 30, seed }).filter((e) => e.valid).map((e) => JSON.parse(e.body) as Record<string, string>);
+  const ips = ['::ffff:198.51.100.77', '2001:0db8:0000:0000:0000:0000:0000:0042'];
+  const devices = ['DEV-secret-device-7781', '321-54-9876', `long-${'x'.repeat(170)}`];
+  const bodies = [
+    ...valid.map((e) => JSON.stringify(e)),
+    JSON.stringify({ user_id: 'u-ipv6', ip: ips[1], device_id: devices[0] }),
+    JSON.stringify({ user_id: 'u-long', ip: '192.0.2.55', device_id: devices[2] }),
+    `{"user_id": "broken", "ip": "${ips[0]}", "device_id": "${devices[1]}"`,
+    JSON.stringify({ user_id: 42, ip: '203.0.113.250', device_id: 'DEV-wrong-type-3321' }),
+    JSON.stringify({ user_id: 'u-bad-ip', ip: 'not-an-ip 10.9.8.7', device_id: '111-22-3333' }),
+  ];
+  const raw = [
+    ...valid.flatMap((e) => [e.ip, e.device_id]),
+    ...ips,
+    '198.51.100.77',
+    '2001:db8::42',
+    ...devices,
+    '192.0.2.55',
+    '203.0.113.250',
+    'DEV-wrong-type-3321',
+    '10.9.8.7',
+    '111-22-3333',
+  ].filter((v): v is string => typeof v === 'string');
+  return { valid, bodies, raw };
+}
+
+async function runDrain(queueUrl: string, databaseUrl: string, env: Record<string, string>): Promise<CliResult> {
+  return await cli(['run', '--drain', '--wait-time-seconds', '1', '--log-level', 'debug', '--sqs-endpoint', servers.sqs.endpoint], {
+    ...aws,
+    SQS_QUEUE_URL: queueUrl,
+    DATABASE_URL: databaseUrl,
+    ...env,
+  });
+}
+
+function assertNoLeak(where: string, text: string, raw: readonly string[]): void {
+  for (const value of raw) {
+    assert.ok(!text.includes(value), `${value} appears in ${where}`);
+    assert.ok(!text.includes(Buffer.from(value).toString('hex')), `${value} appears hex-encoded in ${where}`);
+  }
+}
+
+const unmaskedLines = (stdout: string) => stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { value: string; field: string; original: string });
+
+describe('no raw PII leaves the pipeline, in any mode', () => {
+  const vaultKey = generateVaultKey('v1');
+  const modes: { mode: string; env: Record<string, string> }[] = [
+    { mode: 'hmac', env: { PII_KEY: generateKeyText() } },
+    { mode: 'siv', env: { PII_KEYS_FILE: ringFile('siv.json', [{ id: 's1', status: 'active', secret: generateKeyText() }]) } },
+    { mode: 'vault', env: { PII_KEYS_FILE: ringFile('vault-pipeline.json', [vaultKey.pipeline]) } },
+  ];
+  for (const { mode, env } of modes) {
+    test(`${mode}: logs at debug, errors, output and every column of every table hold no raw ip or device_id`, async () => {
+      const { valid, bodies, raw } = dataSet(40);
+      const databaseUrl = await servers.database();
+      const queueUrl = await servers.queue();
+      await sendBodies(servers.sqsClient, queueUrl, bodies);
+
+      const result = await runDrain(queueUrl, databaseUrl, { ...env, LOGIN_ETL_MASK_MODE: mode });
+
+      assert.equal(result.code, 0, result.stderr);
+      const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.ok(lines.some((l) => l.level === 'debug' || l.msg === 'batch committed'));
+      assert.equal(lines.filter((l) => l.msg === 'message rejected').length, mode === 'siv' ? 4 : 3);
+      const secrets = Object.values(env).filter((v) => !v.includes('/'));
+      assertNoLeak('the process output', result.stdout + result.stderr, [...raw, ...secrets]);
+      assertNoLeak('the database', await dumpAllTables(databaseUrl), raw);
+      const [counts] = await query<{ rows: number; vault: number }>(
+        databaseUrl,
+        `SELECT (SELECT count(*) FROM user_logins)::int AS rows, (SELECT count(*) FROM login_etl.pii_vault)::int AS vault`,
+      );
+      assert.equal(counts?.rows, valid.length + (mode === 'siv' ? 1 : 2));
+      assert.equal(counts?.vault === 0, mode !== 'vault');
+
+      // Equal inputs give equal values in a second process (a restart) with the same key.
+      const again = await servers.queue();
+      await sendBodies(servers.sqsClient, again, valid.slice(0, 5).map((e) => JSON.stringify({ ...e, user_id: `again-${e.user_id}` })));
+      assert.equal((await runDrain(again, databaseUrl, { ...env, LOGIN_ETL_MASK_MODE: mode })).code, 0);
+      const pairs = await query<{ same: boolean }>(
+        databaseUrl,
+        `SELECT a.masked_ip = b.masked_ip AND a.masked_device_id = b.masked_device_id AS same
+           FROM user_logins a JOIN user_logins b ON b.user_id = 'again-' || a.user_id`,
+      );
+      assert.equal(pairs.length, 5);
+      assert.ok(pairs.every((p) => p.same));
+
+      if (mode === 'hmac') return;
+      // Key holders get the originals back; the audit records the use, not the values.
+      const holder = mode === 'siv' ? env : { PII_KEYS_FILE: ringFile('vault-holder.json', [vaultKey.holder]) };
+      const unmasked = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins', '--reason', 'leak test'], {
+        DATABASE_URL: databaseUrl,
+        ...holder,
+      });
+      assert.equal(unmasked.code, 0, unmasked.stderr);
+      const originals = new Set(unmaskedLines(unmasked.stdout).map((l) => l.original));
+      for (const event of valid) {
+        assert.ok(originals.has(event.ip as string) && originals.has(event.device_id as string), `${event.user_id} not recovered`);
+      }
+      const [audit] = await query<{ os_user: string; reason: string; source: string; values_requested: number; values_recovered: number; key_ids: string[] }>(
+        databaseUrl,
+        'SELECT os_user, reason, source, values_requested, values_recovered, key_ids FROM login_etl.unmask_audit',
+      );
+      assert.equal(audit?.reason, 'leak test');
+      assert.equal(audit?.source, 'query');
+      const [masked] = await query<{ n: number }>(databaseUrl, 'SELECT (count(masked_ip) + count(masked_device_id))::int AS n FROM user_logins');
+      assert.equal(audit?.values_requested, masked?.n);
+      assert.equal(audit?.values_recovered, masked?.n);
+      assert.deepEqual(audit?.key_ids, [mode === 'siv' ? 's1' : 'v1']);
+      assert.ok((audit?.os_user ?? '').length > 0);
+      assertNoLeak('the database after unmask', await dumpAllTables(databaseUrl), raw);
+    });
+  }
+
+  test('the pipeline cannot open its own vault, and unmask refuses what it cannot trust', async () => {
+    const databaseUrl = await servers.database();
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, [
+      JSON.stringify({ user_id: 'a', ip: '198.51.100.1', device_id: 'dev-a' }),
+      JSON.stringify({ user_id: 'b', ip: '198.51.100.2', device_id: 'dev-b' }),
+    ]);
+    const pipelineRing = { PII_KEYS_FILE: ringFile('vault-pipeline-2.json', [vaultKey.pipeline]) };
+    assert.equal((await runDrain(queueUrl, databaseUrl, { ...pipelineRing, LOGIN_ETL_MASK_MODE: 'vault' })).code, 0);
+    const [a, b] = await query<{ masked_ip: string }>(databaseUrl, 'SELECT masked_ip FROM user_logins ORDER BY user_id');
+    assert.ok(a && b);
+
+    const withoutPrivate = await cli(['unmask', a.masked_ip], { DATABASE_URL: databaseUrl, ...pipelineRing });
+    assert.equal(withoutPrivate.code, 1);
+    assert.equal(withoutPrivate.stdout, '');
+    assert.match(withoutPrivate.stderr, /refused: needs the vault private_key of key v1/);
+
+    const holder = { DATABASE_URL: databaseUrl, PII_KEYS_FILE: ringFile('vault-holder-2.json', [vaultKey.holder]) };
+    // Swap two vault entries: each opens, but no longer matches its token.
+    await query(
+      databaseUrl,
+      `UPDATE login_etl.pii_vault v SET sealed = o.sealed FROM login_etl.pii_vault o
+        WHERE v.token IN ($1, $2) AND o.token IN ($1, $2) AND o.token <> v.token`,
+      [a.masked_ip, b.masked_ip],
+    );
+    const swapped = await cli(['unmask', a.masked_ip], holder);
+    assert.equal(swapped.code, 1);
+    assert.equal(swapped.stdout, '');
+    assert.match(swapped.stderr, /refused: its vault entry does not match the token/);
+
+    const oneWay = await cli(['unmask'], holder, 'hmac:0a1b2c3d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n');
+    assert.equal(oneWay.code, 1);
+    assert.match(oneWay.stderr, /hmac values are one-way/);
+    assert.match(oneWay.stderr, /recovered 0 of 1 values/);
+
+    const siv = { PII_KEYS_FILE: ringFile('siv-2.json', [{ id: 's2', status: 'active', secret: generateKeyText() }]) };
+    const sivQueue = await servers.queue();
+    await sendBodies(servers.sqsClient, sivQueue, [JSON.stringify({ user_id: 'c', ip: '198.51.100.3', device_id: 'dev-c' })]);
+    assert.equal((await runDrain(sivQueue, databaseUrl, { ...siv, LOGIN_ETL_MASK_MODE: 'siv' })).code, 0);
+    const [c] = await query<{ masked_ip: string; masked_device_id: string }>(databaseUrl, `SELECT masked_ip, masked_device_id FROM user_logins WHERE user_id = 'c'`);
+    assert.ok(c);
+    const last = c.masked_ip.at(-2) === 'A' ? 'B' : 'A';
+    const tampered = `${c.masked_ip.slice(0, -2)}${last}${c.masked_ip.slice(-1)}`;
+    const result = await cli(['unmask', c.masked_device_id, tampered], { DATABASE_URL: databaseUrl, ...siv });
+    assert.equal(result.code, 1);
+    assert.deepEqual(unmaskedLines(result.stdout), [{ value: c.masked_device_id, field: 'device_id', original: 'dev-c' }]);
+    assert.match(result.stderr, /value 2 \(siv:s2:.*\): refused: does not authenticate with key s2/);
+  });
+});
+
+test('--help of every key-using command names the settings, never a key value', async () => {
+  const secret = generateKeyText();
+  for (const command of ['run', 'unmask', 'rekey', 'keygen']) {
+    const result = await cli([command, '--help'], { PII_KEY: secret, PII_KEYS: JSON.stringify([{ id: 'k', secret }]) });
+    assert.equal(result.code, 0);
+    assert.ok(!result.stdout.includes(secret), `${command} --help shows the key`);
+    if (command !== 'keygen') assert.match(result.stdout, /PII_KEYS_FILE/);
+  }
+});
+
+describe('rotation with rekey', () => {
+  for (const mode of ['siv', 'vault'] as const) {
+    test(`${mode}: new rows carry the new key id; rekey rewrites old values while run works, and duplicates match again`, async () => {
+      const databaseUrl = await servers.database();
+      const old =
+        mode === 'siv' ? { id: 'old', status: 'active', secret: generateKeyText() } : { ...generateVaultKey('old').holder };
+      const next = mode === 'siv' ? { id: 'new', status: 'active', secret: generateKeyText() } : { ...generateVaultKey('new').holder };
+      const pipelineEntry = (k: Record<string, string>, status: string) => {
+        const { private_key: _private, ...rest } = k;
+        void _private;
+        return { ...rest, status };
+      };
+      const before = ringFile(`${mode}-before.json`, [pipelineEntry(old, 'active')]);
+      const afterRing = ringFile(`${mode}-after.json`, [pipelineEntry(next, 'active'), pipelineEntry(old, 'decrypt-only')]);
+      const holderRing = ringFile(`${mode}-holder.json`, mode === 'siv' ? [next, { ...old, status: 'decrypt-only' }] : [next, { ...old, status: 'decrypt-only' }]);
+
+      const events = generateSampleEvents({ count: 60, seed: 50 }).map((e) => e.body);
+      const firstQueue = await servers.queue();
+      await sendBodies(servers.sqsClient, firstQueue, [...events.slice(0, 40), '{"ip": "198.51.100.9", "device_id": "dev-rejected"']);
+      assert.equal((await runDrain(firstQueue, databaseUrl, { PII_KEYS_FILE: before, LOGIN_ETL_MASK_MODE: mode })).code, 0);
+
+      // The same logins again under the new key, while rekey runs.
+      const secondQueue = await servers.queue();
+      const repeats = events.slice(0, 40).filter((b) => b.startsWith('{"user_id"')).map((b) => JSON.stringify({ ...JSON.parse(b), user_id: `again-${JSON.parse(b).user_id as string}` }));
+      await sendBodies(servers.sqsClient, secondQueue, repeats);
+      const [running, rekeyed] = await Promise.all([
+        runDrain(secondQueue, databaseUrl, { PII_KEYS_FILE: afterRing, LOGIN_ETL_MASK_MODE: mode }),
+        cli(['rekey', '--mask-mode', mode, '--batch-size', '7'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing }),
+      ]);
+      assert.equal(running.code, 0, running.stderr);
+      assert.equal(rekeyed.code, 0, rekeyed.stderr);
+      // A second pass catches rows an instance still on the old key might have written meanwhile.
+      const second = await cli(['rekey', '--mask-mode', mode], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      assert.equal(second.code, 0, second.stderr);
+
+      const prefix = mode === 'siv' ? 'siv:new:' : 'hmac:new:';
+      const stale = await query(databaseUrl, `SELECT 1 FROM user_logins WHERE NOT starts_with(masked_ip, $1) OR NOT starts_with(masked_device_id, $1)`, [prefix]);
+      assert.equal(stale.length, 0);
+      const [body] = await query<{ body: string }>(databaseUrl, 'SELECT body FROM login_etl.rejected_messages WHERE body LIKE $1', ['%198.51%']);
+      assert.equal(body, undefined);
+      const bodies = await query<{ body: string }>(databaseUrl, 'SELECT body FROM login_etl.rejected_messages');
+      assert.ok(bodies.every((b) => !b.body.includes(':old:')), 'a rejected body still has an old value');
+      const pairs = await query<{ same: boolean }>(
+        databaseUrl,
+        `SELECT a.masked_ip = b.masked_ip AND a.masked_device_id = b.masked_device_id AS same
+           FROM user_logins a JOIN user_logins b ON b.user_id = 'again-' || a.user_id`,
+      );
+      assert.equal(pairs.length, repeats.length);
+      assert.ok(pairs.every((p) => p.same));
+      if (mode === 'vault') {
+        const keyIds = await query<{ key_id: string }>(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault');
+        assert.deepEqual(keyIds, [{ key_id: 'new' }]);
+      }
+      const unmasked = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      assert.equal(unmasked.code, 0, unmasked.stderr);
+      const [rows] = await query<{ n: number }>(databaseUrl, 'SELECT count(masked_device_id)::int AS n FROM user_logins');
+      assert.equal(unmaskedLines(unmasked.stdout).length, rows?.n);
+    });
+  }
+});
