@@ -65,6 +65,8 @@ describe('outages', () => {
     await servers.postgres.pause();
     const outageStarted = Date.now();
     assert.ok(await waitForReadiness(run, port, 503, 8_000), '/readyz never reported the outage');
+    const alive = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(alive.status, 200, '/healthz reports the process, not its dependencies');
     await sleep(2_000);
     const visibleEarly = await visibleMessages(queueUrl);
     await sleep(Math.max(0, 10_000 - (Date.now() - outageStarted)));

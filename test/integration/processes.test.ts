@@ -76,6 +76,60 @@ describe('processes', () => {
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
   });
 
+  test('a second signal exits at once; a later run still ends exact', { timeout: 120_000 }, async () => {
+    const { queueUrl, valid, invalid } = await loadedQueue(servers, 3_000, 94, { VisibilityTimeout: '2' });
+    const databaseUrl = await servers.database();
+    const env = runEnv(queueUrl, databaseUrl, generateKeyText());
+    await migrateDatabase(databaseUrl);
+    // Slow writes, so that batches are still in flight when the signals come.
+    await query(
+      databaseUrl,
+      `CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+       CREATE TRIGGER slow_down AFTER INSERT ON user_logins FOR EACH STATEMENT EXECUTE FUNCTION slow_down();`,
+    );
+    const run = startCli(['run', '--wait-time-seconds', '20'], env);
+    await run.waitForLog('batch committed');
+
+    run.child.kill('SIGTERM');
+    while (!run.stderr().includes('SIGTERM received')) await new Promise((resolve) => setTimeout(resolve, 10));
+    run.child.kill('SIGTERM');
+    const stopped = await run.exited;
+
+    assert.equal(stopped.code, 130, stopped.stderr);
+    assert.match(stopped.stderr, /received again; exiting now/);
+    await query(databaseUrl, 'DROP TRIGGER slow_down ON user_logins');
+    const second = await startCli(['run', '--drain', '--wait-time-seconds', '1'], env).exited;
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(await endState(databaseUrl), { rows: valid, users: valid, rejected: invalid, rejectedIds: invalid, ledger: valid + invalid, ledgerWritten: valid });
+  });
+
+  test('with a dead-letter queue, each rejected message is forwarded with its body untouched and the reason attached', { timeout: 60_000 }, async () => {
+    const queueUrl = await servers.queue();
+    const deadLetterUrl = await servers.queue();
+    const databaseUrl = await servers.database();
+    const bad = [JSON.stringify({ foo: 'oops_wrong_msg_type', bar: '123' }), 'not json, from 198.51.100.99', loginBody({ app_version: 'v1' })];
+    await sendBodies(servers.sqsClient, queueUrl, [...bad, loginBody({ user_id: 'fine' })]);
+
+    const result = await startCli(['run', '--drain', '--wait-time-seconds', '1', '--dead-letter-queue-url', deadLetterUrl], runEnv(queueUrl, databaseUrl, generateKeyText())).exited;
+
+    assert.equal(result.code, 0, result.stderr);
+    const { ReceiveMessageCommand } = await import('@aws-sdk/client-sqs');
+    const { Messages = [] } = await servers.sqsClient.send(
+      new ReceiveMessageCommand({ QueueUrl: deadLetterUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
+    );
+    assert.deepEqual(Messages.map((m) => m.Body).sort(), [...bad].sort());
+    const reasons = Object.fromEntries(Messages.map((m) => [m.Body, m.MessageAttributes?.login_etl_reason?.StringValue]));
+    assert.equal(reasons[bad[0] as string], 'user_id is required');
+    assert.equal(reasons[bad[1] as string], 'body is not valid JSON');
+    assert.match(reasons[bad[2] as string] ?? '', /^app_version /);
+    const rejectedIds = await query<{ message_id: string }>(databaseUrl, 'SELECT message_id FROM login_etl.rejected_messages');
+    assert.deepEqual(
+      Messages.map((m) => m.MessageAttributes?.login_etl_message_id?.StringValue).sort(),
+      rejectedIds.map((r) => r.message_id).sort(),
+    );
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+  });
+
   test('four run processes on one queue and one database end exact', { timeout: 120_000 }, async () => {
     const { queueUrl, valid, invalid } = await loadedQueue(servers, 4_000, 93, { VisibilityTimeout: '5' });
     const databaseUrl = await servers.database();
