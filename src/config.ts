@@ -70,7 +70,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_RECEIVE_CONCURRENCY',
     type: 'string',
     default: '4',
-    description: 'Receive loops running at once, each with at most one batch in flight (1-64).',
+    description: 'Receive loops (long polls) running at once (1-64).',
   },
   waitTimeSeconds: {
     flag: 'wait-time-seconds',
@@ -152,6 +152,34 @@ export const SETTINGS = {
     type: 'string',
     default: '600',
     description: 'How often the ledger is pruned (10-86400).',
+  },
+  maxBatchMessages: {
+    flag: 'max-batch-messages',
+    env: 'LOGIN_ETL_MAX_BATCH_MESSAGES',
+    type: 'string',
+    default: '500',
+    description: 'Most messages committed in one transaction; several receives are gathered up to this (10-10000).',
+  },
+  flushIntervalMs: {
+    flag: 'flush-interval-ms',
+    env: 'LOGIN_ETL_FLUSH_INTERVAL_MS',
+    type: 'string',
+    default: '50',
+    description: 'Longest a received message waits for others to share its transaction, in milliseconds (0-10000).',
+  },
+  writeConcurrency: {
+    flag: 'write-concurrency',
+    env: 'LOGIN_ETL_WRITE_CONCURRENCY',
+    type: 'string',
+    default: '2',
+    description: 'Transactions written at once (1-32).',
+  },
+  sqsClient: {
+    flag: 'sqs-client',
+    env: 'LOGIN_ETL_SQS_CLIENT',
+    type: 'string',
+    default: 'lean',
+    description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
   },
   httpPort: {
     flag: 'http-port',
@@ -245,6 +273,10 @@ const fieldSchemas = {
   shutdownTimeoutSeconds: integer(1, 3_600),
   ledgerRetentionSeconds: integer(60, 31_536_000),
   pruneIntervalSeconds: integer(10, 86_400),
+  maxBatchMessages: integer(10, 10_000),
+  flushIntervalMs: integer(0, 10_000),
+  writeConcurrency: integer(1, 32),
+  sqsClient: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
   httpPort: integer(0, 65_535),
   httpHost: z.string().min(1),
   file: z.string().min(1),
@@ -306,6 +338,10 @@ export interface RunConfig {
   readonly pruneIntervalSeconds: number;
   /** Undefined: no HTTP server. */
   readonly http: { readonly port: number; readonly host: string } | undefined;
+  readonly sqsClient: 'lean' | 'sdk';
+  readonly maxBatchMessages: number;
+  readonly flushIntervalMs: number;
+  readonly writeConcurrency: number;
 }
 
 export const RUN_SETTINGS = [
@@ -331,6 +367,10 @@ export const RUN_SETTINGS = [
   'pruneIntervalSeconds',
   'httpPort',
   'httpHost',
+  'sqsClient',
+  'maxBatchMessages',
+  'flushIntervalMs',
+  'writeConcurrency',
 ] as const satisfies readonly SettingName[];
 
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
@@ -458,5 +498,9 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
     http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw) },
+    sqsClient: required('sqsClient', raw),
+    maxBatchMessages: required('maxBatchMessages', raw),
+    flushIntervalMs: required('flushIntervalMs', raw),
+    writeConcurrency: required('writeConcurrency', raw),
   };
 }

@@ -36,6 +36,12 @@ export interface PipelineOptions {
   readonly maxReceiveCount?: number;
   /** After `stop`, time allowed for batches in flight before they are handed back. */
   readonly shutdownTimeoutMs?: number;
+  /** Most messages committed in one transaction; several receives are gathered up to this. */
+  readonly maxBatchMessages?: number;
+  /** Longest a received message waits for others to share its transaction. */
+  readonly flushIntervalMs?: number;
+  /** Transactions written at once. */
+  readonly writeConcurrency?: number;
   readonly drainCheckIntervalMs?: number;
   readonly retryBaseDelayMs?: number;
   readonly retryMaxDelayMs?: number;
@@ -85,11 +91,20 @@ export function classifyFailure(err: unknown): 'retry' | 'release' {
   return (err instanceof SinkError || err instanceof SourceError) && err.retryable ? 'retry' : 'release';
 }
 
-/** One received batch while it is being handled. */
-interface Batch {
+/** The messages of one receive, from the receive until they are deleted or handed back. */
+interface Received {
   readonly messages: readonly QueueMessage[];
+  readonly outcomes: readonly Outcome[];
   readonly bytes: number;
   readonly receivedAtMs: number;
+  /** Aborted once the messages no longer need their visibility extended. */
+  readonly heartbeat: AbortController;
+  readonly beating: Promise<void>;
+}
+
+/** Received batches committed together in one transaction. */
+interface Batch {
+  readonly messages: readonly QueueMessage[];
   /** Ids committed so far; a retry after a partial commit skips them. */
   readonly committed: Set<string>;
   /** Ids already sent to the dead-letter queue, so retries do not send them again. */
@@ -112,7 +127,13 @@ export class Pipeline {
     poisoned: 0,
     deadLettered: 0,
   };
+  /** Received batches not yet deleted or handed back. */
   #activeBatches = 0;
+  /** Received batches waiting for a writer. */
+  #pending: Received[] = [];
+  #pendingMessages = 0;
+  #receivingDone = false;
+  #wakeWriters: (() => void)[] = [];
   readonly #options: Required<Omit<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>> & Pick<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>;
   readonly #inFlight: InFlight;
   /** Aborted when a graceful stop runs out of time: retries end and batches are handed back. */
@@ -129,6 +150,9 @@ export class Pipeline {
       maxInFlightBytes: 64 * 1024 * 1024,
       maxReceiveCount: 10,
       shutdownTimeoutMs: 25_000,
+      maxBatchMessages: 500,
+      flushIntervalMs: 50,
+      writeConcurrency: 2,
       drainCheckIntervalMs: 1_000,
       retryBaseDelayMs: 200,
       retryMaxDelayMs: 30_000,
@@ -157,9 +181,13 @@ export class Pipeline {
     else stop.addEventListener('abort', onStop, { once: true });
     try {
       const loops = Array.from({ length: this.#options.receiveConcurrency }, () => this.#receiveLoop(receiving.signal));
+      const writers = Array.from({ length: this.#options.writeConcurrency }, () => this.#writeLoop());
       const watcher = this.#options.drain ? this.#watchDrain(receiving) : Promise.resolve();
       await Promise.all(loops);
       receiving.abort();
+      this.#receivingDone = true;
+      this.#wake();
+      await Promise.all(writers);
       await watcher;
       return this.stats;
     } finally {
@@ -194,50 +222,109 @@ export class Pipeline {
         continue;
       }
       if (messages.length === 0) continue;
-      const batch: Batch = {
-        messages,
-        bytes: messages.reduce((sum, m) => sum + Buffer.byteLength(m.body), 0),
-        receivedAtMs: Date.now(),
-        committed: new Set(),
-        forwarded: new Set(),
-      };
-      this.#activeBatches += 1;
-      this.#inFlight.add(messages.length, batch.bytes);
-      try {
-        await this.#handle(batch);
-      } finally {
-        this.#inFlight.remove(messages.length, batch.bytes);
-        this.#activeBatches -= 1;
-      }
+      this.#accept(messages);
     }
   }
 
-  async #handle(batch: Batch): Promise<void> {
+  /** Transforms a receive's messages and queues them for a writer, their visibility kept alive meanwhile. */
+  #accept(messages: readonly QueueMessage[]): void {
     const { masker, log } = this.deps;
-    const started = performance.now();
-    this.stats.received += batch.messages.length;
-    const outcomes = batch.messages.map((message) => this.#outcome(message, masker));
+    this.stats.received += messages.length;
+    const outcomes = messages.map((message) => this.#outcome(message, masker));
     for (const outcome of outcomes) {
       if (outcome.kind === 'rejected') log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
     }
-
     const heartbeat = new AbortController();
-    const beating = this.#heartbeat(batch, heartbeat.signal);
-    let committed: boolean;
+    const receivedAtMs = Date.now();
+    const received: Received = {
+      messages,
+      outcomes,
+      bytes: messages.reduce((sum, m) => sum + Buffer.byteLength(m.body), 0),
+      receivedAtMs,
+      heartbeat,
+      beating: this.#heartbeat(messages, receivedAtMs, heartbeat.signal),
+    };
+    this.#activeBatches += 1;
+    this.#inFlight.add(messages.length, received.bytes);
+    this.#pending.push(received);
+    this.#pendingMessages += messages.length;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const waiters = this.#wakeWriters;
+    this.#wakeWriters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves on the next received batch, the end of receiving, or after `timeoutMs`. */
+  async #waitForWork(timeoutMs?: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(resolve, timeoutMs);
+      this.#wakeWriters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Gathers received batches into one transaction of up to `maxBatchMessages`, waiting at most
+   * `flushIntervalMs` for company, and commits it. Ends when receiving has ended and nothing
+   * is pending.
+   */
+  async #writeLoop(): Promise<void> {
+    const { maxBatchMessages, flushIntervalMs } = this.#options;
+    for (;;) {
+      const oldest = this.#pending[0];
+      if (oldest === undefined) {
+        if (this.#receivingDone) return;
+        await this.#waitForWork();
+        continue;
+      }
+      const waitedMs = Date.now() - oldest.receivedAtMs;
+      if (this.#pendingMessages < maxBatchMessages && !this.#receivingDone && waitedMs < flushIntervalMs) {
+        await this.#waitForWork(flushIntervalMs - waitedMs);
+        continue;
+      }
+      const group: Received[] = [];
+      let size = 0;
+      while (this.#pending[0] !== undefined && (group.length === 0 || size + this.#pending[0].messages.length <= maxBatchMessages)) {
+        const next = this.#pending.shift() as Received;
+        group.push(next);
+        size += next.messages.length;
+      }
+      this.#pendingMessages -= size;
+      await this.#handle(group);
+    }
+  }
+
+  async #handle(group: readonly Received[]): Promise<void> {
+    const { log } = this.deps;
+    const started = performance.now();
+    const batch: Batch = { messages: group.flatMap((r) => r.messages), committed: new Set(), forwarded: new Set() };
     try {
-      committed = await this.#commit(batch, outcomes);
+      let committed: boolean;
+      try {
+        committed = !this.#hardStop.signal.aborted && (await this.#commit(batch, group.flatMap((r) => r.outcomes)));
+      } finally {
+        for (const received of group) received.heartbeat.abort();
+        await Promise.all(group.map((r) => r.beating));
+      }
+      if (!committed) {
+        this.stats.released += batch.messages.length;
+        await this.#release(batch.messages);
+        return;
+      }
+      this.stats.batches += 1;
+      await this.#acknowledge(batch.messages);
+      log.info({ messages: batch.messages.length, receives: group.length, durationMs: Math.round(performance.now() - started) }, 'batch committed');
     } finally {
-      heartbeat.abort();
-      await beating;
+      for (const received of group) {
+        this.#inFlight.remove(received.messages.length, received.bytes);
+        this.#activeBatches -= 1;
+      }
     }
-    if (!committed) {
-      this.stats.released += batch.messages.length;
-      await this.#release(batch.messages);
-      return;
-    }
-    this.stats.batches += 1;
-    await this.#acknowledge(batch.messages);
-    log.info({ messages: batch.messages.length, durationMs: Math.round(performance.now() - started) }, 'batch committed');
   }
 
   #outcome(message: QueueMessage, masker: Masker): Outcome {
@@ -328,22 +415,21 @@ export class Pipeline {
    * Keeps the batch invisible while it is being written: at half the visibility timeout, extend
    * it by the timeout again, never past SQS's 12 hours from the receive.
    */
-  async #heartbeat(batch: Batch, done: AbortSignal): Promise<void> {
+  async #heartbeat(messages: readonly QueueMessage[], receivedAtMs: number, done: AbortSignal): Promise<void> {
     const { queue, log } = this.deps;
     const timeoutSeconds = this.#options.visibilityTimeoutSeconds;
     while (!done.aborted) {
       await sleep(Math.max(250, timeoutSeconds * 500), done);
       if (done.aborted) return;
-      const elapsedSeconds = Math.ceil((Date.now() - batch.receivedAtMs) / 1000);
+      const elapsedSeconds = Math.ceil((Date.now() - receivedAtMs) / 1000);
       const extendSeconds = Math.min(timeoutSeconds, MAX_VISIBILITY_SECONDS - elapsedSeconds);
       if (extendSeconds <= 0) {
-        log.warn({ messages: batch.messages.length }, 'batch reached the 12-hour visibility limit; SQS may deliver it again');
+        log.warn({ messages: messages.length }, 'batch reached the 12-hour visibility limit; SQS may deliver it again');
         return;
       }
       try {
-        const pending = batch.messages.filter((m) => !batch.committed.has(m.messageId));
-        const failed = await queue.changeVisibility(pending, extendSeconds);
-        this.stats.visibilityExtensions += pending.length - failed.length;
+        const failed = await queue.changeVisibility(messages, extendSeconds);
+        this.stats.visibilityExtensions += messages.length - failed.length;
         if (failed.length > 0) log.warn({ messageIds: failed }, 'visibility extension refused');
       } catch (err) {
         log.warn({ err: describeError(err) }, 'visibility extension failed');

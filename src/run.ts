@@ -13,7 +13,7 @@ import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
-import { createSqsClient, SqsDeadLetterQueue, SqsQueue, type QueueSettings, type StaticCredentials } from './source/sqs.js';
+import { createQueue, SqsDeadLetterQueue, type Queue, type QueueSettings, type StaticCredentials } from './source/sqs.js';
 import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
@@ -41,15 +41,16 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
   try {
     const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log });
     release.push(() => pool.end());
-    const sqs = createSqsClient(config.sqs, {
-      maxSockets: config.receiveConcurrency * 2 + 4,
+    const sqsClients = createQueue(config.sqs, {
+      connections: config.receiveConcurrency * 2 + 4,
+      lean: config.sqsClient === 'lean',
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     });
-    release.push(() => sqs.destroy());
+    release.push(() => sqsClients.close());
+    const { queue, client: sqs } = sqsClients;
 
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
-    const queue = new SqsQueue(sqs, config.sqs.queueUrl);
     const queueSettings = await readQueueSettings(queue, log);
     const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
 
@@ -96,6 +97,9 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         maxInFlightBytes: config.maxInFlightBytes,
         maxReceiveCount: config.maxReceiveCount,
         shutdownTimeoutMs: config.shutdownTimeoutSeconds * 1000,
+        maxBatchMessages: config.maxBatchMessages,
+        flushIntervalMs: config.flushIntervalMs,
+        writeConcurrency: config.writeConcurrency,
       },
     );
     const stats = await pipeline.run(options.stop);
@@ -108,7 +112,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
 }
 
 /** The queue's visibility timeout and retention; fails fast when the queue can never be read. */
-async function readQueueSettings(queue: SqsQueue, log: Logger): Promise<QueueSettings> {
+async function readQueueSettings(queue: Queue, log: Logger): Promise<QueueSettings> {
   try {
     return await queue.settings();
   } catch (err) {
@@ -119,7 +123,7 @@ async function readQueueSettings(queue: SqsQueue, log: Logger): Promise<QueueSet
 }
 
 /** Probes both dependencies every few seconds, so readiness follows them even when idle. */
-async function monitor(pool: pg.Pool, queue: SqsQueue, health: Health, log: Logger, signal: AbortSignal): Promise<void> {
+async function monitor(pool: pg.Pool, queue: Queue, health: Health, log: Logger, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     await sleep(MONITOR_INTERVAL_MS, signal);
     if (signal.aborted) return;

@@ -17,6 +17,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { SqsConfig } from '../config.js';
 import { SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
+import { LeanSqsCalls } from './lean-sqs.js';
 
 /** Largest batch SQS accepts for receive, delete and change-visibility. */
 export const SQS_MAX_BATCH = 10;
@@ -142,13 +143,19 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
+/**
+ * The queue the pipeline reads. With `lean`, the per-message calls (receive, delete, change
+ * visibility) take the lean path; everything else goes through the SDK client.
+ */
 export class SqsQueue implements Queue {
   constructor(
     private readonly client: SQSClient,
     private readonly queueUrl: string,
+    private readonly lean?: LeanSqsCalls,
   ) {}
 
   async receive(options: ReceiveOptions): Promise<QueueMessage[]> {
+    if (this.lean) return await this.lean.receive(this.queueUrl, options);
     const response = await callSqs('ReceiveMessage', () =>
       this.client.send(
         new ReceiveMessageCommand({
@@ -165,6 +172,7 @@ export class SqsQueue implements Queue {
   }
 
   async delete(messages: readonly MessageRef[]): Promise<string[]> {
+    if (this.lean) return await this.lean.delete(this.queueUrl, messages);
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
       const response = await callSqs('DeleteMessageBatch', () =>
@@ -184,6 +192,7 @@ export class SqsQueue implements Queue {
   }
 
   async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
+    if (this.lean) return await this.lean.changeVisibility(this.queueUrl, messages, timeoutSeconds);
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
       const response = await callSqs('ChangeMessageVisibilityBatch', () =>
@@ -278,4 +287,39 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
       }
     }
   }
+}
+
+export interface QueueClients {
+  readonly queue: SqsQueue;
+  /** The SDK client, for the calls that do not take the lean path (dead-letter queue, attributes). */
+  readonly client: SQSClient;
+  close(): Promise<void>;
+}
+
+/**
+ * The queue as `run` uses it: the SDK client for rare calls and, unless `lean` is false, the lean
+ * path for the per-message ones. Both send every request to the same endpoint.
+ */
+export function createQueue(config: SqsConfig, options: { connections: number; credentials?: StaticCredentials; lean?: boolean }): QueueClients {
+  const client = createSqsClient(config, {
+    maxSockets: options.connections,
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+  });
+  const lean =
+    options.lean === false
+      ? undefined
+      : new LeanSqsCalls({
+          endpoint: resolveSqsEndpoint(config) ?? new URL(config.queueUrl).origin,
+          region: config.region,
+          credentials: () => client.config.credentials(),
+          connections: options.connections,
+        });
+  return {
+    queue: new SqsQueue(client, config.queueUrl, lean),
+    client,
+    async close() {
+      await lean?.close();
+      client.destroy();
+    },
+  };
 }

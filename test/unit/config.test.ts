@@ -51,6 +51,10 @@ describe('collectSettings', () => {
       pruneIntervalSeconds: '600',
       httpPort: '8080',
       httpHost: '0.0.0.0',
+      sqsClient: 'lean',
+      maxBatchMessages: '500',
+      flushIntervalMs: '50',
+      writeConcurrency: '2',
       maskMode: 'hmac',
     });
   });

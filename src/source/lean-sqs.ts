@@ -1,0 +1,153 @@
+/**
+ * A lean path for the three calls the pipeline makes per message: ReceiveMessage,
+ * DeleteMessageBatch and ChangeMessageVisibilityBatch. Each is one signed POST in SQS's JSON
+ * protocol, sent with undici over kept-alive connections and signed with the AWS SDK's own SigV4
+ * signer and credential chain. The stock client's middleware stack (retries, checksums, endpoint
+ * rules, serde) costs several times the CPU the request itself does; the pipeline has its own
+ * retry policy, and the other, rare calls still go through the SDK.
+ */
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import { Pool } from 'undici';
+import { SourceError } from '../errors.js';
+import type { QueueMessage } from '../transform/transform.js';
+import { chunks, SQS_MAX_BATCH, type MessageRef, type ReceiveOptions } from './sqs.js';
+
+interface SqsJsonMessage {
+  MessageId?: string;
+  ReceiptHandle?: string;
+  Body?: string;
+  Attributes?: Record<string, string>;
+}
+
+interface BatchResult {
+  Failed?: { Id?: string; Code?: string; SenderFault?: boolean }[];
+}
+
+const RETRYABLE_TYPES = /Throttl|RequestThrottled|OverLimit|ServiceUnavailable|InternalError|InternalFailure|KmsThrottl/;
+
+/** The hot SQS operations over undici, with the pipeline's error classification. */
+export class LeanSqsCalls {
+  readonly #pool: Pool;
+  readonly #signer: SignatureV4;
+  readonly #url: URL;
+
+  constructor(options: { endpoint: string; region: string; credentials: AwsCredentialIdentityProvider; connections: number }) {
+    this.#url = new URL(options.endpoint);
+    this.#pool = new Pool(this.#url.origin, { connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.#signer = new SignatureV4({
+      service: 'sqs',
+      region: options.region,
+      credentials: options.credentials,
+      sha256: Hash.bind(null, 'sha256'),
+      applyChecksum: false,
+    });
+  }
+
+  async receive(queueUrl: string, options: ReceiveOptions): Promise<QueueMessage[]> {
+    const response = await this.#call<{ Messages?: SqsJsonMessage[] }>(
+      'ReceiveMessage',
+      {
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: options.maxMessages,
+        WaitTimeSeconds: options.waitTimeSeconds,
+        MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+        ...(options.visibilityTimeoutSeconds === undefined ? {} : { VisibilityTimeout: options.visibilityTimeoutSeconds }),
+      },
+      options.signal,
+    );
+    const messages: QueueMessage[] = [];
+    for (const m of response.Messages ?? []) {
+      if (m.MessageId === undefined || m.ReceiptHandle === undefined) continue;
+      const sent = Number(m.Attributes?.SentTimestamp);
+      const count = Number(m.Attributes?.ApproximateReceiveCount);
+      messages.push({
+        messageId: m.MessageId,
+        receiptHandle: m.ReceiptHandle,
+        body: m.Body ?? '',
+        sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
+        receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
+      });
+    }
+    return messages;
+  }
+
+  /** Deletes in batches of 10, all at once; resolves with the ids SQS refused. */
+  async delete(queueUrl: string, messages: readonly MessageRef[]): Promise<string[]> {
+    return await this.#batched('DeleteMessageBatch', queueUrl, messages, (m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle }));
+  }
+
+  async changeVisibility(queueUrl: string, messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
+    return await this.#batched('ChangeMessageVisibilityBatch', queueUrl, messages, (m, i) => ({
+      Id: String(i),
+      ReceiptHandle: m.receiptHandle,
+      VisibilityTimeout: timeoutSeconds,
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+
+  async #batched(
+    action: string,
+    queueUrl: string,
+    messages: readonly MessageRef[],
+    entry: (m: MessageRef, i: number) => Record<string, unknown>,
+  ): Promise<string[]> {
+    const results = await Promise.all(
+      chunks(messages, SQS_MAX_BATCH).map(async (batch) => {
+        const response = await this.#call<BatchResult>(action, { QueueUrl: queueUrl, Entries: batch.map(entry) });
+        return (response.Failed ?? []).flatMap((f) => batch[Number(f.Id)]?.messageId ?? []);
+      }),
+    );
+    return results.flat();
+  }
+
+  async #call<T>(action: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+    const body = JSON.stringify(input);
+    const signed = await this.#signer.sign({
+      method: 'POST',
+      protocol: this.#url.protocol,
+      hostname: this.#url.hostname,
+      ...(this.#url.port === '' ? {} : { port: Number(this.#url.port) }),
+      path: '/',
+      query: {},
+      headers: {
+        host: this.#url.host,
+        'content-type': 'application/x-amz-json-1.0',
+        'x-amz-target': `AmazonSQS.${action}`,
+      },
+      body,
+    });
+    let statusCode: number;
+    let text: string;
+    try {
+      const response = await this.#pool.request({
+        method: 'POST',
+        path: '/',
+        headers: signed.headers,
+        body,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      statusCode = response.statusCode;
+      text = await response.body.text();
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new SourceError(`SQS ${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: true });
+    }
+    if (statusCode >= 200 && statusCode < 300) return (text === '' ? {} : JSON.parse(text)) as T;
+    let type = `HTTP ${statusCode}`;
+    let message = '';
+    try {
+      const error = JSON.parse(text) as { __type?: string; message?: string; Message?: string };
+      type = (error.__type ?? type).split('#').pop() ?? type;
+      message = error.message ?? error.Message ?? '';
+    } catch {
+      // Not JSON (a proxy's error page): the status says enough.
+    }
+    const retryable = statusCode >= 500 || statusCode === 429 || RETRYABLE_TYPES.test(type);
+    throw new SourceError(`SQS ${action} failed: ${type}${message ? `: ${message}` : ''}`, { cause: { statusCode, type }, retryable });
+  }
+}
