@@ -17,6 +17,8 @@ export interface SettingSpec {
   readonly type: 'string' | 'boolean';
   readonly default?: string;
   readonly description: string;
+  /** The flag turns the setting off (`--no-metrics` sets `metrics` to false). */
+  readonly negates?: true;
 }
 
 export const SETTINGS = {
@@ -158,7 +160,15 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_HTTP_PORT',
     type: 'string',
     default: '8080',
-    description: 'Port of the /healthz and /readyz endpoints; 0 turns the HTTP server off.',
+    description: 'Port of the /healthz, /readyz and /metrics endpoints; 0 turns the HTTP server off.',
+  },
+  metrics: {
+    flag: 'no-metrics',
+    env: 'LOGIN_ETL_METRICS',
+    type: 'boolean',
+    default: 'true',
+    negates: true,
+    description: 'Serve Prometheus metrics at /metrics on the HTTP server; the flag (or LOGIN_ETL_METRICS=false) turns only /metrics off.',
   },
   httpHost: {
     flag: 'http-host',
@@ -195,7 +205,8 @@ export function collectSettings(
   const raw: RawSettings = {};
   for (const name of names) {
     const spec: SettingSpec = SETTINGS[name];
-    const fromFlag = flags[spec.flag];
+    const flag = flags[spec.flag];
+    const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
     let fromEnv = spec.env === undefined ? undefined : env[spec.env];
     if (name === 'sqsEndpoint' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_ENDPOINT_URL;
     const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
@@ -247,6 +258,7 @@ const fieldSchemas = {
   pruneIntervalSeconds: integer(10, 86_400),
   httpPort: integer(0, 65_535),
   httpHost: z.string().min(1),
+  metrics: bool,
   file: z.string().min(1),
 } satisfies Record<SettingName, z.ZodType>;
 
@@ -305,7 +317,7 @@ export interface RunConfig {
   readonly ledgerRetentionSeconds: number | undefined;
   readonly pruneIntervalSeconds: number;
   /** Undefined: no HTTP server. */
-  readonly http: { readonly port: number; readonly host: string } | undefined;
+  readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
 }
 
 export const RUN_SETTINGS = [
@@ -331,6 +343,7 @@ export const RUN_SETTINGS = [
   'pruneIntervalSeconds',
   'httpPort',
   'httpHost',
+  'metrics',
 ] as const satisfies readonly SettingName[];
 
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
@@ -457,6 +470,6 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     shutdownTimeoutSeconds: required('shutdownTimeoutSeconds', raw),
     ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
-    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw) },
+    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },
   };
 }

@@ -9,6 +9,7 @@ import { describeError, SourceError } from './errors.js';
 import { Health } from './observability/health.js';
 import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
 import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
@@ -54,15 +55,16 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
 
     const health = new Health();
+    const metrics = config.http?.metrics === true ? createMetrics() : undefined;
     if (config.http !== undefined) {
-      const server = await startHttpServer(health, config.http);
+      const server = await startHttpServer(health, { ...config.http, metrics: metrics?.registry });
       release.push(() => server.close());
       options.onListening?.(server.port);
-      log.info({ port: server.port }, 'serving /healthz and /readyz');
+      log.info({ port: server.port, metrics: metrics !== undefined }, metrics === undefined ? 'serving /healthz and /readyz' : 'serving /healthz, /readyz and /metrics');
     }
     const background = new AbortController();
     const helpers = [
-      monitor(pool, queue, health, log, background.signal),
+      monitor(pool, queue, health, log, background.signal, metrics),
       pruneEvery(pool, config, queueSettings, log, background.signal),
     ];
     // Released in reverse: abort the helpers, then wait for them.
@@ -84,8 +86,9 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
       },
       'pipeline started',
     );
+    const sink = new PgSink(pool);
     const pipeline = new Pipeline(
-      { queue, sink: new PgSink(pool), masker, log, deadLetters, health },
+      { queue, sink: metrics === undefined ? sink : metrics.meter(sink), masker, log, deadLetters, health },
       {
         receiveConcurrency: config.receiveConcurrency,
         waitTimeSeconds: config.waitTimeSeconds,
@@ -98,6 +101,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         shutdownTimeoutMs: config.shutdownTimeoutSeconds * 1000,
       },
     );
+    metrics?.attach(pipeline);
     const stats = await pipeline.run(options.stop);
     const summary = { ...stats, elapsedMs: Math.round(performance.now() - started) };
     log.info(summary, 'pipeline stopped');
@@ -119,7 +123,7 @@ async function readQueueSettings(queue: SqsQueue, log: Logger): Promise<QueueSet
 }
 
 /** Probes both dependencies every few seconds, so readiness follows them even when idle. */
-async function monitor(pool: pg.Pool, queue: SqsQueue, health: Health, log: Logger, signal: AbortSignal): Promise<void> {
+async function monitor(pool: pg.Pool, queue: SqsQueue, health: Health, log: Logger, signal: AbortSignal, metrics?: Metrics): Promise<void> {
   while (!signal.aborted) {
     await sleep(MONITOR_INTERVAL_MS, signal);
     if (signal.aborted) return;
@@ -131,6 +135,7 @@ async function monitor(pool: pg.Pool, queue: SqsQueue, health: Health, log: Logg
       queue.depth().then(
         (depth) => {
           health.report('sqs', true);
+          metrics?.setQueueDepth(depth);
           log.debug({ ...depth }, 'queue depth');
         },
         (err: unknown) => health.report('sqs', false, describeError(err)),

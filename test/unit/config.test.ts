@@ -51,6 +51,7 @@ describe('collectSettings', () => {
       pruneIntervalSeconds: '600',
       httpPort: '8080',
       httpHost: '0.0.0.0',
+      metrics: 'true',
       maskMode: 'hmac',
     });
   });
