@@ -21,11 +21,13 @@ import {
   type SettingName,
   type SettingSpec,
 } from './config.js';
+import { formatCheck, runChecks } from './check.js';
 import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 import { rekey } from './rekey.js';
+import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
 import { unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
 import { openLines, sendLines } from './send.js';
@@ -107,6 +109,38 @@ const COMMANDS: Record<string, Command> = {
       const log = createLogger(config.logLevel);
       await runPipeline(config, { log, stop });
       return 0;
+    },
+  },
+  check: {
+    summary: 'Verify a run configuration without consuming anything: settings and key, the queue (GetQueueAttributes), the database and the columns of user_logins. Exit 0 if all pass, 1 if any fails.',
+    settings: RUN_SETTINGS,
+    async action({ flags, env }) {
+      const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
+      for (const warning of config.keyWarnings ?? []) err(`warning: ${warning}`);
+      const results = await runChecks(config);
+      for (const result of results) out(formatCheck(result));
+      return results.every((r) => r.ok) ? 0 : 1;
+    },
+  },
+  report: {
+    summary: 'Print what analysts ask first: logins per day, per device type and per app version, and the most repeated masked ip and device_id values. Read-only.',
+    settings: ['databaseUrl'],
+    extra: {
+      json: { type: 'boolean', description: 'Print one JSON object instead of tables.' },
+      days: { type: 'string', default: '30', description: 'Most recent days in the per-day section (1-3660).' },
+      top: { type: 'string', default: '10', description: 'Rows in each of the other sections (1-1000).' },
+    },
+    async action({ flags, env }) {
+      const databaseUrl = parseSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env), true) ?? '';
+      const options = { days: wholeNumber('days', flags.days, 1, 3_660), top: wholeNumber('top', flags.top, 1, 1_000) };
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
+      try {
+        const report = await buildReport(pool, options);
+        out(flags.json === true ? JSON.stringify(report, null, 2) : formatReport(report));
+        return 0;
+      } finally {
+        await pool.end();
+      }
     },
   },
   send: {
@@ -290,7 +324,7 @@ function help(name?: string): string {
   if (command.settings.includes('queueUrl') || name === 'run') {
     lines.push('AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles).', '');
   }
-  if (name === 'run' || name === 'unmask' || name === 'rekey') {
+  if (name === 'run' || name === 'check' || name === 'unmask' || name === 'rekey') {
     lines.push('PII_KEY (env only) holds the masking key, PII_KEYS (env only) a key ring as JSON; or point PII_KEY_FILE or PII_KEYS_FILE at a file.', '');
   }
   lines.push('Options:');

@@ -301,6 +301,8 @@ export interface RunConfig {
   readonly maskMode: MaskMode;
   /** Non-fatal findings about the keys (a key file other users can read), for the log. */
   readonly keyWarnings?: readonly string[];
+  /** The setting the keys came from (PII_KEY, PII_KEYS_FILE (--pii-keys-file), ...), for messages. */
+  readonly keySource?: string;
   readonly receiveConcurrency: number;
   readonly waitTimeSeconds: number;
   readonly pgPoolMax: number;
@@ -446,7 +448,7 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
   const maskMode = required('maskMode', raw);
   const keys = loadKeyRing(raw, env, true) as LoadedKeys;
   assertKeysFitMode(keys, maskMode);
-  return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, ...parseTuning(raw) };
+  return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, keySource: keys.source, ...parseTuning(raw) };
 }
 
 /** A run config with every tunable setting at its default, for the demo and tests. */
@@ -454,7 +456,7 @@ export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | '
   return { maskMode: 'hmac', ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
 }
 
-function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings'> {
+function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings' | 'keySource'> {
   const httpPort = required('httpPort', raw);
   return {
     receiveConcurrency: required('receiveConcurrency', raw),
