@@ -26,6 +26,7 @@ import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
+import { TerminalProgress } from './observability/progress.js';
 import { rekey } from './rekey.js';
 import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
@@ -106,8 +107,16 @@ const COMMANDS: Record<string, Command> = {
     settings: RUN_SETTINGS,
     async action({ flags, env, stop }) {
       const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
-      const log = createLogger(config.logLevel);
-      await runPipeline(config, { log, stop });
+      // A drain on a terminal shows a progress line on stderr instead of a log line per batch:
+      // unless a level is asked for, only warnings and errors interrupt it.
+      const progress = config.drain && process.stderr.isTTY ? new TerminalProgress(process.stderr) : undefined;
+      const levelGiven = flags['log-level'] !== undefined || (env.LOG_LEVEL ?? '') !== '';
+      const level = progress !== undefined && !levelGiven ? 'warn' : config.logLevel;
+      const log = createLogger(level, 1, {
+        format: config.logFormat,
+        ...(progress === undefined ? {} : { around: { before: () => progress.clear(), after: () => progress.redraw() } }),
+      });
+      await runPipeline(config, { log, stop, progress });
       return 0;
     },
   },
@@ -246,12 +255,12 @@ const COMMANDS: Record<string, Command> = {
   },
   rekey: {
     summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
-    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'],
+    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
     extra: {
       'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
     },
     async action({ flags, env }) {
-      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'] as const;
+      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
       const raw = collectSettings(names, flags, env);
       const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
       const mode = parseSetting('maskMode', raw, true) ?? 'hmac';
@@ -261,7 +270,7 @@ const COMMANDS: Record<string, Command> = {
       const keys = keysFor(raw, env);
       if (mode === 'vault' && keys.ring.active.publicKey === undefined) assertKeysFitMode(keys, mode);
       const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
-      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info');
+      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info', 1, { format: parseSetting('logFormat', raw, true) ?? 'auto' });
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });
       try {
         await migrate(pool);

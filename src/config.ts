@@ -95,6 +95,13 @@ export const SETTINGS = {
     default: 'info',
     description: 'fatal, error, warn, info, debug, trace or silent.',
   },
+  logFormat: {
+    flag: 'log-format',
+    env: 'LOG_FORMAT',
+    type: 'string',
+    default: 'auto',
+    description: 'json (one JSON object per line), pretty (for people), or auto: pretty when the output is a terminal, json otherwise.',
+  },
   drain: {
     flag: 'drain',
     env: 'LOGIN_ETL_DRAIN',
@@ -232,6 +239,8 @@ const bool = z
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const fieldSchemas = {
   queueUrl: httpUrl,
@@ -247,6 +256,7 @@ const fieldSchemas = {
   waitTimeSeconds: integer(1, 20),
   pgPoolMax: integer(1, 100),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
+  logFormat: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
   drain: bool,
   visibilityTimeoutSeconds: integer(1, 43_200),
   maxInFlightMessages: integer(10, 100_000),
@@ -307,6 +317,7 @@ export interface RunConfig {
   readonly waitTimeSeconds: number;
   readonly pgPoolMax: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   readonly drain: boolean;
   /** Undefined: use the queue's own visibility timeout. */
   readonly visibilityTimeoutSeconds: number | undefined;
@@ -334,6 +345,7 @@ export const RUN_SETTINGS = [
   'waitTimeSeconds',
   'pgPoolMax',
   'logLevel',
+  'logFormat',
   'drain',
   'visibilityTimeoutSeconds',
   'maxInFlightMessages',
@@ -463,6 +475,7 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     waitTimeSeconds: required('waitTimeSeconds', raw),
     pgPoolMax: required('pgPoolMax', raw),
     logLevel: required('logLevel', raw),
+    logFormat: required('logFormat', raw),
     drain: required('drain', raw),
     visibilityTimeoutSeconds: parseSetting('visibilityTimeoutSeconds', raw, false),
     maxInFlightMessages: required('maxInFlightMessages', raw),

@@ -43,6 +43,7 @@ describe('collectSettings', () => {
       waitTimeSeconds: '20',
       pgPoolMax: '10',
       logLevel: 'info',
+      logFormat: 'auto',
       drain: 'false',
       maxInFlightMessages: '1000',
       maxInFlightBytes: '67108864',
