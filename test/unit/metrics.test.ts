@@ -45,3 +45,14 @@ describe('metrics setting', () => {
     assert.throws(() => parse({}, { LOGIN_ETL_METRICS: 'maybe' }), /LOGIN_ETL_METRICS \(--no-metrics\): must be true or false/);
   });
 });
+
+describe('deploy/grafana-dashboard.json', () => {
+  test('queries only metrics that /metrics exposes', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dashboard = await readFile(new URL('../../../deploy/grafana-dashboard.json', import.meta.url), 'utf8');
+    const exposed = await createMetrics().registry.metrics();
+    const used = new Set(dashboard.match(/login_etl_[a-z_]+/g) ?? []);
+    assert.ok(used.size >= 10);
+    for (const name of used) assert.match(exposed, new RegExp(`^# TYPE ${name.replace(/_(bucket|sum|count)$/, '')} `, 'm'), name);
+  });
+});
