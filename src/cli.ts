@@ -322,7 +322,9 @@ function help(name?: string): string {
     const spec: SettingSpec = SETTINGS[setting];
     const flag = `--${spec.flag}${spec.type === 'string' ? ' <value>' : ''}`;
     const env = spec.env ? `env ${spec.env}` : '';
-    return [flag, env, `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`];
+    // A negated flag's default is the setting's, not the flag's: its description says it.
+    const shownDefault = spec.default === undefined || spec.negates === true ? '' : ` Default: ${spec.default}.`;
+    return [flag, env, `${spec.description}${shownDefault}`];
   });
   for (const [flag, spec] of Object.entries(command.extra ?? {})) {
     rows.push([`--${flag}${spec.type === 'string' ? ' <value>' : ''}`, '', `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`]);

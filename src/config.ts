@@ -93,7 +93,7 @@ export const SETTINGS = {
     env: 'LOG_LEVEL',
     type: 'string',
     default: 'info',
-    description: 'fatal, error, warn, info, debug, trace or silent.',
+    description: 'fatal, error, warn, info, debug, trace or silent. While run --drain shows its progress line on a terminal, warn unless given.',
   },
   logFormat: {
     flag: 'log-format',
@@ -175,7 +175,7 @@ export const SETTINGS = {
     type: 'boolean',
     default: 'true',
     negates: true,
-    description: 'Serve Prometheus metrics at /metrics on the HTTP server; the flag (or LOGIN_ETL_METRICS=false) turns only /metrics off.',
+    description: 'Turns off /metrics only (LOGIN_ETL_METRICS=false does the same); /healthz and /readyz stay. Metrics are on by default.',
   },
   httpHost: {
     flag: 'http-host',

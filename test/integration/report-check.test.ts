@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
+import { RUN_SETTINGS, SETTINGS, type SettingSpec } from '../../src/config.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
@@ -132,6 +133,19 @@ describe('login-etl check', () => {
     assert.match(result.stdout, /^FAIL queue: GetQueueAttributes failed: .*ECONNREFUSED/m);
     assert.match(result.stdout, /^FAIL database: cannot connect: .*ECONNREFUSED/m);
     assert.ok(!result.stdout.includes('secret-password'));
+  });
+
+  test('--help lists every setting of run with its environment twin and default', async () => {
+    const result = await cli(['check', '--help']);
+
+    assert.equal(result.code, 0);
+    for (const name of RUN_SETTINGS) {
+      const spec: SettingSpec = SETTINGS[name];
+      const line = result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${spec.flag} `) || l.trim() === `--${spec.flag}` || l.trimStart().startsWith(`--${spec.flag}  `));
+      assert.ok(line !== undefined, `--${spec.flag} missing`);
+      if (spec.env !== undefined) assert.ok(line.includes(`env ${spec.env}`), `${spec.env} missing`);
+      if (spec.default !== undefined && spec.negates !== true) assert.ok(line.includes(`Default: ${spec.default}.`), `default of --${spec.flag} missing`);
+    }
   });
 
   test('bad configuration: exit 2 naming the setting', async () => {
