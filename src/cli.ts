@@ -21,11 +21,14 @@ import {
   type SettingName,
   type SettingSpec,
 } from './config.js';
+import { formatCheck, runChecks } from './check.js';
 import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
+import { TerminalProgress } from './observability/progress.js';
 import { rekey } from './rekey.js';
+import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
 import { unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
 import { openLines, sendLines } from './send.js';
@@ -104,9 +107,49 @@ const COMMANDS: Record<string, Command> = {
     settings: RUN_SETTINGS,
     async action({ flags, env, stop }) {
       const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
-      const log = createLogger(config.logLevel);
-      await runPipeline(config, { log, stop });
+      // A drain on a terminal shows a progress line on stderr instead of a log line per batch:
+      // unless a level is asked for, only warnings and errors interrupt it.
+      const progress = config.drain && process.stderr.isTTY ? new TerminalProgress(process.stderr) : undefined;
+      const levelGiven = flags['log-level'] !== undefined || (env.LOG_LEVEL ?? '') !== '';
+      const level = progress !== undefined && !levelGiven ? 'warn' : config.logLevel;
+      const log = createLogger(level, 1, {
+        format: config.logFormat,
+        ...(progress === undefined ? {} : { around: { before: () => progress.clear(), after: () => progress.redraw() } }),
+      });
+      await runPipeline(config, { log, stop, progress });
       return 0;
+    },
+  },
+  check: {
+    summary: 'Verify a run configuration without consuming anything: settings and key, the queue (GetQueueAttributes), the database and the columns of user_logins. Exit 0 if all pass, 1 if any fails.',
+    settings: RUN_SETTINGS,
+    async action({ flags, env }) {
+      const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
+      for (const warning of config.keyWarnings ?? []) err(`warning: ${warning}`);
+      const results = await runChecks(config);
+      for (const result of results) out(formatCheck(result));
+      return results.every((r) => r.ok) ? 0 : 1;
+    },
+  },
+  report: {
+    summary: 'Print what analysts ask first: logins per day, per device type and per app version, and the most repeated masked ip and device_id values. Read-only.',
+    settings: ['databaseUrl'],
+    extra: {
+      json: { type: 'boolean', description: 'Print one JSON object instead of tables.' },
+      days: { type: 'string', default: '30', description: 'Most recent days in the per-day section (1-3660).' },
+      top: { type: 'string', default: '10', description: 'Rows in each of the other sections (1-1000).' },
+    },
+    async action({ flags, env }) {
+      const databaseUrl = parseSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env), true) ?? '';
+      const options = { days: wholeNumber('days', flags.days, 1, 3_660), top: wholeNumber('top', flags.top, 1, 1_000) };
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
+      try {
+        const report = await buildReport(pool, options);
+        out(flags.json === true ? JSON.stringify(report, null, 2) : formatReport(report));
+        return 0;
+      } finally {
+        await pool.end();
+      }
     },
   },
   send: {
@@ -212,12 +255,12 @@ const COMMANDS: Record<string, Command> = {
   },
   rekey: {
     summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
-    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'],
+    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
     extra: {
       'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
     },
     async action({ flags, env }) {
-      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel'] as const;
+      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
       const raw = collectSettings(names, flags, env);
       const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
       const mode = parseSetting('maskMode', raw, true) ?? 'hmac';
@@ -227,7 +270,7 @@ const COMMANDS: Record<string, Command> = {
       const keys = keysFor(raw, env);
       if (mode === 'vault' && keys.ring.active.publicKey === undefined) assertKeysFitMode(keys, mode);
       const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
-      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info');
+      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info', 1, { format: parseSetting('logFormat', raw, true) ?? 'auto' });
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });
       try {
         await migrate(pool);
@@ -279,7 +322,9 @@ function help(name?: string): string {
     const spec: SettingSpec = SETTINGS[setting];
     const flag = `--${spec.flag}${spec.type === 'string' ? ' <value>' : ''}`;
     const env = spec.env ? `env ${spec.env}` : '';
-    return [flag, env, `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`];
+    // A negated flag's default is the setting's, not the flag's: its description says it.
+    const shownDefault = spec.default === undefined || spec.negates === true ? '' : ` Default: ${spec.default}.`;
+    return [flag, env, `${spec.description}${shownDefault}`];
   });
   for (const [flag, spec] of Object.entries(command.extra ?? {})) {
     rows.push([`--${flag}${spec.type === 'string' ? ' <value>' : ''}`, '', `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`]);
@@ -290,7 +335,7 @@ function help(name?: string): string {
   if (command.settings.includes('queueUrl') || name === 'run') {
     lines.push('AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles).', '');
   }
-  if (name === 'run' || name === 'unmask' || name === 'rekey') {
+  if (name === 'run' || name === 'check' || name === 'unmask' || name === 'rekey') {
     lines.push('PII_KEY (env only) holds the masking key, PII_KEYS (env only) a key ring as JSON; or point PII_KEY_FILE or PII_KEYS_FILE at a file.', '');
   }
   lines.push('Options:');

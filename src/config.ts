@@ -17,6 +17,8 @@ export interface SettingSpec {
   readonly type: 'string' | 'boolean';
   readonly default?: string;
   readonly description: string;
+  /** The flag turns the setting off (`--no-metrics` sets `metrics` to false). */
+  readonly negates?: true;
 }
 
 export const SETTINGS = {
@@ -91,7 +93,14 @@ export const SETTINGS = {
     env: 'LOG_LEVEL',
     type: 'string',
     default: 'info',
-    description: 'fatal, error, warn, info, debug, trace or silent.',
+    description: 'fatal, error, warn, info, debug, trace or silent. While run --drain shows its progress line on a terminal, warn unless given.',
+  },
+  logFormat: {
+    flag: 'log-format',
+    env: 'LOG_FORMAT',
+    type: 'string',
+    default: 'auto',
+    description: 'json (one JSON object per line), pretty (for people), or auto: pretty when the output is a terminal, json otherwise.',
   },
   drain: {
     flag: 'drain',
@@ -186,7 +195,15 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_HTTP_PORT',
     type: 'string',
     default: '8080',
-    description: 'Port of the /healthz and /readyz endpoints; 0 turns the HTTP server off.',
+    description: 'Port of the /healthz, /readyz and /metrics endpoints; 0 turns the HTTP server off.',
+  },
+  metrics: {
+    flag: 'no-metrics',
+    env: 'LOGIN_ETL_METRICS',
+    type: 'boolean',
+    default: 'true',
+    negates: true,
+    description: 'Turns off /metrics only (LOGIN_ETL_METRICS=false does the same); /healthz and /readyz stay. Metrics are on by default.',
   },
   httpHost: {
     flag: 'http-host',
@@ -223,7 +240,8 @@ export function collectSettings(
   const raw: RawSettings = {};
   for (const name of names) {
     const spec: SettingSpec = SETTINGS[name];
-    const fromFlag = flags[spec.flag];
+    const flag = flags[spec.flag];
+    const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
     let fromEnv = spec.env === undefined ? undefined : env[spec.env];
     if (name === 'sqsEndpoint' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_ENDPOINT_URL;
     const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
@@ -249,6 +267,8 @@ const bool = z
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const fieldSchemas = {
   queueUrl: httpUrl,
@@ -264,6 +284,7 @@ const fieldSchemas = {
   waitTimeSeconds: integer(1, 20),
   pgPoolMax: integer(1, 100),
   logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
+  logFormat: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
   drain: bool,
   visibilityTimeoutSeconds: integer(1, 43_200),
   maxInFlightMessages: integer(10, 100_000),
@@ -279,6 +300,7 @@ const fieldSchemas = {
   sqsClient: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
   httpPort: integer(0, 65_535),
   httpHost: z.string().min(1),
+  metrics: bool,
   file: z.string().min(1),
 } satisfies Record<SettingName, z.ZodType>;
 
@@ -321,10 +343,13 @@ export interface RunConfig {
   readonly maskMode: MaskMode;
   /** Non-fatal findings about the keys (a key file other users can read), for the log. */
   readonly keyWarnings?: readonly string[];
+  /** The setting the keys came from (PII_KEY, PII_KEYS_FILE (--pii-keys-file), ...), for messages. */
+  readonly keySource?: string;
   readonly receiveConcurrency: number;
   readonly waitTimeSeconds: number;
   readonly pgPoolMax: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   readonly drain: boolean;
   /** Undefined: use the queue's own visibility timeout. */
   readonly visibilityTimeoutSeconds: number | undefined;
@@ -337,7 +362,7 @@ export interface RunConfig {
   readonly ledgerRetentionSeconds: number | undefined;
   readonly pruneIntervalSeconds: number;
   /** Undefined: no HTTP server. */
-  readonly http: { readonly port: number; readonly host: string } | undefined;
+  readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
   readonly sqsClient: 'lean' | 'sdk';
   readonly maxBatchMessages: number;
   readonly flushIntervalMs: number;
@@ -356,6 +381,7 @@ export const RUN_SETTINGS = [
   'waitTimeSeconds',
   'pgPoolMax',
   'logLevel',
+  'logFormat',
   'drain',
   'visibilityTimeoutSeconds',
   'maxInFlightMessages',
@@ -371,6 +397,7 @@ export const RUN_SETTINGS = [
   'maxBatchMessages',
   'flushIntervalMs',
   'writeConcurrency',
+  'metrics',
 ] as const satisfies readonly SettingName[];
 
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
@@ -473,7 +500,7 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
   const maskMode = required('maskMode', raw);
   const keys = loadKeyRing(raw, env, true) as LoadedKeys;
   assertKeysFitMode(keys, maskMode);
-  return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, ...parseTuning(raw) };
+  return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, keySource: keys.source, ...parseTuning(raw) };
 }
 
 /** A run config with every tunable setting at its default, for the demo and tests. */
@@ -481,13 +508,14 @@ export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | '
   return { maskMode: 'hmac', ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
 }
 
-function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings'> {
+function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings' | 'keySource'> {
   const httpPort = required('httpPort', raw);
   return {
     receiveConcurrency: required('receiveConcurrency', raw),
     waitTimeSeconds: required('waitTimeSeconds', raw),
     pgPoolMax: required('pgPoolMax', raw),
     logLevel: required('logLevel', raw),
+    logFormat: required('logFormat', raw),
     drain: required('drain', raw),
     visibilityTimeoutSeconds: parseSetting('visibilityTimeoutSeconds', raw, false),
     maxInFlightMessages: required('maxInFlightMessages', raw),
@@ -497,7 +525,7 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     shutdownTimeoutSeconds: required('shutdownTimeoutSeconds', raw),
     ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
-    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw) },
+    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },
     sqsClient: required('sqsClient', raw),
     maxBatchMessages: required('maxBatchMessages', raw),
     flushIntervalMs: required('flushIntervalMs', raw),

@@ -39,6 +39,22 @@ export class InFlight {
     }
   }
 
+  /**
+   * Waits for room for `messages` more and takes it in the same step, so that loops waiting
+   * together cannot all pass the check before any of them counts. Resolves false if `signal`
+   * aborted first (nothing taken).
+   */
+  async acquire(messages: number, signal: AbortSignal): Promise<boolean> {
+    for (;;) {
+      if (signal.aborted) return false;
+      if (this.#hasRoom(messages)) {
+        this.add(messages, 0);
+        return true;
+      }
+      await this.waitForRoom(messages, signal);
+    }
+  }
+
   add(messages: number, bytes: number): void {
     this.#messages += messages;
     this.#bytes += bytes;

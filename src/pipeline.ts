@@ -200,9 +200,9 @@ export class Pipeline {
     const { queue, log, health } = this.deps;
     let failures = 0;
     while (!receiving.aborted) {
-      await this.#inFlight.waitForRoom(SQS_MAX_BATCH, receiving);
-      if (receiving.aborted) break;
-      let messages: QueueMessage[];
+      // Room for a full receive is taken before asking; what the receive does not fill is given back.
+      if (!(await this.#inFlight.acquire(SQS_MAX_BATCH, receiving))) break;
+      let messages: QueueMessage[] = [];
       try {
         messages = await queue.receive({
           maxMessages: SQS_MAX_BATCH,
@@ -213,6 +213,7 @@ export class Pipeline {
         failures = 0;
         health?.report('sqs', true);
       } catch (err) {
+        this.#inFlight.remove(SQS_MAX_BATCH, 0);
         if (receiving.aborted) break;
         failures += 1;
         const delayMs = backoffMs(failures, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
@@ -221,6 +222,7 @@ export class Pipeline {
         await sleep(delayMs, receiving);
         continue;
       }
+      this.#inFlight.remove(SQS_MAX_BATCH - messages.length, 0);
       if (messages.length === 0) continue;
       this.#accept(messages);
     }
@@ -245,7 +247,7 @@ export class Pipeline {
       beating: this.#heartbeat(messages, receivedAtMs, heartbeat.signal),
     };
     this.#activeBatches += 1;
-    this.#inFlight.add(messages.length, received.bytes);
+    this.#inFlight.add(0, received.bytes);
     this.#pending.push(received);
     this.#pendingMessages += messages.length;
     this.#wake();

@@ -9,11 +9,13 @@ import { describeError, SourceError } from './errors.js';
 import { Health } from './observability/health.js';
 import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
+import { createMetrics } from './observability/metrics.js';
+import type { ProgressReporter } from './observability/progress.js';
 import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
-import { createQueue, SqsDeadLetterQueue, type Queue, type QueueSettings, type StaticCredentials } from './source/sqs.js';
+import { createQueue, SqsDeadLetterQueue, type Queue, type QueueDepth, type QueueSettings, type StaticCredentials } from './source/sqs.js';
 import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
@@ -24,6 +26,8 @@ export interface RunOptions {
   readonly credentials?: StaticCredentials;
   /** Called once the HTTP server listens, with its port. */
   readonly onListening?: (port: number) => void;
+  /** A progress display (`run --drain` on a terminal). */
+  readonly progress?: ProgressReporter | undefined;
 }
 
 export interface RunSummary extends PipelineStats {
@@ -35,9 +39,10 @@ const DEFAULT_QUEUE_SETTINGS: QueueSettings = { visibilityTimeoutSeconds: 30, re
 const MONITOR_INTERVAL_MS = 5_000;
 
 export async function runPipeline(config: RunConfig, options: RunOptions): Promise<RunSummary> {
-  const { log } = options;
+  const { log, progress } = options;
   const started = performance.now();
   const release: (() => Promise<void> | void)[] = [];
+  if (progress !== undefined) release.push(() => progress.stop());
   try {
     const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log });
     release.push(() => pool.end());
@@ -52,18 +57,24 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const queueSettings = await readQueueSettings(queue, log);
+    // The monitor reads the depth only every few seconds; a display wants it from the start.
+    if (progress !== undefined) await queue.depth().then((d) => progress.depth(d), () => undefined);
     const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
 
     const health = new Health();
+    const metrics = config.http?.metrics === true ? createMetrics() : undefined;
     if (config.http !== undefined) {
-      const server = await startHttpServer(health, config.http);
+      const server = await startHttpServer(health, { ...config.http, metrics: metrics?.registry });
       release.push(() => server.close());
       options.onListening?.(server.port);
-      log.info({ port: server.port }, 'serving /healthz and /readyz');
+      log.info({ port: server.port, metrics: metrics !== undefined }, metrics === undefined ? 'serving /healthz and /readyz' : 'serving /healthz, /readyz and /metrics');
     }
     const background = new AbortController();
     const helpers = [
-      monitor(pool, queue, health, log, background.signal),
+      monitor(pool, queue, health, log, background.signal, (depth) => {
+        metrics?.setQueueDepth(depth);
+        progress?.depth(depth);
+      }),
       pruneEvery(pool, config, queueSettings, log, background.signal),
     ];
     // Released in reverse: abort the helpers, then wait for them.
@@ -85,8 +96,9 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
       },
       'pipeline started',
     );
+    const sink = new PgSink(pool);
     const pipeline = new Pipeline(
-      { queue, sink: new PgSink(pool), masker, log, deadLetters, health },
+      { queue, sink: metrics === undefined ? sink : metrics.meter(sink), masker, log, deadLetters, health },
       {
         receiveConcurrency: config.receiveConcurrency,
         waitTimeSeconds: config.waitTimeSeconds,
@@ -102,8 +114,11 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         writeConcurrency: config.writeConcurrency,
       },
     );
+    metrics?.attach(pipeline);
+    progress?.start(pipeline);
     const stats = await pipeline.run(options.stop);
     const summary = { ...stats, elapsedMs: Math.round(performance.now() - started) };
+    progress?.finish(summary);
     log.info(summary, 'pipeline stopped');
     return summary;
   } finally {
@@ -123,7 +138,14 @@ async function readQueueSettings(queue: Queue, log: Logger): Promise<QueueSettin
 }
 
 /** Probes both dependencies every few seconds, so readiness follows them even when idle. */
-async function monitor(pool: pg.Pool, queue: Queue, health: Health, log: Logger, signal: AbortSignal): Promise<void> {
+async function monitor(
+  pool: pg.Pool,
+  queue: Queue,
+  health: Health,
+  log: Logger,
+  signal: AbortSignal,
+  onDepth: (depth: QueueDepth) => void,
+): Promise<void> {
   while (!signal.aborted) {
     await sleep(MONITOR_INTERVAL_MS, signal);
     if (signal.aborted) return;
@@ -135,6 +157,7 @@ async function monitor(pool: pg.Pool, queue: Queue, health: Health, log: Logger,
       queue.depth().then(
         (depth) => {
           health.report('sqs', true);
+          onDepth(depth);
           log.debug({ ...depth }, 'queue depth');
         },
         (err: unknown) => health.report('sqs', false, describeError(err)),

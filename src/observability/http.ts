@@ -1,8 +1,10 @@
 /**
- * The HTTP side of `run`: `/healthz` (the process is alive and serving) and `/readyz` (Postgres and
- * SQS answered the last time they were used: 200, or 503 while either is unreachable).
+ * The HTTP side of `run`: `/healthz` (the process is alive and serving), `/readyz` (Postgres and
+ * SQS answered the last time they were used: 200, or 503 while either is unreachable) and, unless
+ * turned off, `/metrics` in the Prometheus text format.
  */
 import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
 import type { Health } from './health.js';
 
 export interface HttpServer {
@@ -10,7 +12,11 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export async function startHttpServer(health: Health, options: { host: string; port: number }): Promise<HttpServer> {
+export async function startHttpServer(
+  health: Health,
+  options: { host: string; port: number; metrics?: Registry | undefined },
+): Promise<HttpServer> {
+  const { metrics } = options;
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     const send = (status: number, body: unknown) => {
@@ -21,6 +27,13 @@ export async function startHttpServer(health: Health, options: { host: string; p
     if (path === '/readyz') {
       const state = health.snapshot();
       return send(state.ready ? 200 : 503, state);
+    }
+    if (path === '/metrics' && metrics !== undefined) {
+      metrics.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        () => send(500, { error: 'metrics unavailable' }),
+      );
+      return;
     }
     return send(404, { error: 'not found' });
   });

@@ -60,15 +60,25 @@ export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
 
 /** Fails early, with the names, when an existing user_logins lacks columns the pipeline writes. */
 async function assertUserLoginsShape(pool: pg.Pool): Promise<void> {
-  const { rows } = await pool.query<{ column_name: string }>(
-    `SELECT column_name FROM information_schema.columns
-      WHERE table_name = 'user_logins' AND table_schema = (
-        SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid = 'user_logins'::regclass)`,
-  );
-  const present = new Set(rows.map((r) => r.column_name));
-  const missing = USER_LOGINS_COLUMNS.filter((c) => !present.has(c));
-  if (missing.length > 0) {
+  const missing = await missingUserLoginsColumns(pool);
+  if (missing !== undefined && missing.length > 0) {
     throw new Error(`user_logins exists but lacks the column(s) ${missing.join(', ')}`);
   }
+}
+
+/**
+ * The columns the pipeline writes that the `user_logins` on the search path lacks, or undefined
+ * when there is no such table. Reads the catalog only, so `check` can use it without creating
+ * anything.
+ */
+export async function missingUserLoginsColumns(db: pg.Pool | pg.ClientBase): Promise<string[] | undefined> {
+  const { rows } = await db.query<{ column_name: string | null }>(
+    `SELECT a.attname AS column_name
+       FROM (SELECT to_regclass('user_logins') AS oid) t
+       LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE t.oid IS NOT NULL`,
+  );
+  if (rows.length === 0) return undefined;
+  const present = new Set(rows.map((r) => r.column_name));
+  return USER_LOGINS_COLUMNS.filter((c) => !present.has(c));
 }

@@ -7,6 +7,9 @@ import ipaddr from 'ipaddr.js';
  * legacy forms (`0x7f.1`, `010.1.1.1`, `1.2.3`) and zone ids are refused, not guessed at.
  */
 export function canonicalIp(text: string): string | undefined {
+  // A cheap shape check first: the parser throws (slowly) on everything it refuses, and masking
+  // scans free text with this function.
+  if (text.length > 45 || !(/^[0-9.]+$/.test(text) || /:.*:/.test(text))) return undefined;
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text).toString();
   if (text.includes('%') || !ipaddr.IPv6.isValid(text)) return undefined;
   const address = ipaddr.process(text);

@@ -144,8 +144,10 @@ function maskJson(root: unknown, masker: Masker): unknown {
 }
 
 const KEYED_VALUE = /"(ip|device_id)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)/gi;
-/** Runs of characters an IPv4 or IPv6 address is made of, with at least one separator. */
-const ADDRESS_LIKE = /[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*/g;
+/** Runs of characters an IPv4 or IPv6 address is made of (matched in linear time). */
+const ADDRESS_LIKE = /[0-9A-Fa-f:.]+/g;
+/** Dotted quads inside a run too long to be one address. */
+const IPV4_IN_RUN = /(?<![0-9])\d{1,3}(?:\.\d{1,3}){3}(?![0-9])/g;
 /** The shape of the exercise's device ids (ddd-dd-dddd). */
 const DEVICE_ID_LIKE = /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g;
 
@@ -167,6 +169,8 @@ function maskText(text: string, masker: Masker): string {
     return `"${name}"${colon}"${maskValue(field, unquoted, masker) as string}"`;
   });
   const addresses = keyed.replace(ADDRESS_LIKE, (run) => {
+    if (!/[:.]/.test(run)) return run;
+    if (run.length > 64) return run.replace(IPV4_IN_RUN, (ip) => masker.mask('ip', canonicalIp(ip) ?? ip));
     const address = addressIn(run);
     return address === undefined ? run : run.replace(address.text, () => masker.mask('ip', address.canonical));
   });

@@ -43,6 +43,7 @@ describe('collectSettings', () => {
       waitTimeSeconds: '20',
       pgPoolMax: '10',
       logLevel: 'info',
+      logFormat: 'auto',
       drain: 'false',
       maxInFlightMessages: '1000',
       maxInFlightBytes: '67108864',
@@ -55,6 +56,7 @@ describe('collectSettings', () => {
       maxBatchMessages: '500',
       flushIntervalMs: '50',
       writeConcurrency: '2',
+      metrics: 'true',
       maskMode: 'hmac',
     });
   });

@@ -1,0 +1,189 @@
+/**
+ * AWS Lambda entry point for an SQS event source mapping, as an alternative to `run`.
+ *
+ * The same transform, masking and sink as `run`: each record becomes a row or a rejection, and
+ * the batch statement records its MessageId in the ledger, so a record delivered again (the
+ * mapping retries, or a second mapping) is skipped. The handler never deletes messages: the
+ * mapping deletes every record not listed in `batchItemFailures`, which is why the mapping must
+ * have `FunctionResponseTypes: [ReportBatchItemFailures]`. Records whose write failed for a
+ * transient reason (Postgres down, connections exhausted) are listed, and come back later.
+ *
+ * Configuration comes from the function's environment, parsed once per container with the
+ * same rules as `run` (DATABASE_URL; PII_KEY, PII_KEY_FILE, PII_KEYS or PII_KEYS_FILE;
+ * LOGIN_ETL_MASK_MODE; LOG_LEVEL). The pool, masker and logger are cached across invocations.
+ */
+import type pg from 'pg';
+import {
+  assertKeysFitMode,
+  collectSettings,
+  loadKeyRing,
+  parseSetting,
+  type LoadedKeys,
+  type SettingName,
+} from './config.js';
+import { ConfigError, describeError, SinkError } from './errors.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { migrate } from './sink/migrate.js';
+import { createPool, PgSink, type Sink } from './sink/postgres.js';
+import { chunks } from './source/sqs.js';
+import { createMasker, type Masker } from './transform/mask.js';
+import { reject, transform, type Outcome, type QueueMessage } from './transform/transform.js';
+
+/** The parts of an SQS record the handler reads; attribute values arrive as strings. */
+export interface SqsRecord {
+  readonly messageId: string;
+  readonly receiptHandle: string;
+  readonly body: string;
+  readonly attributes: {
+    readonly SentTimestamp?: string;
+    readonly ApproximateReceiveCount?: string;
+    readonly [name: string]: string | undefined;
+  };
+  readonly eventSource?: string;
+  readonly eventSourceARN?: string;
+}
+
+export interface SqsEvent {
+  readonly Records: readonly SqsRecord[];
+}
+
+export interface SqsBatchResponse {
+  batchItemFailures: { itemIdentifier: string }[];
+}
+
+export interface LambdaHandler {
+  (event: SqsEvent): Promise<SqsBatchResponse>;
+  /** Ends the cached pool; for tests and for a Lambda extension's shutdown. */
+  close(): Promise<void>;
+}
+
+/** The settings a function reads; the queue is the mapping's business, not the function's. */
+const LAMBDA_SETTINGS = ['databaseUrl', 'piiKeyFile', 'piiKeysFile', 'maskMode', 'logLevel'] as const satisfies readonly SettingName[];
+
+/** Rows per statement: a mapping can hand over up to 10,000 records with a batching window. */
+const STATEMENT_ROWS = 500;
+
+interface Context {
+  readonly pool: pg.Pool;
+  readonly sink: Sink;
+  readonly masker: Masker;
+  readonly log: Logger;
+}
+
+/** Reads and validates the function's settings; a ConfigError names the bad one. */
+function parseLambdaConfig(env: NodeJS.ProcessEnv) {
+  const raw = collectSettings(LAMBDA_SETTINGS, {}, env);
+  const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+  const maskMode = parseSetting('maskMode', raw, true) ?? 'hmac';
+  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  assertKeysFitMode(keys, maskMode);
+  return { databaseUrl, maskMode, keys, logLevel: parseSetting('logLevel', raw, true) ?? 'info' };
+}
+
+async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
+  const config = parseLambdaConfig(env);
+  const log = createLogger(config.logLevel);
+  for (const warning of config.keys.warnings) log.warn(warning);
+  // One invocation at a time per container, and chunks are written one after another.
+  const pool = createPool(config.databaseUrl, { max: 1, log });
+  try {
+    const { applied } = await migrate(pool);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const masker = await createMasker(config.maskMode, config.keys.ring.active);
+    return { pool, sink: new PgSink(pool), masker, log };
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+}
+
+export function toQueueMessage(record: SqsRecord): QueueMessage {
+  const sent = Number(record.attributes.SentTimestamp);
+  const count = Number(record.attributes.ApproximateReceiveCount);
+  return {
+    messageId: record.messageId,
+    receiptHandle: record.receiptHandle,
+    body: record.body,
+    sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
+    receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
+  };
+}
+
+interface Tally {
+  written: number;
+  rejected: number;
+  duplicates: number;
+}
+
+/**
+ * Commits outcomes; resolves with the ids that could not be committed for a transient reason.
+ * Rows Postgres refuses for good are split out by halving and rejected with its reason, as
+ * `run` does, so one bad row neither blocks its batch nor comes back forever.
+ */
+async function commit(context: Context, outcomes: readonly Outcome[], tally: Tally): Promise<string[]> {
+  try {
+    const result = await context.sink.write(outcomes);
+    tally.written += result.written;
+    tally.rejected += result.rejected;
+    tally.duplicates += result.duplicates;
+    return [];
+  } catch (err) {
+    const ids = outcomes.map((o) => o.message.messageId);
+    if (!(err instanceof SinkError) || err.retryable) {
+      context.log.warn({ err: describeError(err), messages: ids.length }, 'write failed; the records go back to the queue');
+      return ids;
+    }
+    if (outcomes.length > 1) {
+      const middle = Math.ceil(outcomes.length / 2);
+      return [...(await commit(context, outcomes.slice(0, middle), tally)), ...(await commit(context, outcomes.slice(middle), tally))];
+    }
+    const [only] = outcomes;
+    if (only === undefined || only.kind === 'rejected') {
+      context.log.error({ err: err.message, messageIds: ids }, 'rejection could not be stored; the record goes back to the queue');
+      return ids;
+    }
+    context.log.warn({ messageId: only.message.messageId, err: err.message }, 'row refused by Postgres; rejecting it');
+    return await commit(context, [reject(only.message, err.message, context.masker)], tally);
+  }
+}
+
+/** A handler with its own cached context, built from `env` on first use. */
+export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
+  let context: Promise<Context> | undefined;
+  const handler = async (event: SqsEvent): Promise<SqsBatchResponse> => {
+    const records = event.Records;
+    const everything = () => ({ batchItemFailures: records.map((r) => ({ itemIdentifier: r.messageId })) });
+    let ready: Context;
+    try {
+      context ??= createContext(env());
+      ready = await context;
+    } catch (err) {
+      context = undefined;
+      // A bad setting is a broken deployment: fail the invocation so it shows as an error.
+      if (err instanceof ConfigError) throw err;
+      createLogger('error').error({ err: describeError(err), records: records.length }, 'could not start; every record goes back to the queue');
+      return everything();
+    }
+    const tally: Tally = { written: 0, rejected: 0, duplicates: 0 };
+    const failed: string[] = [];
+    for (const group of chunks(records, STATEMENT_ROWS)) {
+      const outcomes = group.map((record) => transform(toQueueMessage(record), ready.masker));
+      for (const outcome of outcomes) {
+        if (outcome.kind === 'rejected') ready.log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
+      }
+      failed.push(...(await commit(ready, outcomes, tally)));
+    }
+    ready.log.info({ records: records.length, ...tally, failed: failed.length }, 'batch committed');
+    return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
+  };
+  return Object.assign(handler, {
+    async close() {
+      const current = context;
+      context = undefined;
+      if (current !== undefined) await (await current.catch(() => undefined))?.pool.end();
+    },
+  });
+}
+
+/** The function's handler: `dist/src/lambda.handler`. */
+export const handler: LambdaHandler = createHandler(() => process.env);

@@ -1,0 +1,96 @@
+/**
+ * `login-etl report`: what analysts ask of user_logins first, read-only. Logins per day, per
+ * device type and per app version, and the masked ip and device_id values seen most often
+ * (repeat devices and addresses stay countable after masking). Only masked values are read.
+ */
+import type pg from 'pg';
+
+export interface LoginReport {
+  readonly logins: number;
+  readonly rejected: number | null;
+  /** Most recent days first, at most `days` of them. */
+  readonly perDay: readonly { readonly day: string | null; readonly logins: number }[];
+  readonly perDeviceType: readonly { readonly deviceType: string | null; readonly logins: number }[];
+  readonly perAppVersion: readonly { readonly appVersion: string | null; readonly logins: number }[];
+  /** Masked values seen more than once, most frequent first. */
+  readonly repeatedIps: readonly { readonly maskedIp: string; readonly logins: number }[];
+  readonly repeatedDeviceIds: readonly { readonly maskedDeviceId: string; readonly logins: number }[];
+}
+
+export interface ReportOptions {
+  /** Days in the per-day section. */
+  readonly days: number;
+  /** Rows in every other section. */
+  readonly top: number;
+}
+
+// One query per section; each is a plain GROUP BY that Postgres answers from the table alone.
+const PER_DAY = `SELECT create_date::text AS day, count(*)::int AS logins
+                   FROM user_logins GROUP BY create_date ORDER BY create_date DESC NULLS LAST LIMIT $1`;
+const PER_DEVICE_TYPE = `SELECT device_type AS "deviceType", count(*)::int AS logins
+                           FROM user_logins GROUP BY device_type ORDER BY logins DESC, device_type LIMIT $1`;
+const PER_APP_VERSION = `SELECT login_etl.app_version_text(app_version) AS "appVersion", count(*)::int AS logins
+                           FROM user_logins GROUP BY app_version ORDER BY logins DESC, app_version DESC NULLS LAST LIMIT $1`;
+const REPEATED_IPS = `SELECT masked_ip AS "maskedIp", count(*)::int AS logins FROM user_logins
+                       WHERE masked_ip IS NOT NULL GROUP BY masked_ip HAVING count(*) > 1
+                       ORDER BY logins DESC, masked_ip LIMIT $1`;
+const REPEATED_DEVICE_IDS = `SELECT masked_device_id AS "maskedDeviceId", count(*)::int AS logins FROM user_logins
+                              WHERE masked_device_id IS NOT NULL GROUP BY masked_device_id HAVING count(*) > 1
+                              ORDER BY logins DESC, masked_device_id LIMIT $1`;
+
+/** Runs every query in one read-only transaction, so the sections agree with each other. */
+export async function buildReport(pool: pg.Pool, options: ReportOptions): Promise<LoginReport> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const one = async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await client.query<T>(text, values)).rows;
+    const [total] = await one<{ logins: number; pipeline: boolean }>(
+      `SELECT count(*)::int AS logins, to_regclass('login_etl.rejected_messages') IS NOT NULL AS pipeline FROM user_logins`,
+    );
+    // A user_logins filled by other means has no rejected_messages beside it.
+    const rejected = total?.pipeline ? ((await one<{ n: number }>('SELECT count(*)::int AS n FROM login_etl.rejected_messages'))[0]?.n ?? 0) : null;
+    const report: LoginReport = {
+      logins: total?.logins ?? 0,
+      rejected,
+      perDay: await one(PER_DAY, [options.days]),
+      perDeviceType: await one(PER_DEVICE_TYPE, [options.top]),
+      perAppVersion: await one(PER_APP_VERSION, [options.top]),
+      repeatedIps: await one(REPEATED_IPS, [options.top]),
+      repeatedDeviceIds: await one(REPEATED_DEVICE_IDS, [options.top]),
+    };
+    await client.query('COMMIT');
+    return report;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** The report as text tables, for people. */
+export function formatReport(report: LoginReport): string {
+  const none = (value: string | null) => value ?? '(none)';
+  const sections: [string, string[], string[][]][] = [
+    ['Logins per day (UTC date the event was sent, most recent first)', ['day', 'logins'], report.perDay.map((r) => [none(r.day), String(r.logins)])],
+    ['Logins per device type', ['device_type', 'logins'], report.perDeviceType.map((r) => [none(r.deviceType), String(r.logins)])],
+    ['Logins per app version', ['app_version', 'logins'], report.perAppVersion.map((r) => [none(r.appVersion), String(r.logins)])],
+    ['Most repeated masked ip values', ['masked_ip', 'logins'], report.repeatedIps.map((r) => [r.maskedIp, String(r.logins)])],
+    ['Most repeated masked device_id values', ['masked_device_id', 'logins'], report.repeatedDeviceIds.map((r) => [r.maskedDeviceId, String(r.logins)])],
+  ];
+  const lines = [`user_logins: ${report.logins} logins` + (report.rejected === null ? '' : `; login_etl.rejected_messages: ${report.rejected} rejected messages`)];
+  for (const [title, header, rows] of sections) {
+    lines.push('', `${title}:`, rows.length === 0 ? '  (none)' : formatTable([header, ...rows]));
+  }
+  return lines.join('\n');
+}
+
+/** Columns padded to their widest cell, numbers right-aligned, with a rule under the header. */
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  const numeric = widths.map((_, i) => rows.slice(1).every((r) => /^\d+$/.test(r[i] ?? '')) && rows.length > 1);
+  const line = (r: readonly string[]) =>
+    `  ${r.map((cell, i) => (numeric[i] ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0))).join('  ')}`.trimEnd();
+  const [header, ...body] = rows;
+  return [line(header ?? []), `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`, ...body.map(line)].join('\n');
+}

@@ -1,0 +1,129 @@
+/**
+ * The Lambda handler, invoked in this process with SQS-shaped events as an event source mapping
+ * sends them, against the embedded Postgres.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../src/embedded/ports.js';
+import { ConfigError } from '../../src/errors.js';
+import { createHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
+import { generateKeyText } from '../../src/transform/key.js';
+import { loginBody } from '../helpers/fixtures.js';
+import { dumpAllTables, query, startServers, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+const key = generateKeyText();
+
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers?.stop();
+});
+
+let ids = 0;
+function record(body: string, overrides: Partial<SqsRecord> = {}): SqsRecord {
+  ids += 1;
+  return {
+    messageId: `00000000-0000-4000-8000-${String(ids).padStart(12, '0')}`,
+    receiptHandle: `handle-${ids}`,
+    body,
+    attributes: { SentTimestamp: String(Date.UTC(2024, 1, 29, 12)), ApproximateReceiveCount: '1', SenderId: 'AIDEXAMPLE' },
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:login-queue',
+    ...overrides,
+  };
+}
+const event = (...records: SqsRecord[]): SqsEvent => ({ Records: records });
+
+describe('Lambda handler', () => {
+  test('valid and invalid records become rows and rejections; nothing is reported failed', async () => {
+    const databaseUrl = await servers.database();
+    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    try {
+      const good = record(loginBody({ user_id: 'lambda-1', ip: '192.0.2.44', device_id: '777-88-9999', app_version: '6.02' }));
+      const bad = record('{"foo": "oops_wrong_msg_type", "bar": "123"}');
+      const notJson = record('{"user_id": "x", "ip": "198.51.100.200"');
+
+      const response = await handler(event(good, bad, notJson));
+
+      assert.deepEqual(response, { batchItemFailures: [] });
+      const rows = await query<Record<string, unknown>>(databaseUrl, 'SELECT user_id, masked_ip, app_version, create_date::text FROM user_logins');
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0]?.user_id, 'lambda-1');
+      assert.equal(rows[0]?.app_version, 6_002_000);
+      assert.equal(rows[0]?.create_date, '2024-02-29');
+      assert.match(String(rows[0]?.masked_ip), /^hmac:/);
+      const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
+      assert.deepEqual(rejected.map((r) => r.message_id).sort(), [bad.messageId, notJson.messageId].sort());
+      const dump = await dumpAllTables(databaseUrl);
+      for (const raw of ['192.0.2.44', '777-88-9999', '198.51.100.200']) assert.ok(!dump.includes(raw), `${raw} is stored raw`);
+    } finally {
+      await handler.close();
+    }
+  });
+
+  test('the same record delivered twice, in one event and in a later one, gives one row', async () => {
+    const databaseUrl = await servers.database();
+    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    try {
+      const once = record(loginBody({ user_id: 'lambda-twice' }));
+      const again = { ...once, receiptHandle: 'another-handle', attributes: { ...once.attributes, ApproximateReceiveCount: '2' } };
+
+      assert.deepEqual(await handler(event(once, again)), { batchItemFailures: [] });
+      assert.deepEqual(await handler(event(again)), { batchItemFailures: [] });
+
+      const [count] = await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM user_logins WHERE user_id = 'lambda-twice'`);
+      assert.equal(count?.n, 1);
+    } finally {
+      await handler.close();
+    }
+  });
+
+  test('Postgres unreachable: every record is reported in batchItemFailures; they land once it is back', async () => {
+    const databaseUrl = await servers.database();
+    const closed = await freePort();
+    let url = databaseUrl.replace(`:${servers.postgres.port}/`, `:${closed}/`);
+    const handler = createHandler(() => ({ DATABASE_URL: url, PII_KEY: key }));
+    try {
+      const records = [record(loginBody({ user_id: 'later-1' })), record(loginBody({ user_id: 'later-2' })), record('not json')];
+
+      const response = await handler(event(...records));
+
+      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
+      url = databaseUrl;
+      assert.deepEqual(await handler(event(...records)), { batchItemFailures: [] });
+      const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+      assert.equal(count?.n, 2);
+    } finally {
+      await handler.close();
+    }
+  });
+
+  test('Postgres going away after start: the records of the failed write are reported', async () => {
+    const databaseUrl = await servers.database();
+    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    try {
+      assert.deepEqual(await handler(event(record(loginBody({ user_id: 'warm' })))), { batchItemFailures: [] });
+      // Every connection of this database dropped, and new ones refused, as in a failover.
+      const name = new URL(databaseUrl).pathname.slice(1);
+      await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS false`);
+      await query(servers.postgres.url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [name]);
+      const records = [record(loginBody({ user_id: 'cold-1' })), record(loginBody({ user_id: 'cold-2' }))];
+
+      const response = await handler(event(...records));
+
+      await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS true`);
+      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
+    } finally {
+      await handler.close();
+    }
+  });
+
+  test('a bad setting fails the invocation with a ConfigError naming it', async () => {
+    const handler = createHandler(() => ({ DATABASE_URL: 'mysql://nope', PII_KEY: key }));
+    await assert.rejects(handler(event(record('{}'))), (err: unknown) => err instanceof ConfigError && /DATABASE_URL/.test(err.message));
+    const noKey = createHandler(() => ({ DATABASE_URL: 'postgres://u@127.0.0.1/d' }));
+    await assert.rejects(noKey(event(record('{}'))), /PII_KEY: is required/);
+  });
+});

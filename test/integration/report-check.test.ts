@@ -1,0 +1,157 @@
+/**
+ * `report` and `check` as a user runs them: the built CLI in a child process, against real servers.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../src/embedded/ports.js';
+import { generateSampleEvents } from '../../src/embedded/sample-data.js';
+import { RUN_SETTINGS, SETTINGS, type SettingSpec } from '../../src/config.js';
+import { generateKeyText } from '../../src/transform/key.js';
+import { cli } from '../helpers/cli.js';
+import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+const key = generateKeyText();
+/** One database drained once, shared by the report tests. */
+let filled: { databaseUrl: string; events: { body: string; valid: boolean }[] };
+
+before(async () => {
+  servers = await startServers();
+  const queueUrl = await servers.queue();
+  const events = generateSampleEvents({ count: 60, seed: 61, repeatRatio: 0.3 });
+  await sendBodies(servers.sqsClient, queueUrl, events.map((e) => e.body));
+  const databaseUrl = await servers.database();
+  const run = await cli(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], {
+    SQS_QUEUE_URL: queueUrl,
+    DATABASE_URL: databaseUrl,
+    PII_KEY: key,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  filled = { databaseUrl, events };
+});
+after(async () => {
+  await servers?.stop();
+});
+
+interface Report {
+  logins: number;
+  rejected: number;
+  perDay: { day: string; logins: number }[];
+  perDeviceType: { deviceType: string | null; logins: number }[];
+  perAppVersion: { appVersion: string | null; logins: number }[];
+  repeatedIps: { maskedIp: string; logins: number }[];
+  repeatedDeviceIds: { maskedDeviceId: string; logins: number }[];
+}
+
+describe('login-etl report', () => {
+  test('--json: counts per day, device type and version agree with the table; repeats are masked values', async () => {
+    const result = await cli(['report', '--json'], { DATABASE_URL: filled.databaseUrl });
+
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as Report;
+    const valid = filled.events.filter((e) => e.valid);
+    assert.equal(report.logins, valid.length);
+    assert.equal(report.rejected, filled.events.length - valid.length);
+    assert.equal(report.perDay.reduce((n, d) => n + d.logins, 0), valid.length);
+    assert.deepEqual(report.perDay.map((d) => d.day), [new Date().toISOString().slice(0, 10)]);
+    const byType = await query<{ device_type: string; n: number }>(filled.databaseUrl, 'SELECT device_type, count(*)::int AS n FROM user_logins GROUP BY 1');
+    assert.deepEqual(
+      Object.fromEntries(report.perDeviceType.map((r) => [r.deviceType, r.logins])),
+      Object.fromEntries(byType.map((r) => [r.device_type, r.n])),
+    );
+    assert.ok(report.perAppVersion.every((r) => r.appVersion === null || /^\d+\.\d+\.\d+$/.test(r.appVersion)));
+    // Repeats counted on masked values equal repeats counted on the originals.
+    const raw = new Map<string, number>();
+    for (const e of valid) {
+      const ip = (JSON.parse(e.body) as { ip: string }).ip;
+      raw.set(ip, (raw.get(ip) ?? 0) + 1);
+    }
+    const top = [...raw.values()].filter((n) => n > 1).sort((a, b) => b - a).slice(0, 10);
+    assert.ok(top.length > 0);
+    assert.deepEqual(report.repeatedIps.map((r) => r.logins), top);
+    assert.ok(report.repeatedIps.every((r) => r.maskedIp.startsWith('hmac:')));
+    assert.ok(report.repeatedDeviceIds.every((r) => r.maskedDeviceId.startsWith('hmac:') && r.logins > 1));
+    for (const e of valid) {
+      const { ip, device_id } = JSON.parse(e.body) as { ip: string; device_id: string };
+      assert.ok(!result.stdout.includes(ip) && !result.stdout.includes(device_id), 'a raw value appears in the report');
+    }
+  });
+
+  test('text: one table per question, --top limits the rows', async () => {
+    const result = await cli(['report', '--top', '2'], { DATABASE_URL: filled.databaseUrl });
+
+    assert.equal(result.code, 0, result.stderr);
+    for (const title of ['Logins per day', 'Logins per device type', 'Logins per app version', 'Most repeated masked ip values', 'Most repeated masked device_id values']) {
+      assert.match(result.stdout, new RegExp(`^${title}.*:$`, 'm'));
+    }
+    const versions = result.stdout.split('Logins per app version:\n')[1]?.split('\n\n')[0]?.split('\n') ?? [];
+    assert.equal(versions.length, 4); // header, rule, two rows
+    assert.equal((await cli(['report', '--top', '0'], { DATABASE_URL: filled.databaseUrl })).code, 2);
+  });
+});
+
+describe('login-etl check', () => {
+  const env = () => ({ PII_KEY: key, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
+
+  test('all ok: one line per check, exit 0, and nothing consumed', async () => {
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, ['{"user_id":"a"}', '{"user_id":"b"}']);
+
+    const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: queueUrl, DATABASE_URL: filled.databaseUrl });
+
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.deepEqual(lines.map((l) => l.split(':')[0]), ['ok   key', 'ok   queue', 'ok   database', 'ok   table']);
+    assert.match(lines[1] ?? '', /about 2 messages visible/);
+    assert.ok(!result.stdout.includes(key));
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 2);
+  });
+
+  test('a fresh database: the table check fails, exit 1, and nothing is created', async () => {
+    const databaseUrl = await servers.database();
+
+    const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: databaseUrl });
+
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /^FAIL table: user_logins does not exist/m);
+    assert.match(result.stdout, /^ok   database:/m);
+    const [found] = await query<{ t: string | null; s: string | null }>(databaseUrl, `SELECT to_regclass('user_logins')::text AS t, to_regnamespace('login_etl')::text AS s`);
+    assert.deepEqual(found, { t: null, s: null });
+  });
+
+  test('unreachable queue and database: FAIL lines that say why, exit 1', async () => {
+    const closed = await freePort();
+
+    const result = await cli(['check'], {
+      ...env(),
+      AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${closed}`,
+      SQS_QUEUE_URL: `http://127.0.0.1:${closed}/000000000000/nowhere`,
+      DATABASE_URL: `postgres://postgres:secret-password@127.0.0.1:${closed}/postgres`,
+    });
+
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /^FAIL queue: GetQueueAttributes failed: .*ECONNREFUSED/m);
+    assert.match(result.stdout, /^FAIL database: cannot connect: .*ECONNREFUSED/m);
+    assert.ok(!result.stdout.includes('secret-password'));
+  });
+
+  test('--help lists every setting of run with its environment twin and default', async () => {
+    const result = await cli(['check', '--help']);
+
+    assert.equal(result.code, 0);
+    for (const name of RUN_SETTINGS) {
+      const spec: SettingSpec = SETTINGS[name];
+      const line = result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${spec.flag} `) || l.trim() === `--${spec.flag}` || l.trimStart().startsWith(`--${spec.flag}  `));
+      assert.ok(line !== undefined, `--${spec.flag} missing`);
+      if (spec.env !== undefined) assert.ok(line.includes(`env ${spec.env}`), `${spec.env} missing`);
+      if (spec.default !== undefined && spec.negates !== true) assert.ok(line.includes(`Default: ${spec.default}.`), `default of --${spec.flag} missing`);
+    }
+  });
+
+  test('bad configuration: exit 2 naming the setting', async () => {
+    const result = await cli(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl });
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /PII_KEY: is required/);
+  });
+});
