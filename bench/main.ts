@@ -29,7 +29,7 @@ import { distFile, jsonLine, runChild, startChild } from './child.js';
 import type { CopyReport } from './copy-ceiling.js';
 import type { EmulatorReply, EmulatorUsage } from './emulator-server.js';
 import type { NaiveReport } from './naive-consumer.js';
-import { postgresCpuSeconds, processCpuSeconds, statusMb } from './proc.js';
+import { machineBusyCpuSeconds, postgresCpuSeconds, processCpuSeconds, statusMb } from './proc.js';
 import type { CeilingReport } from './queue-ceiling.js';
 
 interface BenchOptions {
@@ -42,6 +42,8 @@ interface BenchOptions {
   readonly followRate: number;
   readonly sampleSeconds: number;
   readonly resultsDir: string;
+  /** Run the pipeline child with --cpu-prof into this directory (its numbers then include the profiler). */
+  readonly profileDir: string | undefined;
 }
 
 const SCENARIOS = ['queue-stock', 'queue-pipeline', 'copy', 'pipeline', 'naive'] as const;
@@ -74,6 +76,12 @@ export interface ScenarioResult {
   /** Spawn to exit of the consumer process, start-up included. */
   readonly processWallMs: number;
   readonly processCpuSeconds: number | undefined;
+  /**
+   * CPU the rest of the machine used while this scenario ran (all processes minus the consumer,
+   * the emulator and Postgres); high values mean another workload competed for the cores.
+   */
+  readonly otherCpuSeconds: number | undefined;
+  readonly scenarioWallMs: number;
   readonly details: Record<string, unknown>;
 }
 
@@ -90,13 +98,14 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       'follow-rate': { type: 'string', default: '200' },
       'sample-seconds': { type: 'string', default: '5' },
       'results-dir': { type: 'string', default: distFile('../bench/results') },
+      'profile-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
       'npm run bench -- [--messages 50000] [--concurrency 16] [--naive-concurrency 4] [--seed 1]\n' +
-        `               [--only ${SCENARIOS.join(',')}] [--results-dir DIR]\n` +
+        `               [--only ${SCENARIOS.join(',')}] [--results-dir DIR] [--profile-dir DIR]\n` +
         'npm run bench -- --follow-minutes M [--follow-rate 200] [--sample-seconds 5]\n',
     );
     process.exit(0);
@@ -122,6 +131,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     followRate: whole('follow-rate', values['follow-rate'], 1),
     sampleSeconds: whole('sample-seconds', values['sample-seconds'], 1),
     resultsDir: values['results-dir'] ?? 'bench/results',
+    profileDir: values['profile-dir'],
   };
 }
 
@@ -267,6 +277,8 @@ function result(
     postgresCpuSecondsPer10k: per10k(postgresCpu),
     processWallMs: Math.round(m.processWallMs),
     processCpuSeconds: m.processCpuSeconds,
+    otherCpuSeconds: undefined,
+    scenarioWallMs: 0,
     details,
   };
 }
@@ -349,6 +361,7 @@ async function pipelineRun(env: Environment): Promise<ScenarioResult> {
   const { value: child, emulatorCpu, postgresCpu } = await bracket(env, async () => {
     const running = startChild(distFile('src/cli.js'), pipelineArgs(env, true), {
       env: pipelineEnv(env, queueUrl, databaseUrl),
+      nodeArgs: env.options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${env.options.profileDir}`],
       onLine: (line) => {
         const log = jsonLine<PipelineLog>(line, 'msg');
         if (log === undefined) return;
@@ -415,6 +428,23 @@ async function naiveRun(env: Environment): Promise<ScenarioResult> {
   );
 }
 
+/** Runs a scenario, and reads how busy the rest of the machine was meanwhile (loading included). */
+async function measured(env: Environment, name: ScenarioName): Promise<ScenarioResult> {
+  const busyBefore = machineBusyCpuSeconds();
+  const emulatorBefore = await env.emulator.usage();
+  const postgresBefore = postgresCpuSeconds();
+  const started = performance.now();
+  const r = await RUNNERS[name](env);
+  const scenarioWallMs = Math.round(performance.now() - started);
+  const busyAfter = machineBusyCpuSeconds();
+  const emulatorAfter = await env.emulator.usage();
+  const postgresAfter = postgresCpuSeconds();
+  const ours = (r.processCpuSeconds ?? 0) + (emulatorAfter.cpuSeconds - emulatorBefore.cpuSeconds) + ((postgresAfter ?? 0) - (postgresBefore ?? 0));
+  // The bench's own process (loading the queue) counts as "other" too; it is small beside a run.
+  const otherCpuSeconds = busyBefore === undefined || busyAfter === undefined ? undefined : busyAfter - busyBefore - ours;
+  return { ...r, otherCpuSeconds, scenarioWallMs };
+}
+
 /**
  * Not measured: a few thousand messages through the emulator first, so that the first scenario
  * does not pay for the emulator's JIT warm-up and the others do not get it for free.
@@ -473,7 +503,7 @@ function ratios(results: readonly ScenarioResult[]): Ratio[] {
 const fixed = (n: number | undefined, digits: number) => (n === undefined ? '—' : n.toFixed(digits));
 
 function table(results: readonly ScenarioResult[], computed: readonly Ratio[]): string {
-  const head = ['scenario', 'msgs/s', 'CPU s/10k', 'peak RSS MB', 'emulator CPU s/10k', 'postgres CPU s/10k'];
+  const head = ['scenario', 'msgs/s', 'CPU s/10k', 'peak RSS MB', 'emulator CPU s/10k', 'postgres CPU s/10k', 'other load (cores)'];
   const rows = results.map((r) => [
     r.label,
     fixed(r.msgsPerSecond, 0),
@@ -481,6 +511,7 @@ function table(results: readonly ScenarioResult[], computed: readonly Ratio[]): 
     fixed(r.peakRssMb, 0),
     fixed(r.emulatorCpuSecondsPer10k, 2),
     fixed(r.postgresCpuSecondsPer10k, 2),
+    fixed(r.otherCpuSeconds === undefined ? undefined : r.otherCpuSeconds / (r.scenarioWallMs / 1000), 2),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
@@ -612,7 +643,7 @@ async function main(): Promise<void> {
       const results: ScenarioResult[] = [];
       for (const name of options.only) {
         log(`${LABELS[name]}: loading and measuring`);
-        const r = await RUNNERS[name](env);
+        const r = await measured(env, name);
         log(`${LABELS[name]}: ${fixed(r.msgsPerSecond, 0)} msgs/s`);
         results.push(r);
       }

@@ -110,3 +110,20 @@ export function parseUsage(stderr: string): ChildUsage | undefined {
   }
   return undefined;
 }
+
+/**
+ * Busy CPU seconds of the whole machine so far (all cores, everything but idle and iowait),
+ * from /proc/stat. Over a scenario, this minus what the bench's own processes used is what
+ * other programs on the machine took: the noise in that scenario's numbers.
+ */
+export function machineBusyCpuSeconds(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const fields = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
