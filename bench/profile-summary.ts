@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   readonly id: number;
+  readonly children?: readonly number[];
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
 }
 
@@ -36,17 +37,35 @@ function main(): void {
   const byFunction = new Map<string, { ms: number; module: string }>();
   const byModule = new Map<string, number>();
   let totalMs = 0;
+  let idleMs = 0;
   for (const file of positionals) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
     const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+    const parents = new Map<number, number>();
+    for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+    /** A native function (socket writev, fs writeString) counts for the first non-Node module above it. */
+    const caller = (id: number): string => {
+      for (let at = parents.get(id); at !== undefined; at = parents.get(at)) {
+        const frame = nodes.get(at)?.callFrame;
+        if (frame === undefined || frame.url === '') continue;
+        const module = moduleOf(frame.url, frame.functionName);
+        // Past Node's own streams and sockets, to the package that wrote: the SDK, pg or pino.
+        if (!module.startsWith('node:')) return module;
+      }
+      return 'no JS caller on the stack';
+    };
     profile.samples.forEach((id, i) => {
       const node = nodes.get(id);
       const ms = (profile.timeDeltas[i] ?? 0) / 1000;
       if (node === undefined) return;
       const { functionName, url, lineNumber } = node.callFrame;
-      const module = moduleOf(url, functionName);
+      if (functionName === '(idle)') {
+        idleMs += ms;
+        return;
+      }
+      const module = url === '' && !functionName.startsWith('(') ? `native, called from ${caller(id)}` : moduleOf(url, functionName);
       const where = url === '' ? '' : ` ${url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}`;
-      const key = `${functionName || '(anonymous)'}${where}`;
+      const key = `${functionName || '(anonymous)'}${where}${url === '' ? ` (${module})` : ''}`;
       const entry = byFunction.get(key) ?? { ms: 0, module };
       entry.ms += ms;
       byFunction.set(key, entry);
@@ -55,7 +74,7 @@ function main(): void {
     });
   }
   const pct = (ms: number) => `${((ms / totalMs) * 100).toFixed(1).padStart(5)}%`;
-  const out: string[] = [`total sampled: ${(totalMs / 1000).toFixed(2)} s`, '', `top ${top} functions by self time:`];
+  const out: string[] = [`busy: ${(totalMs / 1000).toFixed(2)} s sampled (idle ${(idleMs / 1000).toFixed(2)} s, not counted)`, '', `top ${top} functions by self time:`];
   for (const [key, { ms, module }] of [...byFunction].sort((a, b) => b[1].ms - a[1].ms).slice(0, top)) {
     out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(6)} s  [${module}]  ${key}`);
   }
