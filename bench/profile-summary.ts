@@ -36,6 +36,8 @@ function main(): void {
   if (positionals.length === 0) throw new Error('usage: profile-summary FILE.cpuprofile... [--top 10]');
   const byFunction = new Map<string, { ms: number; module: string }>();
   const byModule = new Map<string, number>();
+  /** Node's own code (streams, sockets, crypto) and native calls counted for the package above them. */
+  const byOwner = new Map<string, number>();
   let totalMs = 0;
   let idleMs = 0;
   for (const file of positionals) {
@@ -70,6 +72,9 @@ function main(): void {
       entry.ms += ms;
       byFunction.set(key, entry);
       byModule.set(module, (byModule.get(module) ?? 0) + ms);
+      const own = moduleOf(url, functionName);
+      const owner = url === '' ? (functionName.startsWith('(') ? functionName : caller(id)) : own.startsWith('node:') ? caller(id) : own;
+      byOwner.set(owner, (byOwner.get(owner) ?? 0) + ms);
       totalMs += ms;
     });
   }
@@ -81,6 +86,10 @@ function main(): void {
   out.push('', `top ${top} modules by self time:`);
   for (const [module, ms] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(6)} s  ${module}`);
+  }
+  out.push('', `top ${top} packages, Node's own code and native calls counted for the package that called them:`);
+  for (const [owner, ms] of [...byOwner].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(6)} s  ${owner}`);
   }
   process.stdout.write(`${out.join('\n')}\n`);
 }
