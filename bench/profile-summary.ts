@@ -81,7 +81,8 @@ function main(): void {
   const pct = (ms: number) => `${((ms / totalMs) * 100).toFixed(1).padStart(5)}%`;
   const out: string[] = [`busy: ${(totalMs / 1000).toFixed(2)} s sampled (idle ${(idleMs / 1000).toFixed(2)} s, not counted)`, '', `top ${top} functions by self time:`];
   for (const [key, { ms, module }] of [...byFunction].sort((a, b) => b[1].ms - a[1].ms).slice(0, top)) {
-    out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(6)} s  [${module}]  ${key}`);
+    const tag = key.endsWith(`(${module})`) ? '' : `[${module}]  `;
+    out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(6)} s  ${tag}${key}`);
   }
   out.push('', `top ${top} modules by self time:`);
   for (const [module, ms] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, top)) {
