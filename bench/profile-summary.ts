@@ -67,7 +67,7 @@ function main(): void {
       }
       const module = url === '' && !functionName.startsWith('(') ? `native, called from ${caller(id)}` : moduleOf(url, functionName);
       const where = url === '' ? '' : ` ${url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}`;
-      const key = `${functionName || '(anonymous)'}${where}${url === '' ? ` (${module})` : ''}`;
+      const key = `${functionName || '(anonymous)'}${where}${url === '' && !functionName.startsWith('(') ? ` (${module})` : ''}`;
       const entry = byFunction.get(key) ?? { ms: 0, module };
       entry.ms += ms;
       byFunction.set(key, entry);
