@@ -1,7 +1,7 @@
 /**
  * The bench harness end to end on a tiny load: every scenario runs and lands in the results
  * file. Nothing here looks at speed; timings belong to `npm run bench`. Not part of `npm test`
- * (it takes 10-15 s on a busy 2-core machine): `npm run bench:smoke`.
+ * (6 s on a quiet 2-core machine, 14 s with other suites running on it): `npm run bench:smoke`.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
