@@ -49,7 +49,7 @@ describe('/metrics', () => {
     const queueUrl = await servers.queue();
     await sendBodies(servers.sqsClient, queueUrl, BODIES);
     const port = await freePort();
-    const run = startCli(['run', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], {
+    const run = startCli(['run', '--wait-time-seconds', '1', '--max-batch-messages', '10', '--sqs-endpoint', servers.sqs.endpoint], {
       SQS_QUEUE_URL: queueUrl,
       DATABASE_URL: databaseUrl,
       PII_KEY: key,
