@@ -5,6 +5,8 @@
  */
 export class InFlight {
   #messages = 0;
+  /** Room taken for receives still under way; not messages held yet. */
+  #reserved = 0;
   #bytes = 0;
   #waiters: (() => void)[] = [];
 
@@ -48,11 +50,17 @@ export class InFlight {
     for (;;) {
       if (signal.aborted) return false;
       if (this.#hasRoom(messages)) {
-        this.add(messages, 0);
+        this.#reserved += messages;
         return true;
       }
       await this.waitForRoom(messages, signal);
     }
+  }
+
+  /** Gives back room taken by `acquire`. */
+  release(messages: number): void {
+    this.#reserved -= messages;
+    this.remove(0, 0);
   }
 
   add(messages: number, bytes: number): void {
@@ -69,6 +77,6 @@ export class InFlight {
   }
 
   #hasRoom(upcoming: number): boolean {
-    return this.#messages + upcoming <= this.maxMessages && this.#bytes < this.maxBytes;
+    return this.#messages + this.#reserved + upcoming <= this.maxMessages && this.#bytes < this.maxBytes;
   }
 }

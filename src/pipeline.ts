@@ -213,7 +213,7 @@ export class Pipeline {
         failures = 0;
         health?.report('sqs', true);
       } catch (err) {
-        this.#inFlight.remove(SQS_MAX_BATCH, 0);
+        this.#inFlight.release(SQS_MAX_BATCH);
         if (receiving.aborted) break;
         failures += 1;
         const delayMs = backoffMs(failures, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
@@ -222,7 +222,7 @@ export class Pipeline {
         await sleep(delayMs, receiving);
         continue;
       }
-      this.#inFlight.remove(SQS_MAX_BATCH - messages.length, 0);
+      this.#inFlight.release(SQS_MAX_BATCH);
       if (messages.length === 0) continue;
       this.#accept(messages);
     }
@@ -247,7 +247,7 @@ export class Pipeline {
       beating: this.#heartbeat(messages, receivedAtMs, heartbeat.signal),
     };
     this.#activeBatches += 1;
-    this.#inFlight.add(0, received.bytes);
+    this.#inFlight.add(messages.length, received.bytes);
     this.#pending.push(received);
     this.#pendingMessages += messages.length;
     this.#wake();
