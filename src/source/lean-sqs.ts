@@ -12,7 +12,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { Pool } from 'undici';
 import { SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
-import { chunks, SQS_MAX_BATCH, type MessageRef, type ReceiveOptions } from './sqs.js';
+import { chunks, SQS_MAX_BATCH, toQueueMessage, type MessageRef, type ReceiveOptions } from './sqs.js';
 
 interface SqsJsonMessage {
   MessageId?: string;
@@ -57,20 +57,7 @@ export class LeanSqsCalls {
       },
       options.signal,
     );
-    const messages: QueueMessage[] = [];
-    for (const m of response.Messages ?? []) {
-      if (m.MessageId === undefined || m.ReceiptHandle === undefined) continue;
-      const sent = Number(m.Attributes?.SentTimestamp);
-      const count = Number(m.Attributes?.ApproximateReceiveCount);
-      messages.push({
-        messageId: m.MessageId,
-        receiptHandle: m.ReceiptHandle,
-        body: m.Body ?? '',
-        sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
-        receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
-      });
-    }
-    return messages;
+    return (response.Messages ?? []).flatMap((m) => toQueueMessage(m) ?? []);
   }
 
   /** Deletes in batches of 10, all at once; resolves with the ids SQS refused. */

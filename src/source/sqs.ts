@@ -123,7 +123,8 @@ export function isRetryableSqsError(err: unknown): boolean {
   return status >= 500 || status === 429 || /Throttl|RequestThrottled|OverLimit/.test(err.name);
 }
 
-function toQueueMessage(message: Message): QueueMessage | undefined {
+/** A received SQS message (SDK or JSON protocol shape) as the pipeline sees it; undefined without id or handle. */
+export function toQueueMessage(message: Message): QueueMessage | undefined {
   if (message.MessageId === undefined || message.ReceiptHandle === undefined) return undefined;
   const sent = Number(message.Attributes?.SentTimestamp);
   const count = Number(message.Attributes?.ApproximateReceiveCount);
