@@ -42,7 +42,7 @@ interface BenchOptions {
   readonly followRate: number;
   readonly sampleSeconds: number;
   readonly resultsDir: string;
-  /** Run the pipeline child with --cpu-prof into this directory (its numbers then include the profiler). */
+  /** Run the measured consumers with --cpu-prof into this directory (their numbers then include the profiler). */
   readonly profileDir: string | undefined;
 }
 
@@ -283,6 +283,11 @@ function result(
   };
 }
 
+/** With --profile-dir, each measured consumer writes a .cpuprofile there (and its numbers include the profiler). */
+function profileArgs(env: Environment): string[] {
+  return env.options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${env.options.profileDir}`];
+}
+
 async function queueCeiling(env: Environment, client: 'stock' | 'pipeline'): Promise<ScenarioResult> {
   const { queueUrl, loadMs } = await freshQueue(env, env.bodies);
   let report: CeilingReport | undefined;
@@ -290,7 +295,7 @@ async function queueCeiling(env: Environment, client: 'stock' | 'pipeline'): Pro
     runChild(
       distFile('bench/queue-ceiling.js'),
       ['--client', client, '--endpoint', env.emulator.endpoint, '--queue-url', queueUrl, '--messages', String(env.bodies.length), '--concurrency', String(env.options.concurrency)],
-      { onLine: (line) => (report = jsonLine<CeilingReport>(line, 'ceiling') ?? report) },
+      { nodeArgs: profileArgs(env), onLine: (line) => (report = jsonLine<CeilingReport>(line, 'ceiling') ?? report) },
     ),
   );
   if (report === undefined || child.usage === undefined) throw new Error(`queue ceiling (${client}) reported nothing`);
@@ -361,7 +366,7 @@ async function pipelineRun(env: Environment): Promise<ScenarioResult> {
   const { value: child, emulatorCpu, postgresCpu } = await bracket(env, async () => {
     const running = startChild(distFile('src/cli.js'), pipelineArgs(env, true), {
       env: pipelineEnv(env, queueUrl, databaseUrl),
-      nodeArgs: env.options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${env.options.profileDir}`],
+      nodeArgs: profileArgs(env),
       onLine: (line) => {
         const log = jsonLine<PipelineLog>(line, 'msg');
         if (log === undefined) return;
@@ -413,7 +418,7 @@ async function naiveRun(env: Environment): Promise<ScenarioResult> {
     runChild(
       distFile('bench/naive-consumer.js'),
       ['--endpoint', env.emulator.endpoint, '--queue-url', queueUrl, '--database-url', databaseUrl, '--messages', String(env.bodies.length), '--concurrency', String(env.options.naiveConcurrency)],
-      { onLine: (line) => (report = jsonLine<NaiveReport>(line, 'naive') ?? report) },
+      { nodeArgs: profileArgs(env), onLine: (line) => (report = jsonLine<NaiveReport>(line, 'naive') ?? report) },
     ),
   );
   if (report === undefined || child.usage === undefined) throw new Error('the naive consumer reported nothing');

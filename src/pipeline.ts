@@ -96,10 +96,14 @@ interface Received {
   readonly messages: readonly QueueMessage[];
   readonly outcomes: readonly Outcome[];
   readonly bytes: number;
+  /** Wall-clock time of the receive, for SQS's 12-hour limit. */
   readonly receivedAtMs: number;
-  /** Aborted once the messages no longer need their visibility extended. */
-  readonly heartbeat: AbortController;
-  readonly beating: Promise<void>;
+  /** Monotonic time (performance.now) the next visibility extension is due. */
+  nextBeatAt: number;
+  /** The extension under way, if any. */
+  beat: Promise<void> | undefined;
+  /** No more extensions: committed, handed back, or at the 12-hour limit. */
+  settled: boolean;
 }
 
 /** Received batches committed together in one transaction. */
@@ -128,7 +132,7 @@ export class Pipeline {
     deadLettered: 0,
   };
   /** Received batches not yet deleted or handed back. */
-  #activeBatches = 0;
+  readonly #held = new Set<Received>();
   /** Received batches waiting for a writer. */
   #pending: Received[] = [];
   #pendingMessages = 0;
@@ -179,6 +183,8 @@ export class Pipeline {
     };
     if (stop.aborted) onStop();
     else stop.addEventListener('abort', onStop, { once: true });
+    const halfTimeoutMs = this.#options.visibilityTimeoutSeconds * 500;
+    const beats = setInterval(() => this.#beatDue(), Math.min(1_000, Math.max(50, halfTimeoutMs / 4)));
     try {
       const loops = Array.from({ length: this.#options.receiveConcurrency }, () => this.#receiveLoop(receiving.signal));
       const writers = Array.from({ length: this.#options.writeConcurrency }, () => this.#writeLoop());
@@ -193,6 +199,7 @@ export class Pipeline {
     } finally {
       stop.removeEventListener('abort', onStop);
       clearTimeout(deadline);
+      clearInterval(beats);
     }
   }
 
@@ -228,7 +235,7 @@ export class Pipeline {
     }
   }
 
-  /** Transforms a receive's messages and queues them for a writer, their visibility kept alive meanwhile. */
+  /** Transforms a receive's messages and queues them for a writer; #beatDue keeps them invisible meanwhile. */
   #accept(messages: readonly QueueMessage[]): void {
     const { masker, log } = this.deps;
     this.stats.received += messages.length;
@@ -236,17 +243,16 @@ export class Pipeline {
     for (const outcome of outcomes) {
       if (outcome.kind === 'rejected') log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
     }
-    const heartbeat = new AbortController();
-    const receivedAtMs = Date.now();
     const received: Received = {
       messages,
       outcomes,
       bytes: messages.reduce((sum, m) => sum + Buffer.byteLength(m.body), 0),
-      receivedAtMs,
-      heartbeat,
-      beating: this.#heartbeat(messages, receivedAtMs, heartbeat.signal),
+      receivedAtMs: Date.now(),
+      nextBeatAt: performance.now() + this.#options.visibilityTimeoutSeconds * 500,
+      beat: undefined,
+      settled: false,
     };
-    this.#activeBatches += 1;
+    this.#held.add(received);
     this.#inFlight.add(messages.length, received.bytes);
     this.#pending.push(received);
     this.#pendingMessages += messages.length;
@@ -310,8 +316,8 @@ export class Pipeline {
       try {
         committed = !this.#hardStop.signal.aborted && (await this.#commit(batch, group.flatMap((r) => r.outcomes)));
       } finally {
-        for (const received of group) received.heartbeat.abort();
-        await Promise.all(group.map((r) => r.beating));
+        for (const received of group) received.settled = true;
+        await Promise.all(group.map((r) => r.beat));
       }
       if (!committed) {
         this.stats.released += batch.messages.length;
@@ -324,7 +330,7 @@ export class Pipeline {
     } finally {
       for (const received of group) {
         this.#inFlight.remove(received.messages.length, received.bytes);
-        this.#activeBatches -= 1;
+        this.#held.delete(received);
       }
     }
   }
@@ -414,28 +420,37 @@ export class Pipeline {
   }
 
   /**
-   * Keeps the batch invisible while it is being written: at half the visibility timeout, extend
-   * it by the timeout again, never past SQS's 12 hours from the receive.
+   * Keeps held batches invisible while they wait and are written: one timer for all of them
+   * extends each batch by the visibility timeout again at half of it, never past SQS's 12 hours
+   * from the receive.
    */
-  async #heartbeat(messages: readonly QueueMessage[], receivedAtMs: number, done: AbortSignal): Promise<void> {
+  #beatDue(): void {
+    const now = performance.now();
+    for (const received of this.#held) {
+      if (received.settled || received.beat !== undefined || received.nextBeatAt > now) continue;
+      received.nextBeatAt = now + this.#options.visibilityTimeoutSeconds * 500;
+      received.beat = this.#extendVisibility(received).finally(() => {
+        received.beat = undefined;
+      });
+    }
+  }
+
+  async #extendVisibility(received: Received): Promise<void> {
     const { queue, log } = this.deps;
-    const timeoutSeconds = this.#options.visibilityTimeoutSeconds;
-    while (!done.aborted) {
-      await sleep(Math.max(250, timeoutSeconds * 500), done);
-      if (done.aborted) return;
-      const elapsedSeconds = Math.ceil((Date.now() - receivedAtMs) / 1000);
-      const extendSeconds = Math.min(timeoutSeconds, MAX_VISIBILITY_SECONDS - elapsedSeconds);
-      if (extendSeconds <= 0) {
-        log.warn({ messages: messages.length }, 'batch reached the 12-hour visibility limit; SQS may deliver it again');
-        return;
-      }
-      try {
-        const failed = await queue.changeVisibility(messages, extendSeconds);
-        this.stats.visibilityExtensions += messages.length - failed.length;
-        if (failed.length > 0) log.warn({ messageIds: failed }, 'visibility extension refused');
-      } catch (err) {
-        log.warn({ err: describeError(err) }, 'visibility extension failed');
-      }
+    const { messages } = received;
+    const elapsedSeconds = Math.ceil((Date.now() - received.receivedAtMs) / 1000);
+    const extendSeconds = Math.min(this.#options.visibilityTimeoutSeconds, MAX_VISIBILITY_SECONDS - elapsedSeconds);
+    if (extendSeconds <= 0) {
+      received.settled = true;
+      log.warn({ messages: messages.length }, 'batch reached the 12-hour visibility limit; SQS may deliver it again');
+      return;
+    }
+    try {
+      const failed = await queue.changeVisibility(messages, extendSeconds);
+      this.stats.visibilityExtensions += messages.length - failed.length;
+      if (failed.length > 0) log.warn({ messageIds: failed }, 'visibility extension refused');
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'visibility extension failed');
     }
   }
 
@@ -483,12 +498,12 @@ export class Pipeline {
     const { queue, log } = this.deps;
     while (!receiving.signal.aborted) {
       await sleep(this.#options.drainCheckIntervalMs, receiving.signal);
-      if (receiving.signal.aborted || this.#activeBatches > 0) continue;
+      if (receiving.signal.aborted || this.#held.size > 0) continue;
       try {
         const depth = await queue.depth();
         // A message we hold counts as in flight until it is deleted, after its commit, so
         // an all-zero depth means every message sent so far is committed.
-        if (depth.visible + depth.inFlight + depth.delayed === 0 && this.#activeBatches === 0) {
+        if (depth.visible + depth.inFlight + depth.delayed === 0 && this.#held.size === 0) {
           log.info('queue is empty; draining done');
           receiving.abort();
         }
