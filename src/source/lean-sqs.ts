@@ -25,6 +25,9 @@ interface BatchResult {
   Failed?: { Id?: string; Code?: string; SenderFault?: boolean }[];
 }
 
+/** Distinct ReceiveMessage bodies whose signatures are kept; a pipeline sends one or two. */
+const SIGNATURES_KEPT = 8;
+
 const RETRYABLE_TYPES = /Throttl|RequestThrottled|OverLimit|ServiceUnavailable|InternalError|InternalFailure|KmsThrottl/;
 
 /** The hot SQS operations over undici, with the pipeline's error classification. */
@@ -32,6 +35,7 @@ export class LeanSqsCalls {
   readonly #pool: Pool;
   readonly #signer: SignatureV4;
   readonly #url: URL;
+  readonly #signedThisSecond = new Map<string, { second: number; headers: Record<string, string> }>();
 
   constructor(options: { endpoint: string; region: string; credentials: AwsCredentialIdentityProvider; connections: number }) {
     this.#url = new URL(options.endpoint);
@@ -94,36 +98,15 @@ export class LeanSqsCalls {
 
   async #call<T>(action: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
     const body = JSON.stringify(input);
-    const signed = await this.#signer.sign({
-      method: 'POST',
-      protocol: this.#url.protocol,
-      hostname: this.#url.hostname,
-      ...(this.#url.port === '' ? {} : { port: Number(this.#url.port) }),
-      path: '/',
-      query: {},
-      headers: {
-        host: this.#url.host,
-        'content-type': 'application/x-amz-json-1.0',
-        'x-amz-target': `AmazonSQS.${action}`,
-      },
-      body,
-    });
-    let statusCode: number;
-    let text: string;
+    const headers = await this.#sign(action, body);
+    let response: { statusCode: number; text: string };
     try {
-      const response = await this.#pool.request({
-        method: 'POST',
-        path: '/',
-        headers: signed.headers,
-        body,
-        ...(signal === undefined ? {} : { signal }),
-      });
-      statusCode = response.statusCode;
-      text = await response.body.text();
+      response = await this.#post(headers, body, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new SourceError(`SQS ${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: true });
     }
+    const { statusCode, text } = response;
     if (statusCode >= 200 && statusCode < 300) return (text === '' ? {} : JSON.parse(text)) as T;
     let type = `HTTP ${statusCode}`;
     let message = '';
@@ -137,4 +120,84 @@ export class LeanSqsCalls {
     const retryable = statusCode >= 500 || statusCode === 429 || RETRYABLE_TYPES.test(type);
     throw new SourceError(`SQS ${action} failed: ${type}${message ? `: ${message}` : ''}`, { cause: { statusCode, type }, retryable });
   }
+
+  /**
+   * Signed headers for a request. SigV4 signs the date to the second, so a request whose bytes
+   * repeat (every ReceiveMessage of a loop does) gets the same signature within a second: those
+   * are kept for that second instead of being signed again.
+   */
+  async #sign(action: string, body: string): Promise<Record<string, string>> {
+    const second = Math.floor(Date.now() / 1000);
+    const key = action === 'ReceiveMessage' ? body : undefined;
+    const kept = key === undefined ? undefined : this.#signedThisSecond.get(key);
+    if (kept !== undefined && kept.second === second) return kept.headers;
+    const signed = await this.#signer.sign(
+      {
+        method: 'POST',
+        protocol: this.#url.protocol,
+        hostname: this.#url.hostname,
+        ...(this.#url.port === '' ? {} : { port: Number(this.#url.port) }),
+        path: '/',
+        query: {},
+        headers: { host: this.#url.host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': `AmazonSQS.${action}` },
+        body,
+      },
+      { signingDate: new Date(second * 1000) },
+    );
+    const headers = signed.headers;
+    if (key !== undefined) {
+      if (this.#signedThisSecond.size >= SIGNATURES_KEPT) this.#signedThisSecond.clear();
+      this.#signedThisSecond.set(key, { second, headers });
+    }
+    return headers;
+  }
+
+  /**
+   * One POST through undici's dispatcher with a handler that only gathers the body: the
+   * `request()` API's stream and promise plumbing cost more than the rest of the call.
+   */
+  #post(headers: Record<string, string>, body: string, signal: AbortSignal | undefined): Promise<{ statusCode: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      let statusCode = 0;
+      const chunks: Buffer[] = [];
+      let abort: ((err?: Error) => void) | undefined;
+      const onAbort = () => abort?.(abortError(signal));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => signal?.removeEventListener('abort', onAbort);
+      this.#pool.dispatch(
+        { origin: this.#url.origin, method: 'POST', path: '/', headers, body },
+        {
+          onConnect: (abortRequest) => {
+            abort = abortRequest;
+            if (signal?.aborted) abortRequest(abortError(signal));
+          },
+          onHeaders: (status) => {
+            statusCode = status;
+            return true;
+          },
+          onData: (chunk) => {
+            chunks.push(chunk);
+            return true;
+          },
+          onComplete: () => {
+            settle();
+            resolve({ statusCode, text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8') });
+          },
+          onError: (err) => {
+            settle();
+            reject(err);
+          },
+        },
+      );
+    });
+  }
+}
+
+function abortError(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new DOMException('This operation was aborted', 'AbortError');
 }
