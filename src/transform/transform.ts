@@ -39,10 +39,18 @@ export type Outcome =
       readonly vault?: readonly VaultEntry[];
     };
 
+const DAY_MS = 86_400_000;
+/** The last day formatted: a batch's messages were almost always sent on the same day. */
+let lastDay: { readonly day: number; readonly date: string } | undefined;
+
 export function utcDate(epochMs: number | undefined): string | null {
   if (epochMs === undefined || !Number.isFinite(epochMs)) return null;
+  const day = Math.floor(epochMs / DAY_MS);
+  if (lastDay?.day === day) return lastDay.date;
   const date = new Date(epochMs);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString().slice(0, 10);
+  if (Number.isNaN(date.getTime())) return null;
+  lastDay = { day, date: date.toISOString().slice(0, 10) };
+  return lastDay.date;
 }
 
 export function transform(message: QueueMessage, masker: Masker): Outcome {

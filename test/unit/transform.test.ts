@@ -104,6 +104,12 @@ describe('transform: accepted messages', () => {
     assert.equal(accept(loginBody(), { sentTimestampMs: Date.UTC(2023, 11, 31, 23, 59, 59, 999) }).create_date, '2023-12-31');
   });
 
+  it('gives each message its own day when consecutive messages straddle midnight', () => {
+    const lastMs = Date.UTC(2024, 5, 30, 23, 59, 59, 999);
+    const sequence = [lastMs, lastMs + 1, lastMs, lastMs + 1, Date.UTC(1969, 11, 31, 23, 0), Date.UTC(1970, 0, 1)];
+    assert.deepEqual(sequence.map(utcDate), ['2024-06-30', '2024-07-01', '2024-06-30', '2024-07-01', '1969-12-31', '1970-01-01']);
+  });
+
   it('uses the UTC date even where the local date differs', () => {
     const previous = process.env.TZ;
     try {
