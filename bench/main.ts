@@ -39,6 +39,8 @@ interface BenchOptions {
   readonly seed: number;
   readonly only: readonly ScenarioName[];
   readonly followMinutes: number | undefined;
+  /** `--instances 1,2,4`: instead of the scenarios, drain one queue with that many `run` processes at once. */
+  readonly instances: readonly number[] | undefined;
   readonly followRate: number;
   readonly sampleSeconds: number;
   readonly resultsDir: string;
@@ -91,10 +93,11 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     options: {
       messages: { type: 'string', default: '50000' },
       concurrency: { type: 'string', default: '16' },
-      'naive-concurrency': { type: 'string', default: '4' },
+      'naive-concurrency': { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       only: { type: 'string' },
       'follow-minutes': { type: 'string' },
+      instances: { type: 'string' },
       'follow-rate': { type: 'string', default: '200' },
       'sample-seconds': { type: 'string', default: '5' },
       'results-dir': { type: 'string', default: distFile('../bench/results') },
@@ -104,9 +107,10 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   });
   if (values.help) {
     process.stdout.write(
-      'npm run bench -- [--messages 50000] [--concurrency 16] [--naive-concurrency 4] [--seed 1]\n' +
+      'npm run bench -- [--messages 50000] [--concurrency 16] [--naive-concurrency 1] [--seed 1]\n' +
         `               [--only ${SCENARIOS.join(',')}] [--results-dir DIR] [--profile-dir DIR]\n` +
-        'npm run bench -- --follow-minutes M [--follow-rate 200] [--sample-seconds 5]\n',
+        'npm run bench -- --follow-minutes M [--follow-rate 200] [--sample-seconds 5]\n' +
+        'npm run bench -- --instances 1,2,4 [--messages 50000] [--concurrency 16]\n',
     );
     process.exit(0);
   }
@@ -121,6 +125,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   });
   const followMinutes = values['follow-minutes'] === undefined ? undefined : Number(values['follow-minutes']);
   if (followMinutes !== undefined && !(followMinutes > 0)) throw new Error('--follow-minutes must be a positive number');
+  const instances = values.instances?.split(',').map((n) => whole('instances', n, 1));
   return {
     messages: whole('messages', values.messages, 1),
     concurrency: whole('concurrency', values.concurrency, 1),
@@ -128,6 +133,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     seed: whole('seed', values.seed, 0),
     only,
     followMinutes,
+    instances,
     followRate: whole('follow-rate', values['follow-rate'], 1),
     sampleSeconds: whole('sample-seconds', values['sample-seconds'], 1),
     resultsDir: values['results-dir'] ?? 'bench/results',
@@ -619,6 +625,93 @@ async function follow(env: Environment, minutes: number): Promise<Record<string,
   };
 }
 
+/** One drain of a full queue by `count` `login-etl run --drain` processes started together. */
+async function scaleRun(env: Environment, instanceCount: number): Promise<Record<string, unknown>> {
+  const databaseUrl = await freshDatabase(env.postgres, false);
+  const { queueUrl } = await freshQueue(env, env.bodies);
+  const instances = Array.from({ length: instanceCount }, () => ({
+    startedAtMs: undefined as number | undefined,
+    lastCommitAtMs: undefined as number | undefined,
+    summary: undefined as Record<string, unknown> | undefined,
+    pid: undefined as number | undefined,
+    cpuAtStart: undefined as number | undefined,
+  }));
+  const { value: children, emulatorCpu, postgresCpu } = await bracket(env, async () => {
+    const childEnv = pipelineEnv(env, queueUrl, databaseUrl);
+    const running = instances.map((instance) => {
+      const child = startChild(distFile('src/cli.js'), pipelineArgs(env, true), {
+        env: childEnv,
+        onLine: (line) => {
+          const log = jsonLine<PipelineLog>(line, 'msg');
+          const atMs = log?.time === undefined ? undefined : Date.parse(log.time);
+          if (log?.msg === 'batch committed') instance.lastCommitAtMs = atMs;
+          else if (log?.msg === 'pipeline started') {
+            instance.startedAtMs = atMs;
+            instance.cpuAtStart = instance.pid === undefined ? undefined : processCpuSeconds(instance.pid);
+          } else if (log?.msg === 'pipeline stopped') instance.summary = log as Record<string, unknown>;
+        },
+      });
+      instance.pid = child.child.pid;
+      return child.exited;
+    });
+    const done = await Promise.all(running);
+    const failed = done.find((d) => d.code !== 0);
+    if (failed !== undefined) throw new Error(`login-etl run exited with ${failed.code ?? failed.signal}:\n${failed.stderrTail.slice(-4_000)}`);
+    return done;
+  });
+  const starts = instances.flatMap((i) => i.startedAtMs ?? []);
+  const commits = instances.flatMap((i) => i.lastCommitAtMs ?? []);
+  if (starts.length !== instanceCount || commits.length === 0) throw new Error('an instance logged no start, or none committed');
+  const elapsedMs = Math.max(...commits) - Math.min(...starts);
+  const cpuSeconds = children.reduce((sum, c, i) => sum + (c.usage?.cpuSeconds ?? 0) - (instances[i]?.cpuAtStart ?? 0), 0);
+  const rows = await count(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+  const rejected = await count(databaseUrl, 'SELECT count(*)::int AS n FROM login_etl.rejected_messages');
+  const ledger = await count(databaseUrl, 'SELECT count(*)::int AS n FROM login_etl.processed_messages');
+  const left = await queueDepth(env.sqs, queueUrl);
+  await env.sqs.send(new DeleteQueueCommand({ QueueUrl: queueUrl }));
+  const per10k = (seconds: number | undefined) => (seconds === undefined ? undefined : (seconds / env.bodies.length) * 10_000);
+  return {
+    instances: instanceCount,
+    messages: env.bodies.length,
+    elapsedMs: Math.round(elapsedMs),
+    msgsPerSecond: env.bodies.length / (elapsedMs / 1000),
+    consumerCpuSecondsPer10k: per10k(cpuSeconds),
+    emulatorCpuSecondsPer10k: per10k(emulatorCpu),
+    postgresCpuSecondsPer10k: per10k(postgresCpu),
+    peakRssMbPerInstance: children.map((c) => c.usage?.maxRssMb),
+    receivedPerInstance: instances.map((i) => i.summary?.received),
+    duplicatesSkipped: instances.reduce((sum, i) => sum + Number(i.summary?.duplicates ?? 0), 0),
+    rowsInTable: rows,
+    expectedRows: env.valid,
+    rejectedRows: rejected,
+    expectedRejected: env.bodies.length - env.valid,
+    ledgerRows: ledger,
+    leftInQueue: left,
+    exact: rows === env.valid && rejected === env.bodies.length - env.valid && ledger === env.bodies.length && left === 0,
+    window: "first 'pipeline started' line to the last 'batch committed' line of any instance; CPU of all instances from their 'pipeline started' to exit",
+  };
+}
+
+function scaleTable(runs: readonly Record<string, unknown>[]): string {
+  const head = ['instances', 'msgs/s', 'msgs/s per instance', 'consumer CPU s/10k', 'emulator CPU s/10k', 'postgres CPU s/10k', 'received per instance', 'exact'];
+  const rows = runs.map((r) => {
+    const n = r.instances as number;
+    return [
+      String(n),
+      fixed(r.msgsPerSecond as number, 0),
+      fixed((r.msgsPerSecond as number) / n, 0),
+      fixed(r.consumerCpuSecondsPer10k as number, 2),
+      fixed(r.emulatorCpuSecondsPer10k as number | undefined, 2),
+      fixed(r.postgresCpuSecondsPer10k as number | undefined, 2),
+      (r.receivedPerInstance as unknown[]).join(' / '),
+      r.exact ? 'yes' : 'NO',
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const loadStart = loadavg();
@@ -638,7 +731,17 @@ async function main(): Promise<void> {
       valid: events.filter((e) => e.valid).length,
     };
     let output: Record<string, unknown>;
-    if (options.followMinutes !== undefined) {
+    if (options.instances !== undefined) {
+      log('warming up the emulator (not measured)');
+      await warmUp(env);
+      const runs: Record<string, unknown>[] = [];
+      for (const n of options.instances) {
+        log(`${n} instance(s) draining one queue`);
+        runs.push(await scaleRun(env, n));
+      }
+      process.stdout.write(`\n${scaleTable(runs)}\n`);
+      output = { kind: 'instances', runs };
+    } else if (options.followMinutes !== undefined) {
       log(`follow mode: ${options.followMinutes} min at ${options.followRate} msgs/s`);
       const memory = await follow(env, options.followMinutes);
       process.stdout.write(

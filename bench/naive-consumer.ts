@@ -1,6 +1,6 @@
 /**
- * The baseline: a consumer written the way it usually is. Stock SDK client, a few receive
- * loops, a plain SHA-256 of ip and device_id (no key: not real masking, see docs/design.md),
+ * The baseline: a consumer written the way it usually is. Stock SDK client, one receive loop
+ * (as sqs-consumer and most hand-written consumers poll; `--concurrency` adds loops), a plain SHA-256 of ip and device_id (no key: not real masking, see docs/design.md),
  * one INSERT per message in autocommit, and one DeleteMessageBatch per received batch. No
  * ledger, so no exactly-once. Runs until `--messages` messages are deleted; prints one JSON line.
  */
@@ -29,14 +29,14 @@ async function main(): Promise<void> {
       'queue-url': { type: 'string' },
       'database-url': { type: 'string' },
       messages: { type: 'string' },
-      concurrency: { type: 'string', default: '4' },
+      concurrency: { type: 'string', default: '1' },
     },
   });
   const { endpoint, 'queue-url': queueUrl, 'database-url': databaseUrl } = values;
   const expected = Number(values.messages);
   const concurrency = Number(values.concurrency);
   if (endpoint === undefined || queueUrl === undefined || databaseUrl === undefined || !(expected > 0) || !(concurrency > 0)) {
-    throw new Error('usage: naive-consumer --endpoint URL --queue-url URL --database-url URL --messages N [--concurrency 4]');
+    throw new Error('usage: naive-consumer --endpoint URL --queue-url URL --database-url URL --messages N [--concurrency 1]');
   }
   const sqs = new SQSClient({ region: 'us-east-1', endpoint, credentials: EMULATOR_CREDENTIALS });
   const db = new pg.Pool({ connectionString: databaseUrl, max: concurrency });

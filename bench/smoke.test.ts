@@ -1,7 +1,7 @@
 /**
  * The bench harness end to end on a tiny load: every scenario runs and lands in the results
- * file. Nothing here looks at speed; timings belong to `npm run bench`. Not part of `npm test`
- * (6 s on a quiet 2-core machine, 14 s with other suites running on it): `npm run bench:smoke`.
+ * file, and the multi-instance mode drains one queue exactly. Nothing here looks at speed;
+ * timings belong to `npm run bench`. Part of `npm test`; alone: `npm run bench:smoke`.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -38,6 +38,31 @@ test('npm run bench with 100 messages measures all five scenarios and writes the
     assert.equal(results.scenarios.find((s) => s.scenario === 'queue-stock')?.messages, 100);
     assert.equal(results.ratios.length, 6);
     assert.ok(results.machine.cpuCount > 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('npm run bench -- --instances 1,2 drains one queue with one, then two processes, exactly', { timeout: 120_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'login-etl-bench-'));
+  try {
+    await promisify(execFile)(process.execPath, [MAIN, '--instances', '1,2', '--messages', '300', '--concurrency', '2', '--results-dir', dir], {
+      env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    });
+    const [file] = await readdir(dir);
+    assert.ok(file !== undefined);
+    const results = JSON.parse(await readFile(join(dir, file), 'utf8')) as {
+      kind: string;
+      runs: { instances: number; exact: boolean; rowsInTable: number; expectedRows: number; ledgerRows: number; receivedPerInstance: number[] }[];
+    };
+    assert.equal(results.kind, 'instances');
+    assert.deepEqual(results.runs.map((r) => r.instances), [1, 2]);
+    for (const run of results.runs) {
+      assert.equal(run.exact, true);
+      assert.equal(run.rowsInTable, run.expectedRows);
+      assert.equal(run.ledgerRows, 300);
+      assert.equal(run.receivedPerInstance.length, run.instances);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
