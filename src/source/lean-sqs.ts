@@ -98,7 +98,7 @@ export class LeanSqsCalls {
 
   async #call<T>(action: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
     const body = JSON.stringify(input);
-    const headers = await this.#sign(action, body);
+    const headers = this.#keptSignature(action, body) ?? (await this.#sign(action, body));
     let response: { statusCode: number; text: string };
     try {
       response = await this.#post(headers, body, signal);
@@ -126,11 +126,15 @@ export class LeanSqsCalls {
    * repeat (every ReceiveMessage of a loop does) gets the same signature within a second: those
    * are kept for that second instead of being signed again.
    */
+  #keptSignature(action: string, body: string): Record<string, string> | undefined {
+    if (action !== 'ReceiveMessage') return undefined;
+    const kept = this.#signedThisSecond.get(body);
+    return kept !== undefined && kept.second === Math.floor(Date.now() / 1000) ? kept.headers : undefined;
+  }
+
   async #sign(action: string, body: string): Promise<Record<string, string>> {
     const second = Math.floor(Date.now() / 1000);
     const key = action === 'ReceiveMessage' ? body : undefined;
-    const kept = key === undefined ? undefined : this.#signedThisSecond.get(key);
-    if (kept !== undefined && kept.second === second) return kept.headers;
     const signed = await this.#signer.sign(
       {
         method: 'POST',

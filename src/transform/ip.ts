@@ -1,5 +1,8 @@
 import ipaddr from 'ipaddr.js';
 
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const CANONICAL_IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+
 /**
  * The canonical text of an IP address, so that two spellings of one address mask alike:
  * IPv4 in dotted decimal, IPv6 in RFC 5952 form, IPv4-mapped IPv6 as plain IPv4.
@@ -7,6 +10,9 @@ import ipaddr from 'ipaddr.js';
  * legacy forms (`0x7f.1`, `010.1.1.1`, `1.2.3`) and zone ids are refused, not guessed at.
  */
 export function canonicalIp(text: string): string | undefined {
+  // Most addresses already are canonical dotted decimal (each part 0-255, no leading zero):
+  // those are their own answer, with no parse.
+  if (CANONICAL_IPV4.test(text)) return text;
   // A cheap shape check first: the parser throws (slowly) on everything it refuses, and masking
   // scans free text with this function.
   if (text.length > 45 || !(/^[0-9.]+$/.test(text) || /:.*:/.test(text))) return undefined;

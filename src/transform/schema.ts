@@ -12,11 +12,18 @@ import { canonicalIp } from './ip.js';
  * varchar counts them (code points, not UTF-16 units).
  */
 const text = (max: number) =>
-  z
-    .string()
-    .refine((s) => s.isWellFormed(), { error: 'is not well-formed Unicode' })
-    .refine((s) => !s.includes('\u0000'), { error: 'contains a NUL character' })
-    .refine((s) => s.length <= max || [...s].length <= max, { error: `is longer than ${max} characters` });
+  z.string().check((ctx) => {
+    // One check for the three rules: a string field is checked once per message.
+    const s = ctx.value;
+    const problem = !s.isWellFormed()
+      ? 'is not well-formed Unicode'
+      : s.includes('\u0000')
+        ? 'contains a NUL character'
+        : s.length > max && [...s].length > max
+          ? `is longer than ${max} characters`
+          : undefined;
+    if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: s });
+  });
 
 export const LoginEventSchema = z.object({
   user_id: text(128).refine((s) => s.length > 0, { error: 'is empty' }),

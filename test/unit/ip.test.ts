@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import { canonicalIp } from '../../src/transform/ip.js';
 
 describe('canonicalIp', () => {
@@ -55,4 +57,22 @@ describe('canonicalIp', () => {
       assert.equal(canonicalIp(input), undefined);
     });
   }
+
+  it('agrees with ipaddr.js on every dotted quad, and refuses parts with a leading zero or over 255', () => {
+    const part = fc.integer({ min: 0, max: 255 });
+    fc.assert(
+      fc.property(fc.tuple(part, part, part, part), (parts) => {
+        const text = parts.join('.');
+        assert.equal(canonicalIp(text), ipaddr.IPv4.parse(text).toString());
+      }),
+      { numRuns: 2_000 },
+    );
+    fc.assert(
+      fc.property(fc.tuple(part, part, part, part), fc.integer({ min: 0, max: 3 }), fc.boolean(), (parts, at, padded) => {
+        const spelled = parts.map((p, i) => (i !== at ? String(p) : padded ? `0${p}` : String(p + 256)));
+        assert.equal(canonicalIp(spelled.join('.')), undefined);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
 });
