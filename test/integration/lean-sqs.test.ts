@@ -87,20 +87,15 @@ describe('lean SQS calls', () => {
   it('signs each request with SigV4 as the SDK signer would, reusing a receive signature only within its second', async () => {
     const signer = new SignatureV4({ service: 'sqs', region: 'us-east-1', credentials: CREDENTIALS, sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
     const url = new URL(endpoint);
+    // What the AWS SDK's own signer makes of the same request with the headers it says it signed.
     const expected = async (seenRequest: Seen) => {
       const date = String(seenRequest.headers['x-amz-date']);
       const signingDate = new Date(`${date.slice(0, 4)}-${date.slice(4, 6)}-${date.slice(6, 8)}T${date.slice(9, 11)}:${date.slice(11, 13)}:${date.slice(13, 15)}Z`);
+      const signedNames = /SignedHeaders=([^,]+)/.exec(String(seenRequest.headers.authorization))?.[1]?.split(';') ?? [];
+      assert.ok(['content-type', 'host', 'x-amz-date', 'x-amz-target'].every((h) => signedNames.includes(h)), signedNames.join(';'));
+      const headers = Object.fromEntries(signedNames.map((name) => [name, String(seenRequest.headers[name])]));
       const signed = await signer.sign(
-        {
-          method: 'POST',
-          protocol: url.protocol,
-          hostname: url.hostname,
-          port: Number(url.port),
-          path: '/',
-          query: {},
-          headers: { host: url.host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': seenRequest.target },
-          body: seenRequest.body,
-        },
+        { method: 'POST', protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path: '/', query: {}, headers, body: seenRequest.body },
         { signingDate },
       );
       return signed.headers.authorization;
@@ -129,6 +124,21 @@ describe('lean SQS calls', () => {
     assert.notEqual(third.headers['x-amz-date'], first.headers['x-amz-date']);
     assert.notEqual(third.headers.authorization, first.headers.authorization, 'a new second: signed again');
     assert.notEqual(del1.headers.authorization, del2.headers.authorization, 'different bodies: different signatures');
+  });
+
+  it('sends a session token with temporary credentials, and signs it', async () => {
+    const temporary = { ...CREDENTIALS, sessionToken: 'session-token-value' };
+    const withToken = new LeanSqsCalls({ endpoint, region: 'eu-west-1', credentials: async () => temporary, connections: 1 });
+    try {
+      await withToken.delete(QUEUE_URL, [{ messageId: 'm', receiptHandle: 'r' }]);
+    } finally {
+      await withToken.close();
+    }
+    const [request] = seen;
+    assert.equal(request?.headers['x-amz-security-token'], 'session-token-value');
+    const authorization = String(request?.headers.authorization);
+    assert.match(authorization, /Credential=AKIDLEANTEST\/\d{8}\/eu-west-1\/sqs\/aws4_request/);
+    assert.ok(/SignedHeaders=[^,]*x-amz-security-token/.test(authorization), authorization);
   });
 
   it('deletes and changes visibility in batches of 10 and reports the ids SQS refused', async () => {
