@@ -1,8 +1,8 @@
 /**
  * Ledger retention. A ledger row only matters while SQS could still redeliver its message, and
  * SQS drops every message after the queue's retention period (at most 14 days). Older rows are
- * deleted in small batches, by one instance at a time, so pruning never holds long locks or
- * competes with the pipeline's writes.
+ * deleted in small batches, each in its own short transaction and by one instance at a time, so
+ * pruning never holds long locks or competes with the pipeline's writes.
  */
 import type pg from 'pg';
 
@@ -27,21 +27,35 @@ export interface PruneOptions {
 /** Deletes ledger rows older than the retention; resolves with how many, or null if another instance is pruning. */
 export async function pruneLedger(pool: pg.Pool, options: PruneOptions): Promise<number | null> {
   const batchSize = options.batchSize ?? 5_000;
+  let total = 0;
+  for (let first = true; ; first = false) {
+    const deleted = await pruneBatch(pool, options.olderThanSeconds, batchSize);
+    if (deleted === null) return first ? null : total;
+    total += deleted;
+    if (deleted < batchSize || options.signal?.aborted) return total;
+    await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 50));
+  }
+}
+
+/**
+ * One batch in a transaction of its own, under a transaction-level advisory lock: no lock outlives
+ * its transaction, so pruning also works behind a pooler in transaction mode (PgBouncer).
+ */
+async function pruneBatch(pool: pg.Pool, olderThanSeconds: number, batchSize: number): Promise<number | null> {
   const client = await pool.connect();
   try {
-    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [PRUNE_LOCK_ID]);
-    if (!rows[0]?.locked) return null;
-    try {
-      let total = 0;
-      for (;;) {
-        const { rowCount } = await client.query(DELETE_BATCH, [options.olderThanSeconds, batchSize]);
-        total += rowCount ?? 0;
-        if ((rowCount ?? 0) < batchSize || options.signal?.aborted) return total;
-        await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 50));
-      }
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [PRUNE_LOCK_ID]);
+    await client.query('BEGIN');
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [PRUNE_LOCK_ID]);
+    if (!rows[0]?.locked) {
+      await client.query('ROLLBACK');
+      return null;
     }
+    const { rowCount } = await client.query(DELETE_BATCH, [olderThanSeconds, batchSize]);
+    await client.query('COMMIT');
+    return rowCount ?? 0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
   } finally {
     client.release();
   }

@@ -58,12 +58,20 @@ test('while one instance prunes, another skips instead of competing', async () =
   try {
     await migrate(pool);
     await holder.connect();
-    await holder.query('SELECT pg_advisory_lock(7221904312)');
+    // Another instance in the middle of a batch: its transaction holds the pruning lock.
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(7221904312)');
 
     assert.equal(await pruneLedger(pool, { olderThanSeconds: DAY }), null);
 
-    await holder.query('SELECT pg_advisory_unlock(7221904312)');
+    await holder.query('COMMIT');
     assert.equal(await pruneLedger(pool, { olderThanSeconds: DAY }), 0);
+    const [left] = await query<{ n: number }>(
+      databaseUrl,
+      `SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
+    assert.equal(left?.n, 0, 'no advisory lock outlives a pruning batch');
   } finally {
     await holder.end();
     await pool.end();
