@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
+import { drainInLoops } from './drain-loops.js';
 
 export interface NaiveReport {
   readonly naive: true;
@@ -44,71 +45,51 @@ async function main(): Promise<void> {
     user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
     masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)`);
 
-  const done = new AbortController();
-  let deleted = 0;
   let inserted = 0;
   let skipped = 0;
-  let finishedAt = 0;
-  const cpuBefore = process.cpuUsage();
-  const startedAt = performance.now();
-  const loop = async () => {
-    while (!done.signal.aborted) {
-      let messages;
+  const measure = await drainInLoops(concurrency, expected, async (signal) => {
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 20 }), {
+      abortSignal: signal,
+    });
+    const messages = received.Messages ?? [];
+    if (messages.length === 0) return 0;
+    for (const message of messages) {
+      let event: Record<string, unknown>;
       try {
-        const response = await sqs.send(
-          new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 20 }),
-          { abortSignal: done.signal },
-        );
-        messages = response.Messages ?? [];
-      } catch (err) {
-        if (done.signal.aborted) return;
-        throw err;
+        event = JSON.parse(message.Body ?? '') as Record<string, unknown>;
+      } catch {
+        skipped += 1;
+        continue;
       }
-      if (messages.length === 0) continue;
-      for (const message of messages) {
-        let event: Record<string, unknown>;
-        try {
-          event = JSON.parse(message.Body ?? '') as Record<string, unknown>;
-        } catch {
-          skipped += 1;
-          continue;
-        }
-        if (typeof event.user_id !== 'string') {
-          skipped += 1;
-          continue;
-        }
-        const version = text(event.app_version);
-        await db.query(
-          'INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-          [event.user_id, text(event.device_type), sha256(event.ip), sha256(event.device_id), text(event.locale),
-            version === null ? null : Number.parseInt(version.replaceAll('.', ''), 10), new Date().toISOString().slice(0, 10)],
-        );
-        inserted += 1;
+      if (typeof event.user_id !== 'string') {
+        skipped += 1;
+        continue;
       }
-      const response = await sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: queueUrl,
-          Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
-        }),
+      const version = text(event.app_version);
+      await db.query(
+        'INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        [event.user_id, text(event.device_type), sha256(event.ip), sha256(event.device_id), text(event.locale),
+          version === null ? null : Number.parseInt(version.replaceAll('.', ''), 10), new Date().toISOString().slice(0, 10)],
       );
-      deleted += messages.length - (response.Failed ?? []).length;
-      if (deleted >= expected && finishedAt === 0) {
-        finishedAt = performance.now();
-        done.abort();
-      }
+      inserted += 1;
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  const cpu = process.cpuUsage(cpuBefore);
+    const response = await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
+      }),
+    );
+    return messages.length - (response.Failed ?? []).length;
+  });
   sqs.destroy();
   await db.end();
   const report: NaiveReport = {
     naive: true,
-    messages: deleted,
+    messages: measure.deleted,
     inserted,
     skipped,
-    elapsedMs: finishedAt - startedAt,
-    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    elapsedMs: measure.elapsedMs,
+    cpuSeconds: measure.cpuSeconds,
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }

@@ -9,6 +9,7 @@ import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aw
 import { parseArgs } from 'node:util';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import type { MessageRef, Queue } from '../src/source/sqs.js';
+import { drainInLoops } from './drain-loops.js';
 import { createPipelineQueue } from './pipeline-queue.js';
 
 export interface CeilingReport {
@@ -82,45 +83,26 @@ async function main(): Promise<void> {
       ? stockQueue(endpoint, queueUrl)
       : createPipelineQueue({ sqs: { queueUrl, region: 'us-east-1', endpoint }, receiveConcurrency: concurrency }, EMULATOR_CREDENTIALS);
 
-  const done = new AbortController();
-  let deleted = 0;
   let receives = 0;
   let emptyReceives = 0;
-  let finishedAt = 0;
-  const cpuBefore = process.cpuUsage();
-  const startedAt = performance.now();
-  const loop = async () => {
-    while (!done.signal.aborted) {
-      let messages;
-      try {
-        messages = await queue.receive({ maxMessages: 10, waitTimeSeconds: WAIT_TIME_SECONDS, signal: done.signal });
-      } catch (err) {
-        if (done.signal.aborted) return;
-        throw err;
-      }
-      receives += 1;
-      if (messages.length === 0) {
-        emptyReceives += 1;
-        continue;
-      }
-      const failed = await queue.delete(messages);
-      deleted += messages.length - failed.length;
-      if (deleted >= expected && finishedAt === 0) {
-        finishedAt = performance.now();
-        done.abort();
-      }
+  const measure = await drainInLoops(concurrency, expected, async (signal) => {
+    const messages = await queue.receive({ maxMessages: 10, waitTimeSeconds: WAIT_TIME_SECONDS, signal });
+    receives += 1;
+    if (messages.length === 0) {
+      emptyReceives += 1;
+      return 0;
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  const cpu = process.cpuUsage(cpuBefore);
+    const failed = await queue.delete(messages);
+    return messages.length - failed.length;
+  });
   close();
   const report: CeilingReport = {
     ceiling,
-    messages: deleted,
+    messages: measure.deleted,
     receives,
     emptyReceives,
-    elapsedMs: finishedAt - startedAt,
-    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    elapsedMs: measure.elapsedMs,
+    cpuSeconds: measure.cpuSeconds,
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }

@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { QueueMessage } from '../../src/transform/transform.js';
 
@@ -26,4 +28,15 @@ export function loginBody(fields: Record<string, unknown> = {}): string {
     device_id: '555-12-3456',
     ...fields,
   });
+}
+
+/** The ConfigError `fn` throws; fails the test if it throws anything else or nothing. */
+export function configErrorFrom(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err: unknown) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a ConfigError, nothing was thrown');
 }

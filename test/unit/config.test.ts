@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectSettings, parseRunConfig, parseSqsConfig, RUN_SETTINGS, settingLabel, SQS_SETTINGS } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
 import { PiiKey } from '../../src/transform/key.js';
+import { configErrorFrom } from '../helpers/fixtures.js';
 
 const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i));
 const KEY_HEX = SECRET.toString('hex');
@@ -20,16 +20,6 @@ type Flags = Record<string, string | boolean | undefined>;
 
 function runConfig(env: NodeJS.ProcessEnv, flags: Flags = {}) {
   return parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
-}
-
-function configErrorFrom(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err: unknown) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a ConfigError, nothing was thrown');
 }
 
 const tempDir = mkdtempSync(join(tmpdir(), 'login-etl-config-'));

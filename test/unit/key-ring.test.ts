@@ -4,18 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectSettings, parseRunConfig, RUN_SETTINGS } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
 import { generateKeyText, generateVaultKey, parseKeyRing, parsePiiKey, PiiKey } from '../../src/transform/key.js';
-
-function configErrorFrom(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err: unknown) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a ConfigError, nothing was thrown');
-}
+import { configErrorFrom } from '../helpers/fixtures.js';
 
 const A = generateKeyText();
 const B = generateKeyText();

@@ -2,22 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { ConfigError } from '../../src/errors.js';
 import { generateKeyText, MIN_KEY_BYTES, parsePiiKey, PiiKey } from '../../src/transform/key.js';
+import { configErrorFrom } from '../helpers/fixtures.js';
 
 /** 32 distinct bytes 0x00..0x1f. */
 const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
 const SECRET_HEX = SECRET.toString('hex');
-
-function configErrorFrom(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err: unknown) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a ConfigError, nothing was thrown');
-}
 
 /** Every spelling of `bytes` someone could search a log for. */
 function spellings(bytes: Buffer): string[] {
