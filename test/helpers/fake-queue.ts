@@ -152,36 +152,22 @@ export class FakeQueue implements Queue {
   async delete(messages: readonly MessageRef[]): Promise<string[]> {
     this.#counts.delete += 1;
     this.calls.push({ op: 'delete', messageIds: messages.map((m) => m.messageId), atMs: performance.now(), wallMs: Date.now() });
-    const refused = new Set(this.faults.delete?.(this.#counts.delete, messages) ?? []);
-    const failed: string[] = [];
-    for (const ref of messages) {
-      const message = this.#current(ref);
-      if (message === undefined || refused.has(ref.messageId)) {
-        failed.push(ref.messageId);
-        continue;
-      }
+    const refused = this.faults.delete?.(this.#counts.delete, messages) ?? [];
+    return this.#applyBatch(messages, refused, (message, ref) => {
       message.deleted = true;
       this.#outstanding.delete(ref.messageId);
-    }
-    return failed;
+    });
   }
 
   async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
     this.#counts.changeVisibility += 1;
     const atMs = performance.now();
     this.calls.push({ op: 'changeVisibility', messageIds: messages.map((m) => m.messageId), timeoutSeconds, atMs, wallMs: Date.now() });
-    const refused = new Set(this.faults.changeVisibility?.(this.#counts.changeVisibility, messages, timeoutSeconds) ?? []);
-    const failed: string[] = [];
-    for (const ref of messages) {
-      const message = this.#current(ref);
-      if (message === undefined || refused.has(ref.messageId)) {
-        failed.push(ref.messageId);
-        continue;
-      }
+    const refused = this.faults.changeVisibility?.(this.#counts.changeVisibility, messages, timeoutSeconds) ?? [];
+    return this.#applyBatch(messages, refused, (message, ref) => {
       message.visibleAtMs = atMs + timeoutSeconds * 1000;
       if (timeoutSeconds === 0) this.#outstanding.delete(ref.messageId);
-    }
-    return failed;
+    });
   }
 
   async depth(): Promise<QueueDepth> {
@@ -193,6 +179,21 @@ export class FakeQueue implements Queue {
 
   async settings(): Promise<QueueSettings> {
     return { visibilityTimeoutSeconds: this.#visibilityTimeoutSeconds, retentionSeconds: 345_600 };
+  }
+
+  /**
+   * Applies `change` to each message whose receipt handle is current and whose id the fault hook
+   * did not refuse; resolves, as SQS does, with the ids it did not apply to.
+   */
+  #applyBatch(messages: readonly MessageRef[], refused: Iterable<string>, change: (message: Stored, ref: MessageRef) => void): string[] {
+    const refusedIds = new Set(refused);
+    const failed: string[] = [];
+    for (const ref of messages) {
+      const message = this.#current(ref);
+      if (message === undefined || refusedIds.has(ref.messageId)) failed.push(ref.messageId);
+      else change(message, ref);
+    }
+    return failed;
   }
 
   /** The message `ref` names, if its receipt handle is the latest one. */

@@ -25,3 +25,8 @@ export async function endState(databaseUrl: string) {
   if (row === undefined) throw new Error('no end state');
   return row;
 }
+
+/** The end state of a drain that lost and duplicated nothing: every valid event once, every invalid one rejected once. */
+export function exactEndState(valid: number, invalid: number): Awaited<ReturnType<typeof endState>> {
+  return { rows: valid, users: valid, rejected: invalid, rejectedIds: invalid, ledger: valid + invalid, ledgerWritten: valid };
+}
