@@ -9,6 +9,7 @@ import pg from 'pg';
 import {
   assertKeysFitMode,
   collectSettings,
+  KEY_SETTINGS,
   loadKeyRing,
   type LoadedKeys,
   parseRunConfig,
@@ -62,7 +63,6 @@ interface CommandContext {
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`login-etl: ${line}\n`);
 
-const KEY_RING_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
 
 /** The key ring of unmask and rekey; findings such as a readable key file go to stderr. */
 function keysFor(raw: ReturnType<typeof collectSettings>, env: NodeJS.ProcessEnv): LoadedKeys {
@@ -211,14 +211,14 @@ const COMMANDS: Record<string, Command> = {
   },
   unmask: {
     summary: 'For key holders: print the originals of masked values (arguments, stdin, or --query), as JSON Lines. Each use is recorded in login_etl.unmask_audit.',
-    settings: ['databaseUrl', ...KEY_RING_SETTINGS],
+    settings: ['databaseUrl', ...KEY_SETTINGS],
     extra: {
       query: { type: 'string', description: 'SQL whose first column holds the values to unmask; run read-only.' },
       reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
     },
     positionals: true,
     async action({ flags, env, positionals }) {
-      const raw = collectSettings(['databaseUrl', ...KEY_RING_SETTINGS], flags, env);
+      const raw = collectSettings(['databaseUrl', ...KEY_SETTINGS], flags, env);
       const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
       const { ring } = keysFor(raw, env);
       const query = typeof flags.query === 'string' ? flags.query : undefined;
@@ -255,12 +255,12 @@ const COMMANDS: Record<string, Command> = {
   },
   rekey: {
     summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
-    settings: ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
+    settings: ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
     extra: {
       'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
     },
     async action({ flags, env }) {
-      const names = ['databaseUrl', ...KEY_RING_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
+      const names = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
       const raw = collectSettings(names, flags, env);
       const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
       const mode = parseSetting('maskMode', raw, true) ?? 'hmac';

@@ -474,11 +474,6 @@ export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv, needed: bo
   return undefined;
 }
 
-/** Reads the active PII key (see loadKeyRing). */
-export function loadPiiKey(raw: RawSettings, env: NodeJS.ProcessEnv, needed: boolean): PiiKey | undefined {
-  return loadKeyRing(raw, env, needed)?.ring.active;
-}
-
 /**
  * Checks that the keys suit the mode of the pipeline: vault mode needs the active key's public
  * key and refuses private keys, which belong to key holders, not to the process that writes.

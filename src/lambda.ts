@@ -16,6 +16,7 @@ import type pg from 'pg';
 import {
   assertKeysFitMode,
   collectSettings,
+  KEY_SETTINGS,
   loadKeyRing,
   parseSetting,
   type LoadedKeys,
@@ -58,7 +59,7 @@ export interface LambdaHandler {
 }
 
 /** The settings a function reads; the queue is the mapping's business, not the function's. */
-const LAMBDA_SETTINGS = ['databaseUrl', 'piiKeyFile', 'piiKeysFile', 'maskMode', 'logLevel'] as const satisfies readonly SettingName[];
+const LAMBDA_SETTINGS = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel'] as const satisfies readonly SettingName[];
 
 /** Rows per statement: a mapping can hand over up to 10,000 records with a batching window. */
 const STATEMENT_ROWS = 500;

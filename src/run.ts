@@ -34,8 +34,12 @@ export interface RunSummary extends PipelineStats {
   readonly elapsedMs: number;
 }
 
-/** Fallbacks when the queue's attributes cannot be read at start-up: SQS's own defaults. */
-const DEFAULT_QUEUE_SETTINGS: QueueSettings = { visibilityTimeoutSeconds: 30, retentionSeconds: 345_600 };
+/**
+ * Fallbacks when the queue's attributes cannot be read at start-up: SQS's default visibility
+ * timeout, and its longest retention (14 days), so the ledger is never pruned while a message
+ * of a longer-lived queue could still be delivered again.
+ */
+const FALLBACK_QUEUE_SETTINGS: QueueSettings = { visibilityTimeoutSeconds: 30, retentionSeconds: 1_209_600 };
 const MONITOR_INTERVAL_MS = 5_000;
 
 export async function runPipeline(config: RunConfig, options: RunOptions): Promise<RunSummary> {
@@ -122,7 +126,14 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     log.info(summary, 'pipeline stopped');
     return summary;
   } finally {
-    for (const step of release.reverse()) await step();
+    // Every step runs even if one before it fails, so no socket or connection is left open.
+    for (const step of release.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        log.warn({ err: describeError(err) }, 'shutdown step failed');
+      }
+    }
   }
 }
 
@@ -133,7 +144,7 @@ async function readQueueSettings(queue: Queue, log: Logger): Promise<QueueSettin
   } catch (err) {
     if (err instanceof SourceError && !err.retryable) throw err;
     log.warn({ err: describeError(err) }, 'queue not reachable yet; receive loops will keep trying');
-    return DEFAULT_QUEUE_SETTINGS;
+    return FALLBACK_QUEUE_SETTINGS;
   }
 }
 

@@ -21,6 +21,8 @@ export function openLines(file: string): Readable {
 /** Sends every non-empty line; resolves with the number sent. */
 export async function sendLines(client: SQSClient, queueUrl: string, input: Readable | Iterable<string>): Promise<number> {
   const inFlight = new Set<Promise<void>>();
+  // A failed batch leaves the set as soon as it settles, so its error is kept here to be thrown.
+  let failure: unknown;
   let sent = 0;
   let batch: string[] = [];
   let batchBytes = 0;
@@ -30,12 +32,18 @@ export async function sendLines(client: SQSClient, queueUrl: string, input: Read
     const bodies = batch;
     batch = [];
     batchBytes = 0;
-    const task = sendBatch(client, queueUrl, bodies).then(() => {
-      sent += bodies.length;
-    });
+    const task = sendBatch(client, queueUrl, bodies).then(
+      () => {
+        sent += bodies.length;
+      },
+      (err: unknown) => {
+        failure ??= err;
+      },
+    );
     inFlight.add(task);
-    task.finally(() => inFlight.delete(task)).catch(() => undefined);
+    void task.finally(() => inFlight.delete(task));
     if (inFlight.size >= CONCURRENT_BATCHES) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure;
   };
 
   const lines = Symbol.iterator in input ? input : createInterface({ input, crlfDelay: Infinity });
@@ -48,6 +56,7 @@ export async function sendLines(client: SQSClient, queueUrl: string, input: Read
   }
   await flush();
   await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
   return sent;
 }
 

@@ -61,8 +61,11 @@ export interface Metrics {
 
 /** Buckets for one write statement: a few ms on a warm local database up to retries of seconds. */
 const WRITE_SECONDS_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-/** A receive returns at most 10 messages; splits around refused rows make smaller writes. */
-const BATCH_SIZE_BUCKETS = [1, 2, 3, 5, 7, 10];
+/**
+ * A statement holds the messages of one or more receives (10 at most each), up to
+ * --max-batch-messages (500 by default); a trickle and splits around refused rows make small ones.
+ */
+const BATCH_SIZE_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 10_000];
 
 /** A registry of its own per process (and per test), never prom-client's global one. */
 export function createMetrics(): Metrics {

@@ -12,7 +12,7 @@ import aws4 from 'aws4';
 import { Pool } from 'undici';
 import { SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
-import { chunks, SQS_MAX_BATCH, toQueueMessage, type MessageRef, type ReceiveOptions } from './sqs.js';
+import { chunks, RETRYABLE_SQS_ERROR_TYPES, SQS_MAX_BATCH, toQueueMessage, type MessageRef, type ReceiveOptions } from './sqs.js';
 
 interface SqsJsonMessage {
   MessageId?: string;
@@ -27,8 +27,6 @@ interface BatchResult {
 
 /** Distinct ReceiveMessage bodies whose signatures are kept; a pipeline sends one or two. */
 const SIGNATURES_KEPT = 8;
-
-const RETRYABLE_TYPES = /Throttl|RequestThrottled|OverLimit|ServiceUnavailable|InternalError|InternalFailure|KmsThrottl/;
 
 /** The hot SQS operations over undici, with the pipeline's error classification. */
 export class LeanSqsCalls {
@@ -113,7 +111,7 @@ export class LeanSqsCalls {
     } catch {
       // Not JSON (a proxy's error page): the status says enough.
     }
-    const retryable = statusCode >= 500 || statusCode === 429 || RETRYABLE_TYPES.test(type);
+    const retryable = statusCode >= 500 || statusCode === 429 || RETRYABLE_SQS_ERROR_TYPES.test(type);
     throw new SourceError(`SQS ${action} failed: ${type}${message ? `: ${message}` : ''}`, { cause: { statusCode, type }, retryable });
   }
 

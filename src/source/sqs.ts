@@ -112,6 +112,9 @@ export function createSqsClient(config: SqsConfig, options: { maxSockets: number
   });
 }
 
+/** SQS error types a later try can get past (throttling, overload, SQS's own failures), whatever their status. */
+export const RETRYABLE_SQS_ERROR_TYPES = /Throttl|OverLimit|ServiceUnavailable|InternalError|InternalFailure/;
+
 /** Throttling, 5xx and network failures can succeed on a later try; other SQS errors cannot. */
 export function isRetryableSqsError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -120,7 +123,7 @@ export function isRetryableSqsError(err: unknown): boolean {
   const status = meta?.httpStatusCode;
   if ((err as { $retryable?: unknown }).$retryable) return true;
   if (status === undefined) return true; // no response at all: network
-  return status >= 500 || status === 429 || /Throttl|RequestThrottled|OverLimit/.test(err.name);
+  return status >= 500 || status === 429 || RETRYABLE_SQS_ERROR_TYPES.test(err.name);
 }
 
 /** A received SQS message (SDK or JSON protocol shape) as the pipeline sees it; undefined without id or handle. */
