@@ -151,7 +151,12 @@ function maskJson(root: unknown, masker: Masker): unknown {
   return root;
 }
 
-const KEYED_VALUE = /"(ip|device_id)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)/gi;
+/**
+ * A value after an `ip` or `device_id` key however the text spells it: `"ip": ...`, `'ip': ...`,
+ * `ip=...`, `device_id: ...`. The value is a double- or single-quoted string (maybe cut short), a
+ * bracketed list (masked whole), or a bare word.
+ */
+const KEYED_VALUE = /(["']?)(?<![\w-])(ip|device_id)\1(\s*[:=]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|\[[^\]]*\]?|[^,;&}\]\s"']+)/gi;
 /** Runs of characters an IPv4 or IPv6 address is made of (matched in linear time). */
 const ADDRESS_LIKE = /[0-9A-Fa-f:.]+/g;
 /** Dotted quads inside a run too long to be one address. */
@@ -171,10 +176,11 @@ function addressIn(run: string): { text: string; canonical: string } | undefined
 }
 
 function maskText(text: string, masker: Masker): string {
-  const keyed = text.replace(KEYED_VALUE, (_all, name: string, colon: string, raw: string) => {
+  const keyed = text.replace(KEYED_VALUE, (_all, keyQuote: string, name: string, separator: string, raw: string) => {
     const field = piiField(name) ?? 'ip';
-    const unquoted = raw.startsWith('"') ? raw.replace(/^"|"$/g, '') : raw;
-    return `"${name}"${colon}"${maskValue(field, unquoted, masker) as string}"`;
+    const quote = raw.startsWith('"') || raw.startsWith("'") ? raw.charAt(0) : '';
+    const unquoted = quote === '' ? raw : raw.slice(1, raw.endsWith(quote) && raw.length > 1 ? -1 : undefined);
+    return `${keyQuote}${name}${keyQuote}${separator}${quote}${maskValue(field, unquoted, masker) as string}${quote}`;
   });
   const addresses = keyed.replace(ADDRESS_LIKE, (run) => {
     if (!/[:.]/.test(run)) return run;

@@ -344,6 +344,22 @@ describe('transform: masked bodies of rejected messages', () => {
     assert.ok(unquoted.maskedBody.includes(masker.mask('ip', IP)));
   });
 
+  it('scrubs values after ip and device_id keys in single quotes, bare, with = or as a list', () => {
+    const cases: [body: string, raw: string[], expected: string][] = [
+      [`{'ip': '${IP}', 'device_id': 'a1b2c3'}`, [IP, 'a1b2c3'], `{'ip': '${masker.mask('ip', IP)}', 'device_id': '${masker.mask('device_id', 'a1b2c3')}'}`],
+      [`ip=${IP}&device_id=zz99&x=1`, [IP, 'zz99'], `ip=${masker.mask('ip', IP)}&device_id=${masker.mask('device_id', 'zz99')}&x=1`],
+      ['device_id: abc-77 (retry)', ['abc-77'], `device_id: ${masker.mask('device_id', 'abc-77')} (retry)`],
+      ['{"device_id": ["abc","def"]', ['abc', 'def'], `{"device_id": ${masker.mask('device_id', '["abc","def"]')}`],
+    ];
+    for (const [body, raw, expected] of cases) {
+      const outcome = reject(body);
+      assert.equal(outcome.reason, 'body is not valid JSON', body);
+      assertNoRaw(outcome.maskedBody, raw);
+      assert.equal(outcome.maskedBody, expected);
+    }
+    assert.equal(reject('zip=12345 ship: boat').maskedBody, 'zip=12345 ship: boat', 'only whole ip and device_id keys');
+  });
+
   it('scrubs IPv4 and IPv6 addresses out of plain text', () => {
     const outcome = reject('login failed for 203.0.113.7 (and 2001:DB8:0:0:0:0:0:1) at [2001:db8::2]:443');
     assert.equal(outcome.reason, 'body is not valid JSON');
