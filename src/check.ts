@@ -16,7 +16,7 @@ export type CheckResult = { readonly name: string; readonly ok: true; readonly d
 const CHECK_TIMEOUT_MS = 10_000;
 
 /** Reaches the queue with GetQueueAttributes: it proves the URL, endpoint, credentials and permission. */
-export async function checkQueue(config: RunConfig, credentials?: StaticCredentials): Promise<CheckResult> {
+async function checkQueue(config: RunConfig, credentials?: StaticCredentials): Promise<CheckResult> {
   const client = createSqsClient(config.sqs, { maxSockets: 1, ...(credentials === undefined ? {} : { credentials }) });
   try {
     const { Attributes: a } = await client.send(
@@ -39,7 +39,7 @@ export async function checkQueue(config: RunConfig, credentials?: StaticCredenti
 }
 
 /** Connects to Postgres, then checks user_logins without creating it. */
-export async function checkDatabase(config: RunConfig): Promise<CheckResult[]> {
+async function checkDatabase(config: RunConfig): Promise<CheckResult[]> {
   const client = new pg.Client({
     connectionString: config.databaseUrl,
     application_name: 'login-etl check',

@@ -89,7 +89,7 @@ const COMMANDS: Record<string, Command> = {
       seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
     },
     async action({ flags, env, stop }) {
-      const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? env.LOG_LEVEL ?? 'error' }, {});
+      const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || 'error') }, {});
       const logLevel = parseSetting('logLevel', raw, true) ?? 'error';
       const summary = await runDemo({
         count: wholeNumber('count', flags.count, 1, 1_000_000),

@@ -9,6 +9,7 @@ import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
 import { createLogger } from './observability/logger.js';
+import { formatTable } from './report.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
 import { PiiKey } from './transform/key.js';
@@ -65,7 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
       ['rejected', String(summary.rejected)],
       ['duplicates skipped', String(summary.duplicates)],
       ['elapsed', `${(summary.elapsedMs / 1000).toFixed(2)} s`],
-    ]));
+    ], { header: false }));
     await showTables(postgres.url, print);
 
     if (options.keep && !options.stop.aborted) {
@@ -122,13 +123,5 @@ function shorten(value: unknown): string {
 function formatRows(rows: readonly Record<string, unknown>[]): string {
   if (rows.length === 0) return '  (none)';
   const header = Object.keys(rows[0] ?? {});
-  return formatTable([header, ...rows.map((row) => header.map((column) => shorten(row[column])))], true);
-}
-
-function formatTable(rows: readonly (readonly string[])[], withHeader = false): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const line = (r: readonly string[]) => `  ${r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
-  const lines = rows.map(line);
-  if (withHeader) lines.splice(1, 0, `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
-  return lines.join('\n');
+  return formatTable([header, ...rows.map((row) => header.map((column) => shorten(row[column])))]);
 }

@@ -26,9 +26,9 @@ import { ConfigError, describeError, SinkError } from './errors.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { migrate } from './sink/migrate.js';
 import { createPool, PgSink, type Sink } from './sink/postgres.js';
-import { chunks } from './source/sqs.js';
+import { chunks, queueMessage } from './source/sqs.js';
 import { createMasker, type Masker } from './transform/mask.js';
-import { reject, transform, type Outcome, type QueueMessage } from './transform/transform.js';
+import { reject, transform, type Outcome } from './transform/transform.js';
 
 /** The parts of an SQS record the handler reads; attribute values arrive as strings. */
 export interface SqsRecord {
@@ -98,18 +98,6 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
   }
 }
 
-export function toQueueMessage(record: SqsRecord): QueueMessage {
-  const sent = Number(record.attributes.SentTimestamp);
-  const count = Number(record.attributes.ApproximateReceiveCount);
-  return {
-    messageId: record.messageId,
-    receiptHandle: record.receiptHandle,
-    body: record.body,
-    sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
-    receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
-  };
-}
-
 interface Tally {
   written: number;
   rejected: number;
@@ -168,7 +156,7 @@ export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
     const tally: Tally = { written: 0, rejected: 0, duplicates: 0 };
     const failed: string[] = [];
     for (const group of chunks(records, STATEMENT_ROWS)) {
-      const outcomes = group.map((record) => transform(toQueueMessage(record), ready.masker));
+      const outcomes = group.map((record) => transform(queueMessage(record.messageId, record.receiptHandle, record.body, record.attributes), ready.masker));
       for (const outcome of outcomes) {
         if (outcome.kind === 'rejected') ready.log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
       }

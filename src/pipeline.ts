@@ -87,7 +87,7 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number): numbe
  * dependency is down or busy), or `release` the messages back to the queue (retrying here
  * cannot help). Rows Postgres refuses are split out before this is asked.
  */
-export function classifyFailure(err: unknown): 'retry' | 'release' {
+function classifyFailure(err: unknown): 'retry' | 'release' {
   return (err instanceof SinkError || err instanceof SourceError) && err.retryable ? 'retry' : 'release';
 }
 

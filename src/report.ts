@@ -85,12 +85,18 @@ export function formatReport(report: LoginReport): string {
   return lines.join('\n');
 }
 
-/** Columns padded to their widest cell, numbers right-aligned, with a rule under the header. */
-export function formatTable(rows: readonly (readonly string[])[]): string {
+/**
+ * Columns padded to their widest cell, numbers right-aligned, with a rule under the first row
+ * when it is a header.
+ */
+export function formatTable(rows: readonly (readonly string[])[], options: { header?: boolean } = {}): string {
+  const header = options.header ?? true;
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const numeric = widths.map((_, i) => rows.slice(1).every((r) => /^\d+$/.test(r[i] ?? '')) && rows.length > 1);
+  const data = header ? rows.slice(1) : rows;
+  const numeric = widths.map((_, i) => data.length > 0 && data.every((r) => /^\d+$/.test(r[i] ?? '')));
   const line = (r: readonly string[]) =>
     `  ${r.map((cell, i) => (numeric[i] ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0))).join('  ')}`.trimEnd();
-  const [header, ...body] = rows;
-  return [line(header ?? []), `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`, ...body.map(line)].join('\n');
+  const lines = rows.map(line);
+  if (header) lines.splice(1, 0, `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  return lines.join('\n');
 }

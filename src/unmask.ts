@@ -25,7 +25,7 @@ export interface UnmaskReport {
 }
 
 /** The OS user running the command; falls back to the uid when there is no passwd entry. */
-export function osUser(): string {
+function osUser(): string {
   try {
     return userInfo().username;
   } catch {

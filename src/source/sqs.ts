@@ -129,12 +129,22 @@ export function isRetryableSqsError(err: unknown): boolean {
 /** A received SQS message (SDK or JSON protocol shape) as the pipeline sees it; undefined without id or handle. */
 export function toQueueMessage(message: Message): QueueMessage | undefined {
   if (message.MessageId === undefined || message.ReceiptHandle === undefined) return undefined;
-  const sent = Number(message.Attributes?.SentTimestamp);
-  const count = Number(message.Attributes?.ApproximateReceiveCount);
+  return queueMessage(message.MessageId, message.ReceiptHandle, message.Body ?? '', message.Attributes ?? {});
+}
+
+/** The pipeline's view of a delivered message, from its id, handle, body and system attributes (as SQS spells them). */
+export function queueMessage(
+  messageId: string,
+  receiptHandle: string,
+  body: string,
+  attributes: { readonly SentTimestamp?: string | undefined; readonly ApproximateReceiveCount?: string | undefined },
+): QueueMessage {
+  const sent = Number(attributes.SentTimestamp);
+  const count = Number(attributes.ApproximateReceiveCount);
   return {
-    messageId: message.MessageId,
-    receiptHandle: message.ReceiptHandle,
-    body: message.Body ?? '',
+    messageId,
+    receiptHandle,
+    body,
     sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
     receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
   };
