@@ -144,12 +144,16 @@ export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions)
         }
         await insertVault(client, sealed);
         if (updates.ctid.length > 0) {
-          await client.query(
+          const { rows: moved } = await client.query<{ before: string; after: string }>(
             `UPDATE user_logins u SET masked_ip = v.ip, masked_device_id = v.device
                FROM unnest($1::tid[], $2::text[], $3::text[]) AS v(ctid, ip, device)
-              WHERE u.ctid = v.ctid`,
+              WHERE u.ctid = v.ctid
+          RETURNING v.ctid::text AS before, u.ctid::text AS after`,
             [updates.ctid, updates.ip, updates.device],
           );
+          // An updated row has a new ctid: a row left with an unrecoverable value is skipped under it.
+          const after = new Map(moved.map((m) => [m.before, m.after]));
+          for (const [i, ctid] of skipped.entries()) skipped[i] = after.get(ctid) ?? ctid;
         }
         report.rows += updates.ctid.length;
         log.info({ table: 'user_logins', rows: updates.ctid.length, fromPage: start }, 'rekey batch committed');

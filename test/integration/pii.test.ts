@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { cli, type CliResult } from '../helpers/cli.js';
+import { cli, logLines, type CliResult } from '../helpers/cli.js';
 import { dumpAllTables, query, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -206,6 +206,30 @@ test('--help of every key-using command names the settings, never a key value', 
 });
 
 describe('rotation with rekey', () => {
+  test('vault: a row whose ip cannot be recovered still gets its device_id rewritten, and is counted once', async () => {
+    const databaseUrl = await servers.database();
+    const old = { ...generateVaultKey('old').holder };
+    const next = { ...generateVaultKey('new').holder };
+    const { private_key: _private, ...oldPublic } = old;
+    void _private;
+    const before = ringFile('lost-before.json', [{ ...oldPublic, status: 'active' }]);
+    const holderRing = ringFile('lost-holder.json', [next, { ...old, status: 'decrypt-only' }]);
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, [JSON.stringify({ user_id: 'lost', ip: '198.51.100.77', device_id: 'dev-77', app_version: '1.0.0' })]);
+    assert.equal((await runDrain(queueUrl, databaseUrl, { PII_KEYS_FILE: before, LOGIN_ETL_MASK_MODE: 'vault' })).code, 0);
+    // The sealed ip is lost: rekey cannot recover it, but can rewrite the device_id.
+    await query(databaseUrl, 'DELETE FROM login_etl.pii_vault WHERE token = (SELECT masked_ip FROM user_logins)');
+
+    const rekeyed = await cli(['rekey', '--mask-mode', 'vault', '--batch-size', '1', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(rekeyed.code, 0, rekeyed.stderr);
+    const done = logLines(rekeyed.stdout).find((l) => l.msg === 'rekey done');
+    assert.equal(done?.unrecoverable, 1, rekeyed.stdout);
+    assert.equal(done?.rows, 1);
+    const [row] = await query<{ masked_ip: string; masked_device_id: string }>(databaseUrl, 'SELECT masked_ip, masked_device_id FROM user_logins');
+    assert.ok(row?.masked_ip.startsWith('hmac:old:'));
+    assert.ok(row?.masked_device_id.startsWith('hmac:new:'));
+  });
+
   for (const mode of ['siv', 'vault'] as const) {
     test(`${mode}: new rows carry the new key id; rekey rewrites old values while run works, and duplicates match again`, async () => {
       const databaseUrl = await servers.database();
