@@ -13,6 +13,7 @@ import { formatTable } from './report.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
 import { PiiKey } from './transform/key.js';
+import { describeShape, type BodyShape } from './transform/shape.js';
 import { randomBytes } from 'node:crypto';
 
 export interface DemoOptions {
@@ -100,16 +101,17 @@ async function showTables(databaseUrl: string, print: (line: string) => void): P
       `SELECT count(*)::int AS n FROM (SELECT masked_device_id FROM user_logins
          WHERE masked_device_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d`,
     );
-    const rejected = await client.query<Record<string, unknown>>(
-      'SELECT message_id, reason, body FROM login_etl.rejected_messages ORDER BY rejected_at LIMIT 3',
+    const rejected = await client.query<{ message_id: string; reason: string; body_bytes: number; body_shape: BodyShape }>(
+      'SELECT message_id, reason, body_bytes, body_shape FROM login_etl.rejected_messages ORDER BY rejected_at LIMIT 3',
     );
     print('');
     print(`user_logins: ${total.rows[0]?.n ?? 0} rows, the first 5 (masked values shortened here):`);
     print(formatRows(rows.rows));
     print(`${repeated.rows[0]?.n ?? 0} masked device ids appear more than once: repeat logins stay visible after masking.`);
     print('');
-    print('login_etl.rejected_messages:');
-    print(formatRows(rejected.rows));
+    print('login_etl.rejected_messages (bodies sealed for key holders: `login-etl rejected show`):');
+    for (const row of rejected.rows) print(`  ${row.message_id}: ${row.reason}; ${row.body_bytes} bytes, ${describeShape(row.body_shape)}`);
+    if (rejected.rows.length === 0) print('  (none)');
   } finally {
     await client.end();
   }

@@ -25,6 +25,7 @@ import {
 import { ConfigError, describeError, SinkError } from './errors.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { migrate } from './sink/migrate.js';
+import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink, type Sink } from './sink/postgres.js';
 import { chunks, queueMessage } from './source/sqs.js';
 import { createMasker, type Masker } from './transform/mask.js';
@@ -91,6 +92,8 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const masker = await createMasker(config.maskMode, config.keys.ring.active);
+    const legacy = await sealLegacyBodies(pool, masker.bodies);
+    if (legacy > 0) log.info({ sealed: legacy }, 'rejected bodies stored before sealing are sealed now');
     return { pool, sink: new PgSink(pool), masker, log };
   } catch (err) {
     await pool.end().catch(() => undefined);

@@ -10,10 +10,11 @@
  */
 import type pg from 'pg';
 import type { Logger } from './observability/logger.js';
+import { resealBodies } from './sink/rejected.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
 import { createMasker, PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './transform/mask.js';
-import { MASKED_VALUE_IN_TEXT, Recoverer, type VaultRow } from './transform/recover.js';
+import { Recoverer, type VaultRow } from './transform/recover.js';
 import { loadSealedBox } from './transform/sealed-box.js';
 
 export interface RekeyOptions {
@@ -27,15 +28,15 @@ export interface RekeyOptions {
 export interface RekeyReport {
   /** user_logins rows with at least one value rewritten. */
   rows: number;
-  /** rejected_messages bodies with at least one value rewritten. */
+  /** rejected_messages bodies sealed again under the active key. */
   bodies: number;
-  /** Values of earlier keys that could not be rewritten (key missing or retired, no vault entry, altered). */
+  /** Values and bodies of earlier keys that could not be rewritten (key missing or retired, no vault entry, altered). */
   unrecoverable: number;
   /** Vault entries of earlier keys removed once nothing refers to them any more. */
   vaultEntriesRemoved: number;
 }
 
-/** Rewrites one batch of values; shared by the user_logins and rejected_messages passes. */
+/** Rewrites the masked values of user_logins rows under the active key. */
 class Rewriter {
   readonly #prefix: string;
   readonly #activePrefix: string;
@@ -163,45 +164,11 @@ export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions)
     }
   }
 
-  // rejected_messages: few rows, walked by primary key. Values in bodies are found by shape.
-  for (let last = ''; ; ) {
-    const { more, next } = await inTransaction(pool, async (client) => {
-      const { rows } = await client.query<{ message_id: string; body: string }>(
-        `SELECT message_id, body FROM login_etl.rejected_messages
-          WHERE message_id > $1 AND strpos(body, $2) > 0
-          ORDER BY message_id LIMIT $3 FOR UPDATE`,
-        [last, rewriter.prefix, batchSize],
-      );
-      if (rows.length === 0) return { more: false, next: last };
-      const stale = rows.flatMap((r) => [...r.body.matchAll(MASKED_VALUE_IN_TEXT)].map((m) => m[0])).filter((v) => rewriter.isStale(v));
-      const vault = mode === 'vault' ? await readVault(client, stale) : new Map<string, VaultRow>();
-      const sealed: VaultEntry[] = [];
-      const changed = { id: [] as string[], body: [] as string[] };
-      for (const row of rows) {
-        const body = row.body.replace(MASKED_VALUE_IN_TEXT, (value) => {
-          if (!rewriter.isStale(value)) return value;
-          const rewritten = rewriter.rewrite(value, vault, sealed);
-          if (rewritten === undefined) report.unrecoverable += 1;
-          return rewritten ?? value;
-        });
-        if (body === row.body) continue;
-        changed.id.push(row.message_id);
-        changed.body.push(body);
-      }
-      await insertVault(client, sealed);
-      if (changed.id.length > 0) {
-        await client.query(
-          `UPDATE login_etl.rejected_messages r SET body = v.body
-             FROM unnest($1::text[], $2::text[]) AS v(message_id, body) WHERE r.message_id = v.message_id`,
-          [changed.id, changed.body],
-        );
-      }
-      report.bodies += changed.id.length;
-      return { more: true, next: rows.at(-1)?.message_id ?? last };
-    });
-    if (!more) break;
-    last = next;
-  }
+  // rejected_messages: sealed bodies of earlier keys are opened and sealed again.
+  const resealed = await resealBodies(pool, ring, box, rewriter.masker.bodies);
+  report.bodies = resealed.resealed;
+  report.unrecoverable += resealed.unopened;
+  log.info({ table: 'login_etl.rejected_messages', bodies: resealed.resealed }, 'rekey of rejected bodies done');
 
   // Vault entries of earlier keys go only when every value was rewritten; otherwise they are
   // still the only way back to the originals of the values left behind.

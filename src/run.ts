@@ -13,6 +13,7 @@ import { createMetrics } from './observability/metrics.js';
 import type { ProgressReporter } from './observability/progress.js';
 import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
+import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
 import { createQueue, SqsDeadLetterQueue, type Queue, type QueueDepth, type QueueSettings, type StaticCredentials } from './source/sqs.js';
@@ -87,6 +88,8 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
 
     for (const warning of config.keyWarnings ?? []) log.warn(warning);
     const masker = await createMasker(config.maskMode, config.piiKey);
+    const legacy = await sealLegacyBodies(pool, masker.bodies);
+    if (legacy > 0) log.info({ sealed: legacy }, 'rejected bodies stored before sealing are sealed now');
     const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
     log.info(
       {

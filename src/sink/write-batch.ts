@@ -13,7 +13,8 @@ WITH input AS (
       FROM json_to_recordset($1::json)
         AS t(message_id text, accepted boolean, user_id text, device_type text, masked_ip text,
              masked_device_id text, locale text, app_version integer, create_date date,
-             reason text, body text, sent_at_ms double precision, receive_count integer)
+             reason text, body_bytes integer, body_token text, body_shape jsonb, sealed_body text,
+             seal_key_id text, seal_scheme text, sent_at_ms double precision, receive_count integer)
 ),
 fresh AS (
     INSERT INTO login_etl.processed_messages (message_id, outcome)
@@ -31,8 +32,10 @@ written AS (
  RETURNING 1
 ),
 rejected AS (
-    INSERT INTO login_etl.rejected_messages (message_id, reason, body, sent_at, receive_count)
-    SELECT i.message_id, i.reason, i.body, to_timestamp(i.sent_at_ms / 1000), i.receive_count
+    INSERT INTO login_etl.rejected_messages (message_id, reason, body_bytes, body_token, body_shape, sealed_body,
+                                             seal_key_id, seal_scheme, sent_at, receive_count)
+    SELECT i.message_id, i.reason, i.body_bytes, i.body_token, i.body_shape, decode(i.sealed_body, 'base64'),
+           i.seal_key_id, i.seal_scheme, to_timestamp(i.sent_at_ms / 1000), i.receive_count
       FROM input i JOIN fresh f USING (message_id)
      WHERE NOT i.accepted
  RETURNING 1
@@ -86,7 +89,12 @@ export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly
       app_version: row?.app_version,
       create_date: row?.create_date,
       reason: rejection?.reason,
-      body: rejection?.maskedBody,
+      body_bytes: rejection?.bytes,
+      body_token: rejection?.token,
+      body_shape: rejection?.shape,
+      sealed_body: rejection === undefined ? undefined : Buffer.from(rejection.sealed.sealed).toString('base64'),
+      seal_key_id: rejection?.sealed.keyId,
+      seal_scheme: rejection?.sealed.scheme,
       sent_at_ms: message.sentTimestampMs,
       receive_count: message.receiveCount,
     };
@@ -94,7 +102,7 @@ export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly
   const vault = { messageId: [] as string[], token: [] as string[], keyId: [] as string[], field: [] as string[], sealed: [] as Buffer[] };
   const tokens = new Set<string>();
   for (const outcome of unique) {
-    for (const entry of outcome.vault ?? []) {
+    for (const entry of (outcome.kind === 'accepted' ? outcome.vault : undefined) ?? []) {
       if (tokens.has(entry.token)) continue;
       tokens.add(entry.token);
       vault.messageId.push(outcome.message.messageId);

@@ -13,8 +13,8 @@ export function canonicalIp(text: string): string | undefined {
   // Most addresses already are canonical dotted decimal (each part 0-255, no leading zero):
   // those are their own answer, with no parse.
   if (CANONICAL_IPV4.test(text)) return text;
-  // A cheap shape check first: the parser throws (slowly) on everything it refuses, and masking
-  // scans free text with this function.
+  // A cheap shape check first: the parser throws (slowly) on everything it refuses, and an
+  // event's ip can be any string up to the size of a message.
   if (text.length > 45 || !(/^[0-9.]+$/.test(text) || /:.*:/.test(text))) return undefined;
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text).toString();
   if (text.includes('%') || !ipaddr.IPv6.isValid(text)) return undefined;

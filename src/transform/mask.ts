@@ -17,6 +17,7 @@
 import { aessiv } from '@noble/ciphers/aes.js';
 import { createHmac } from 'node:crypto';
 import type { PiiKey } from './key.js';
+import { aeadSealer, boxSealer, type BodySealer } from './seal.js';
 import type { SealedBox } from './sealed-box.js';
 
 export const PII_FIELDS = ['ip', 'device_id'] as const;
@@ -55,17 +56,21 @@ export interface Masker {
   readonly maxValueBytes: number | undefined;
   /** In vault mode, pushes the sealed original onto `vault`; other modes ignore it. */
   mask(field: PiiField, value: string, vault?: VaultEntry[]): string;
+  /** Seals the bodies of rejected messages with the same key: AES-GCM, or in vault mode a sealed box. */
+  readonly bodies: BodySealer;
 }
 
 export class HmacMasker implements Masker {
   readonly mode: MaskMode = 'hmac';
   readonly keyId: string;
   readonly maxValueBytes = undefined;
+  readonly bodies: BodySealer;
   readonly #fieldKeys: Record<PiiField, Buffer>;
 
   constructor(key: PiiKey) {
     this.keyId = key.id;
     this.#fieldKeys = hmacFieldKeys(key);
+    this.bodies = aeadSealer(key);
   }
 
   mask(field: PiiField, value: string): string {
@@ -95,11 +100,13 @@ export class SivMasker implements Masker {
   readonly mode: MaskMode = 'siv';
   readonly keyId: string;
   readonly maxValueBytes = SIV_MAX_VALUE_BYTES;
+  readonly bodies: BodySealer;
   readonly #key: Uint8Array;
 
   constructor(key: PiiKey) {
     this.keyId = key.id;
     this.#key = sivKey(key);
+    this.bodies = aeadSealer(key);
   }
 
   mask(field: PiiField, value: string): string {
@@ -112,6 +119,7 @@ export class VaultMasker implements Masker {
   readonly mode: MaskMode = 'vault';
   readonly keyId: string;
   readonly maxValueBytes = undefined;
+  readonly bodies: BodySealer;
   readonly #fieldKeys: Record<PiiField, Buffer>;
   readonly #publicKey: Uint8Array;
 
@@ -123,6 +131,7 @@ export class VaultMasker implements Masker {
     this.keyId = key.id;
     this.#fieldKeys = hmacFieldKeys(key);
     this.#publicKey = key.publicKey;
+    this.bodies = boxSealer(key, box);
   }
 
   mask(field: PiiField, value: string, vault?: VaultEntry[]): string {

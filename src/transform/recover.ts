@@ -11,8 +11,6 @@ import type { SealedBox } from './sealed-box.js';
 
 /** `<mode>:<key id>:<base64url>`, the shape of every masked value. */
 export const MASKED_VALUE = /^(hmac|siv):([A-Za-z0-9._-]{1,16}):([A-Za-z0-9_-]+)$/;
-/** The same, inside a longer text such as a rejected message's body. */
-export const MASKED_VALUE_IN_TEXT = /(?<![A-Za-z0-9])(hmac|siv):([A-Za-z0-9._-]{1,16}):([A-Za-z0-9_-]+)/g;
 
 export interface ParsedValue {
   readonly mode: 'hmac' | 'siv';

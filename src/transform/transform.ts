@@ -2,9 +2,10 @@
  * The pure step between queue and table: parse, validate and mask one message.
  * It never throws on bad input; every message ends as exactly one outcome.
  */
-import { canonicalIp } from './ip.js';
-import { PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './mask.js';
+import { PII_FIELDS, type Masker, type VaultEntry } from './mask.js';
 import { LoginEventSchema, describeIssues } from './schema.js';
+import type { SealedBody } from './seal.js';
+import { bodyShape, shapeOf, type BodyShape } from './shape.js';
 
 /** A message as received from the queue, with the system attributes the pipeline asks for. */
 export interface QueueMessage {
@@ -31,13 +32,22 @@ export interface LoginRow {
 /** `vault`: in vault mode, the sealed originals of the values masked for this message. */
 export type Outcome =
   | { readonly kind: 'accepted'; readonly message: QueueMessage; readonly row: LoginRow; readonly vault?: readonly VaultEntry[] }
-  | {
-      readonly kind: 'rejected';
-      readonly message: QueueMessage;
-      readonly reason: string;
-      readonly maskedBody: string;
-      readonly vault?: readonly VaultEntry[];
-    };
+  | Rejection;
+
+/** A message that is not a valid login event, kept for people to inspect. */
+export interface Rejection {
+  readonly kind: 'rejected';
+  readonly message: QueueMessage;
+  /** Names fields and rules, never values. */
+  readonly reason: string;
+  /** UTF-8 bytes of the body. */
+  readonly bytes: number;
+  /** Keyed token of the body: equal bodies, equal tokens. */
+  readonly token: string;
+  readonly shape: BodyShape;
+  /** The original body, for key holders only. */
+  readonly sealed: SealedBody;
+}
 
 const DAY_MS = 86_400_000;
 /** The last day formatted: a batch's messages were almost always sent on the same day. */
@@ -58,17 +68,18 @@ export function transform(message: QueueMessage, masker: Masker): Outcome {
   try {
     parsed = JSON.parse(message.body);
   } catch {
-    return reject(message, 'body is not valid JSON', masker);
+    return reject(message, 'body is not valid JSON', masker, { json: 'invalid' });
   }
   const result = LoginEventSchema.safeParse(parsed);
-  if (!result.success) return reject(message, describeIssues(result.error), masker);
+  if (!result.success) return reject(message, describeIssues(result.error), masker, shapeOf(parsed));
   const event = result.data;
   const limit = masker.maxValueBytes;
   if (limit !== undefined) {
     // A masked value longer than its column would fail the whole batch in Postgres.
     const tooLong = PII_FIELDS.filter((field) => event[field] != null && Buffer.byteLength(event[field] as string, 'utf8') > limit);
     if (tooLong.length > 0) {
-      return reject(message, tooLong.map((f) => `${f} is longer than ${limit} bytes, the most ${masker.mode} masking can store`).join('; '), masker);
+      const reason = tooLong.map((f) => `${f} is longer than ${limit} bytes, the most ${masker.mode} masking can store`).join('; ');
+      return reject(message, reason, masker, shapeOf(parsed));
     }
   }
   const vault: VaultEntry[] = [];
@@ -84,109 +95,20 @@ export function transform(message: QueueMessage, masker: Masker): Outcome {
   return vault.length === 0 ? { kind: 'accepted', message, row } : { kind: 'accepted', message, row, vault };
 }
 
-/** A rejection of `message` for `reason`, its body kept with PII masked. */
-export function reject(message: QueueMessage, reason: string, masker: Masker): Extract<Outcome, { kind: 'rejected' }> {
-  const vault: VaultEntry[] = [];
-  const maskedBody = maskBody(message.body, masker, vault);
-  return vault.length === 0 ? { kind: 'rejected', message, reason, maskedBody } : { kind: 'rejected', message, reason, maskedBody, vault };
-}
-
 /**
- * The body of a rejected message with its PII masked, safe to keep for people to inspect.
- * In JSON bodies every `ip` and `device_id` property (any depth, any letter case) is masked, and
- * every other string and key is scrubbed as text. Bodies that are not JSON (or too deeply
- * nested to walk) are scrubbed as text: values that follow an "ip" or "device_id" key, anything
- * shaped like an IP address, and anything shaped like the exercise's device ids are masked.
- * Masked values equal those in user_logins, so a rejected message can be matched to its rows.
+ * A rejection of `message` for `reason`. The body is sealed for key holders, never scanned for
+ * PII; what stays in clear (its length, a keyed token, its shape) holds none by construction.
+ * `shape` saves parsing the body again when the caller already knows it.
  */
-export function maskBody(body: string, masker: Masker, vault?: VaultEntry[]): string {
-  // Bind the vault list once, so every helper below masks (and, in vault mode, seals) alike.
-  const m: Masker = { mode: masker.mode, keyId: masker.keyId, maxValueBytes: masker.maxValueBytes, mask: (f, v) => masker.mask(f, v, vault) };
-  try {
-    return JSON.stringify(maskJson(JSON.parse(body), m)) ?? 'null';
-  } catch {
-    return maskText(body, m);
-  }
-}
-
-function piiField(key: string): PiiField | undefined {
-  const lower = key.toLowerCase();
-  return (PII_FIELDS as readonly string[]).includes(lower) ? (lower as PiiField) : undefined;
-}
-
-function maskValue(field: PiiField, value: unknown, masker: Masker): unknown {
-  if (value === null) return null;
-  if (typeof value === 'string') return masker.mask(field, field === 'ip' ? (canonicalIp(value) ?? value) : value);
-  return masker.mask(field, JSON.stringify(value) ?? String(value));
-}
-
-/** Masks iteratively (no recursion), so deeply nested garbage cannot exhaust the stack here. */
-function maskJson(root: unknown, masker: Masker): unknown {
-  if (typeof root === 'string') return maskText(root, masker);
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (typeof node !== 'object' || node === null) continue;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i += 1) {
-        if (typeof node[i] === 'string') node[i] = maskText(node[i] as string, masker);
-        else stack.push(node[i]);
-      }
-      continue;
-    }
-    const record = node as Record<string, unknown>;
-    for (const key of Object.keys(record)) {
-      const value = record[key];
-      const scrubbedKey = maskText(key, masker);
-      if (scrubbedKey !== key) delete record[key];
-      const field = piiField(key);
-      if (field !== undefined) record[scrubbedKey] = maskValue(field, value, masker);
-      else if (typeof value === 'string') record[scrubbedKey] = maskText(value, masker);
-      else {
-        record[scrubbedKey] = value;
-        stack.push(value);
-      }
-    }
-  }
-  return root;
-}
-
-/**
- * A value after an `ip` or `device_id` key however the text spells it: `"ip": ...`, `'ip': ...`,
- * `ip=...`, `device_id: ...`. The value is a double- or single-quoted string (maybe cut short), a
- * bracketed list (masked whole), or a bare word.
- */
-const KEYED_VALUE = /(["']?)(?<![\w-])(ip|device_id)\1(\s*[:=]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|\[[^\]]*\]?|[^,;&}\]\s"']+)/gi;
-/** Runs of characters an IPv4 or IPv6 address is made of (matched in linear time). */
-const ADDRESS_LIKE = /[0-9A-Fa-f:.]+/g;
-/** Dotted quads inside a run too long to be one address. */
-const IPV4_IN_RUN = /(?<![0-9])\d{1,3}(?:\.\d{1,3}){3}(?![0-9])/g;
-/** The shape of the exercise's device ids (ddd-dd-dddd). */
-const DEVICE_ID_LIKE = /(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)/g;
-
-/** The address inside a run such as `2001:db8::1:` or `:10.0.0.1.`, if there is one. */
-function addressIn(run: string): { text: string; canonical: string } | undefined {
-  const trimmed = run.replace(/^[.]+|[.]+$/g, '');
-  const noLead = trimmed.replace(/^:(?!:)/, '');
-  for (const candidate of [trimmed, noLead, trimmed.replace(/(?<!:):$/, ''), noLead.replace(/(?<!:):$/, '')]) {
-    const canonical = canonicalIp(candidate);
-    if (canonical !== undefined) return { text: candidate, canonical };
-  }
-  return undefined;
-}
-
-function maskText(text: string, masker: Masker): string {
-  const keyed = text.replace(KEYED_VALUE, (_all, keyQuote: string, name: string, separator: string, raw: string) => {
-    const field = piiField(name) ?? 'ip';
-    const quote = raw.startsWith('"') || raw.startsWith("'") ? raw.charAt(0) : '';
-    const unquoted = quote === '' ? raw : raw.slice(1, raw.endsWith(quote) && raw.length > 1 ? -1 : undefined);
-    return `${keyQuote}${name}${keyQuote}${separator}${quote}${maskValue(field, unquoted, masker) as string}${quote}`;
-  });
-  const addresses = keyed.replace(ADDRESS_LIKE, (run) => {
-    if (!/[:.]/.test(run)) return run;
-    if (run.length > 64) return run.replace(IPV4_IN_RUN, (ip) => masker.mask('ip', canonicalIp(ip) ?? ip));
-    const address = addressIn(run);
-    return address === undefined ? run : run.replace(address.text, () => masker.mask('ip', address.canonical));
-  });
-  return addresses.replace(DEVICE_ID_LIKE, (id) => masker.mask('device_id', id));
+export function reject(message: QueueMessage, reason: string, masker: Masker, shape?: BodyShape): Rejection {
+  const { body } = message;
+  return {
+    kind: 'rejected',
+    message,
+    reason,
+    bytes: Buffer.byteLength(body, 'utf8'),
+    token: masker.bodies.token(body),
+    shape: shape ?? bodyShape(body),
+    sealed: masker.bodies.seal(message.messageId, body),
+  };
 }

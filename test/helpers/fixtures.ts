@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { KNOWN_FIELDS, type FieldShape, type KnownField } from '../../src/transform/shape.js';
 import type { QueueMessage } from '../../src/transform/transform.js';
 
 export const silentLog = createLogger('silent');
@@ -39,4 +41,14 @@ export function configErrorFrom(fn: () => unknown): ConfigError {
     return err;
   }
   assert.fail('expected a ConfigError, nothing was thrown');
+}
+
+/** The fields of a body shape: those given, every other known field missing. */
+export function shapeFields(present: Partial<Record<KnownField, FieldShape>>): Record<KnownField, FieldShape> {
+  return Object.fromEntries(KNOWN_FIELDS.map((field) => [field, present[field] ?? { type: 'missing' }])) as Record<KnownField, FieldShape>;
+}
+
+/** The numbered migrations the project ships, in order: what a fresh database gets. */
+export function shippedMigrations(): string[] {
+  return readdirSync(new URL('../../../migrations/', import.meta.url)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
 }

@@ -8,12 +8,16 @@ import {
   type SQSClient,
   SendMessageBatchCommand,
 } from '@aws-sdk/client-sqs';
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
 import { startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
 import { chunks } from '../../src/source/sqs.js';
-import { PiiKey } from '../../src/transform/key.js';
+import { readRejected, type RejectedRow } from '../../src/sink/rejected.js';
+import { PiiKey, type KeyRing } from '../../src/transform/key.js';
+import { openBody } from '../../src/transform/seal.js';
+import type { SealedBox } from '../../src/transform/sealed-box.js';
 
 export { EMULATOR_CREDENTIALS as TEST_CREDENTIALS } from '../../src/embedded/sqs.js';
 
@@ -126,4 +130,22 @@ export async function dumpAllTables(databaseUrl: string): Promise<string> {
     parts.push(...rows.map((r) => r.row));
   }
   return parts.join('\n');
+}
+
+/** Every rejected message of a database, with its sealed body. */
+export async function storedRejections(databaseUrl: string): Promise<RejectedRow[]> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    return await readRejected(pool, { limit: 1_000_000 }, true);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** The original body of a stored rejection, opened with `ring`; fails the test when it does not open. */
+export function openedBody(row: RejectedRow, ring: KeyRing, box?: SealedBox): string {
+  assert.ok(row.sealed !== undefined, `rejected message ${row.messageId} has no sealed body`);
+  const opened = openBody(row.messageId, row.sealed, ring, box);
+  assert.ok(opened.kind === 'opened', `rejected message ${row.messageId} does not open: ${opened.kind === 'refused' ? opened.reason : ''}`);
+  return opened.body;
 }

@@ -10,6 +10,7 @@ import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
+import { shippedMigrations } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -142,7 +143,8 @@ describe('login-etl send, migrate, keygen and generate', () => {
     const databaseUrl = await servers.database();
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
     assert.equal(migrated.code, 0, migrated.stderr);
-    assert.equal(migrated.stdout, 'applied 001_login_etl.sql, 002_ledger_retention.sql, 003_pii.sql\n');
+    assert.equal(migrated.stdout, `applied ${shippedMigrations().join(', ')}\n`);
+    assert.deepEqual(shippedMigrations().slice(0, 4), ['001_login_etl.sql', '002_ledger_retention.sql', '003_pii.sql', '004_sealed_rejections.sql']);
     assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');

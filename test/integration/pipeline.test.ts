@@ -5,11 +5,24 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { runPipeline } from '../../src/run.js';
+import type { RejectedRow } from '../../src/sink/rejected.js';
 import { HmacMasker } from '../../src/transform/mask.js';
+import { describeShape } from '../../src/transform/shape.js';
 import { defaultRunConfig, type RunConfig } from '../../src/config.js';
-import type { PiiKey } from '../../src/transform/key.js';
-import { silentLog } from '../helpers/fixtures.js';
-import { dumpAllTables, query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { KeyRing, type PiiKey } from '../../src/transform/key.js';
+import { shapeFields, silentLog } from '../helpers/fixtures.js';
+import {
+  dumpAllTables,
+  openedBody,
+  query,
+  queueDepth,
+  sendBodies,
+  startServers,
+  storedRejections,
+  TEST_CREDENTIALS,
+  testKey,
+  type Servers,
+} from '../helpers/servers.js';
 
 let servers: Servers;
 before(async () => {
@@ -80,14 +93,12 @@ describe('run --drain on the exercise-shaped data set', () => {
       assert.equal(row.create_date, today);
     }
 
-    const rejected = await query<{ reason: string; body: string; sent_at: Date | null }>(
-      databaseUrl,
-      'SELECT reason, body, sent_at FROM login_etl.rejected_messages',
-    );
+    const rejected = await storedRejections(databaseUrl);
     assert.equal(rejected.length, 1);
     assert.match(rejected[0]?.reason ?? '', /user_id is required/);
-    assert.deepEqual(JSON.parse(rejected[0]?.body ?? ''), { foo: 'oops_wrong_msg_type', bar: '123' });
-    assert.ok(rejected[0]?.sent_at instanceof Date);
+    assert.equal(describeShape(rejected[0]?.shape ?? { json: 'invalid' }), 'object: none of the 6 login fields; 2 other keys');
+    assert.deepEqual(JSON.parse(openedBody(rejected[0] as RejectedRow, new KeyRing([key], 'PII_KEY'))), { foo: 'oops_wrong_msg_type', bar: '123' });
+    assert.ok(rejected[0]?.sentAt instanceof Date);
 
     const everything = await dumpAllTables(databaseUrl);
     for (const event of expected) {
@@ -96,31 +107,37 @@ describe('run --drain on the exercise-shaped data set', () => {
     }
   });
 
-  test('rejected messages keep their body with ip and device_id masked like user_logins', async () => {
+  test('rejected messages are kept sealed: nothing raw in clear, the original opens with the key', async () => {
     const databaseUrl = await servers.database();
     const queueUrl = await servers.queue();
     const key = testKey();
     const bad = JSON.stringify({ user_id: 'u-1', ip: '198.51.100.23', device_id: '123-45-6789', app_version: 'v2' });
-    await sendBodies(servers.sqsClient, queueUrl, [bad, 'not json at all 198.51.100.24', '[1,2,3]']);
+    const bodies = [bad, 'not json at all 198.51.100.24:443', '[1,2,3]', '{"user_id":"","remote_addr":"203.0.113.9:443"}'];
+    await sendBodies(servers.sqsClient, queueUrl, bodies);
 
     const summary = await drain(queueUrl, databaseUrl, key);
 
-    assert.equal(summary.rejected, 3);
-    const rows = await query<{ reason: string; body: string }>(databaseUrl, 'SELECT reason, body FROM login_etl.rejected_messages ORDER BY reason');
+    assert.equal(summary.rejected, 4);
+    const rows = (await storedRejections(databaseUrl)).sort((a, b) => a.reason.localeCompare(b.reason));
     assert.deepEqual(
       rows.map((r) => r.reason),
-      ['app_version must be up to three dot-separated numbers, such as 2.3.0 or 0.96', 'body is not valid JSON', 'message expected object, received array'],
+      [
+        'app_version must be up to three dot-separated numbers, such as 2.3.0 or 0.96',
+        'body is not valid JSON',
+        'message expected object, received array',
+        'user_id is empty',
+      ],
     );
-    const masker = new HmacMasker(key);
-    assert.deepEqual(JSON.parse(rows[0]?.body ?? ''), {
-      user_id: 'u-1',
-      ip: masker.mask('ip', '198.51.100.23'),
-      device_id: masker.mask('device_id', '123-45-6789'),
-      app_version: 'v2',
+    const ring = new KeyRing([key], 'PII_KEY');
+    assert.deepEqual(rows.map((r) => openedBody(r, ring)).sort(), [...bodies].sort());
+    assert.deepEqual(rows[0]?.shape, {
+      json: 'object',
+      fields: shapeFields({ user_id: { type: 'string', length: 3, value: 'u-1' }, ip: { type: 'string', length: 13 }, device_id: { type: 'string', length: 11 }, app_version: { type: 'string', length: 2 } }),
+      otherKeys: 0,
     });
-    assert.equal(rows[1]?.body, `not json at all ${masker.mask('ip', '198.51.100.24')}`);
+    assert.equal(rows[0]?.bytes, Buffer.byteLength(bad));
     const everything = await dumpAllTables(databaseUrl);
-    for (const raw of ['198.51.100.23', '198.51.100.24', '123-45-6789']) assert.ok(!everything.includes(raw), `${raw} is stored`);
+    for (const raw of ['198.51.100.23', '198.51.100.24', '123-45-6789', '203.0.113.9']) assert.ok(!everything.includes(raw), `${raw} is stored`);
   });
 
   test('an existing user_logins created with the DDL is used as it is', async () => {

@@ -7,8 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
+import { readRejected } from '../../src/sink/rejected.js';
 import type { Outcome } from '../../src/transform/transform.js';
-import { queueMessage } from '../helpers/fixtures.js';
+import { queueMessage, shapeFields } from '../helpers/fixtures.js';
 import { query, startServers, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -49,7 +50,10 @@ describe('PgSink.write', () => {
         kind: 'rejected',
         message: queueMessage('x', { messageId: 'bad', sentTimestampMs: sentMs, receiveCount: 7 }),
         reason: 'user_id is required; "quoted" reason',
-        maskedBody: '{"note":"a \\u0000 escape, a \\"quote\\" and 😀"}',
+        bytes: 1_048_576,
+        token: 'body:k1:tok',
+        shape: { json: 'object', fields: shapeFields({ user_id: { type: 'string', length: 9, value: 'über "q" 😀' } }), otherKeys: 3 },
+        sealed: { scheme: 'box', keyId: 'k1', sealed: Uint8Array.from([0, 1, 2, 255, 0]) },
       };
       const unsent: Outcome = { ...rejected, message: queueMessage('y', { messageId: 'unsent', sentTimestampMs: undefined }) };
 
@@ -61,15 +65,26 @@ describe('PgSink.write', () => {
            FROM user_logins ORDER BY user_id DESC`,
       );
       assert.deepEqual(rows, [full.row, sparse.row]);
-      const stored = await query<{ message_id: string; reason: string; body: string; sent_ms: string | null; receive_count: number }>(
-        databaseUrl,
-        `SELECT message_id, reason, body, (extract(epoch FROM sent_at) * 1000)::bigint::text AS sent_ms, receive_count
-           FROM login_etl.rejected_messages ORDER BY message_id`,
+      const stored = await readRejected(pool, { limit: 10 }, true);
+      const expected = (messageId: string, sentAt: Date | null, receiveCount: number) => ({
+        messageId,
+        reason: rejected.reason,
+        rejectedAt: stored[0]?.rejectedAt,
+        sentAt,
+        receiveCount,
+        bytes: rejected.bytes,
+        token: rejected.token,
+        shape: rejected.shape,
+        replayedAt: null,
+        keyId: 'k1',
+        sealed: { scheme: 'box', keyId: 'k1', sealed: Buffer.from(rejected.sealed.sealed) },
+      });
+      assert.deepEqual(
+        stored.sort((a, b) => a.messageId.localeCompare(b.messageId)).map((row) => ({ ...row, rejectedAt: stored[0]?.rejectedAt })),
+        [expected('bad', new Date(sentMs), 7), expected('unsent', null, 1)],
       );
-      assert.deepEqual(stored, [
-        { message_id: 'bad', reason: rejected.reason, body: rejected.maskedBody, sent_ms: String(sentMs), receive_count: 7 },
-        { message_id: 'unsent', reason: rejected.reason, body: rejected.maskedBody, sent_ms: null, receive_count: 1 },
-      ]);
+      const [legacy] = await query<{ legacy: number }>(databaseUrl, 'SELECT count(legacy_body)::int AS legacy FROM login_etl.rejected_messages');
+      assert.equal(legacy?.legacy, 0);
 
       assert.deepEqual(await sink.write([full, rejected]), { written: 0, rejected: 0, duplicates: 2 }, 'ids in the ledger are skipped');
       const [counts] = await query<{ logins: number; rejections: number }>(

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { generateVaultKey, parseKeyRing, PiiKey } from '../../src/transform/key.js';
 import { createMasker, HmacMasker, SIV_MAX_VALUE_BYTES, SivMasker, type VaultEntry } from '../../src/transform/mask.js';
+import { openBody } from '../../src/transform/seal.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
 import { transform } from '../../src/transform/transform.js';
 import { loginBody, queueMessage } from '../helpers/fixtures.js';
@@ -81,8 +82,14 @@ describe('VaultMasker', () => {
     const outcome = transform(queueMessage(loginBody()), masker);
     assert.equal(outcome.kind, 'accepted');
     assert.deepEqual(outcome.vault?.map((v) => v.field), ['ip', 'device_id']);
-    const rejected = transform(queueMessage('{"ip": "198.51.100.1", "device_id": "555-12-3456"'), masker);
-    assert.equal(rejected.kind, 'rejected');
-    assert.equal(rejected.vault?.length, 2);
+    // A rejected body is sealed whole to the public key: the pipeline cannot open it, holders can.
+    const body = '{"ip": "198.51.100.1", "device_id": "555-12-3456"';
+    const rejected = transform(queueMessage(body), masker);
+    assert.ok(rejected.kind === 'rejected');
+    assert.equal(rejected.sealed.scheme, 'box');
+    const pipelineRing = parseKeyRing(JSON.stringify([{ ...holder, private_key: undefined }]), 'PII_KEYS');
+    assert.equal(openBody(rejected.message.messageId, rejected.sealed, pipelineRing, box).kind, 'refused');
+    assert.deepEqual(openBody(rejected.message.messageId, rejected.sealed, ring, box), { kind: 'opened', body });
+    assert.equal(openBody('another-id', rejected.sealed, ring, box).kind, 'refused');
   });
 });
