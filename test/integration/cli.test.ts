@@ -10,6 +10,7 @@ import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
+import { NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -88,6 +89,7 @@ describe('login-etl run', () => {
       [{ ...base, DATABASE_URL: 'mysql://u:secret-pw@h/db' }, [], /DATABASE_URL \(--database-url\): must be a postgres/],
       [{ ...base, PII_KEY: '' }, [], /PII_KEY: is required/],
       [{ ...base, PII_KEY: 'c2hvcnQta2V5' }, [], /PII_KEY: decodes to 9 bytes; at least 32/],
+      ...NON_RANDOM_KEYS.map(([, text, reason]): [Record<string, string>, string[], RegExp] => [{ ...base, PII_KEY: text }, [], new RegExp(`^login-etl: PII_KEY: .*${reason.source}`)]),
       [base, ['--wait-time-seconds', '30'], /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/],
       [{ ...base, LOGIN_ETL_RECEIVE_CONCURRENCY: 'many' }, [], /LOGIN_ETL_RECEIVE_CONCURRENCY \(--receive-concurrency\): must be a whole number/],
       [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],

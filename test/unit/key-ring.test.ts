@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectSettings, parseRunConfig, RUN_SETTINGS } from '../../src/config.js';
 import { generateKeyText, generateVaultKey, parseKeyRing, parsePiiKey, PiiKey } from '../../src/transform/key.js';
-import { configErrorFrom } from '../helpers/fixtures.js';
+import { configErrorFrom, NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 
 const A = generateKeyText();
 const B = generateKeyText();
@@ -52,6 +52,22 @@ describe('parseKeyRing', () => {
       const err = configErrorFrom(() => parseKeyRing(JSON.stringify([{ id: 'a', secret }]), 'PII_KEYS'));
       assert.match(err.message, expected);
       assert.ok(!err.message.includes(secret));
+    }
+  });
+
+  it('refuses secrets and vault keys that do not look random, naming the entry and the field', () => {
+    for (const [label, text, reason] of NON_RANDOM_KEYS) {
+      const secret = configErrorFrom(() => parseKeyRing(JSON.stringify([{ id: 'a', secret: text }]), 'PII_KEYS'));
+      assert.equal(secret.setting, 'PII_KEYS keys[0].secret', label);
+      assert.match(secret.message, reason, label);
+    }
+    const { holder } = generateVaultKey('v1');
+    const pattern = 'deadbeef'.repeat(8);
+    for (const field of ['public_key', 'private_key'] as const) {
+      const err = configErrorFrom(() => parseKeyRing(JSON.stringify([{ ...holder, [field]: pattern }]), 'PII_KEYS'));
+      assert.equal(err.setting, `PII_KEYS keys[0].${field}`);
+      assert.match(err.message, /too few distinct byte values/);
+      assert.ok(!err.message.includes(pattern.slice(0, 8)));
     }
   });
 
