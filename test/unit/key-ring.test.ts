@@ -112,6 +112,36 @@ describe('run configuration with key rings and modes', () => {
   });
 });
 
+describe('a vault private key in the ring of a process that writes', () => {
+  for (const mode of ['hmac', 'siv', 'vault'] as const) {
+    it(`is refused by run and check in ${mode} mode, from PII_KEYS and from PII_KEYS_FILE, naming the setting`, () => {
+      const { holder } = generateVaultKey('v1');
+      const inline = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: mode }));
+      assert.equal(inline.setting, 'PII_KEYS');
+      assert.match(inline.message, /^PII_KEYS: holds a vault private_key \(key 'v1'\); .*in every mask mode/);
+      assert.ok(!inline.message.includes(holder.private_key as string));
+      const file = join(tempDir, `holder-${mode}.json`);
+      writeFileSync(file, JSON.stringify({ keys: [holder] }), { mode: 0o600 });
+      const fromFile = configErrorFrom(() => runConfig({ ...BASE_ENV }, { 'pii-keys-file': file, 'mask-mode': mode }));
+      assert.equal(fromFile.setting, 'PII_KEYS_FILE (--pii-keys-file)');
+      assert.match(fromFile.message, /holds a vault private_key/);
+    });
+  }
+
+  it('is refused when only an earlier, decrypt-only key has it', () => {
+    const old = generateVaultKey('old').holder;
+    const ring = [{ id: 'new', status: 'active', secret: A }, { ...old, status: 'decrypt-only' }];
+    assert.match(configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify(ring), LOGIN_ETL_MASK_MODE: 'siv' })).message, /holds a vault private_key \(key 'old'\)/);
+  });
+
+  it('is not refused once it is taken out: the same ring with public keys only runs in every mode', () => {
+    const { pipeline } = generateVaultKey('v1');
+    for (const mode of ['hmac', 'siv', 'vault']) {
+      assert.equal(runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify([pipeline]), LOGIN_ETL_MASK_MODE: mode }).piiKey.id, 'v1');
+    }
+  });
+});
+
 describe('generateVaultKey', () => {
   it('gives the pipeline the public half only, and the holder both', () => {
     const { pipeline, holder } = generateVaultKey();
