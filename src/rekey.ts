@@ -6,7 +6,9 @@
  *
  * Online: each transaction locks at most `batchSize` rows (FOR UPDATE) within a bounded range of
  * table pages (a TID range scan), so the pipeline keeps inserting while it runs, and a crash
- * loses nothing: rewritten rows are committed, the rest are found again by the next run.
+ * loses nothing: rewritten rows are committed, the rest are found again by the next run. Only the
+ * last step of vault mode, deleting old vault entries, holds the pipeline's writes off, for one
+ * statement (deleteUnreferencedVault).
  */
 import type pg from 'pg';
 import type { Logger } from './observability/logger.js';
