@@ -83,7 +83,7 @@ async function checkTable(client: pg.Client): Promise<CheckResult> {
 
 /** Every check, queue and database at once. */
 export async function runChecks(config: RunConfig, credentials?: StaticCredentials): Promise<CheckResult[]> {
-  // The key parsed (strength, format, fit to the mode) or the caller would have stopped with exit 2.
+  // The key parsed (strength, format, fit to the mode, no private key) or the caller would have stopped with exit 2.
   const key: CheckResult = { name: 'key', ok: true, detail: `${config.maskMode} masking with key id ${config.piiKey.id} from ${config.keySource ?? 'the environment'}` };
   const [queue, database] = await Promise.all([checkQueue(config, credentials), checkDatabase(config)]);
   return [key, queue, ...database];

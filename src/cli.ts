@@ -268,7 +268,8 @@ const COMMANDS: Record<string, Command> = {
         throw new ConfigError(settingLabel('maskMode'), 'rekey needs siv or vault: hmac values are one-way and cannot be rewritten');
       }
       const keys = keysFor(raw, env);
-      if (mode === 'vault' && keys.ring.active.publicKey === undefined) assertKeysFitMode(keys, mode);
+      // A key holder: private keys are expected here, so only the fit to the mode is checked.
+      assertKeysFitMode(keys, mode);
       const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
       const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info', 1, { format: parseSetting('logFormat', raw, true) ?? 'auto' });
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });

@@ -474,18 +474,30 @@ export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv, needed: bo
   return undefined;
 }
 
-/**
- * Checks that the keys suit the mode of the pipeline: vault mode needs the active key's public
- * key and refuses private keys, which belong to key holders, not to the process that writes.
- */
+/** Checks that the keys suit the mask mode: vault mode needs the active key's public key. */
 export function assertKeysFitMode(keys: LoadedKeys, mode: MaskMode): void {
   if (mode !== 'vault') return;
   if (keys.ring.active.publicKey === undefined) {
     throw new ConfigError(settingLabel('maskMode'), `vault needs a key ring (PII_KEYS_FILE or PII_KEYS) whose active key has a public_key; make one with \`login-etl keygen --mode vault\``);
   }
-  if (keys.ring.keys.some((k) => k.hasPrivateKey)) {
-    throw new ConfigError(keys.source, 'holds a vault private_key; the pipeline must hold only the public key (private keys are for unmask and rekey)');
+}
+
+/**
+ * Checks the keys of a process that writes (`run`, `check`, the Lambda handler): they suit the
+ * mode, and the ring holds no vault private key, whatever the mode. A private key opens every
+ * original in login_etl.pii_vault and the writer never needs one; in hmac or siv mode it would
+ * sit there unused until someone switched the mode to vault. Key holders (`unmask`, `rekey`)
+ * do not call this.
+ */
+export function assertWriterKeys(keys: LoadedKeys, mode: MaskMode): void {
+  const holder = keys.ring.keys.find((k) => k.hasPrivateKey);
+  if (holder !== undefined) {
+    throw new ConfigError(
+      keys.source,
+      `holds a vault private_key (key '${holder.id}'); run, check and the Lambda handler must hold only public keys, in every mask mode (private keys are for unmask and rekey)`,
+    );
   }
+  assertKeysFitMode(keys, mode);
 }
 
 /** Parses everything `run` needs. Throws ConfigError naming the first bad setting. */
@@ -494,7 +506,7 @@ export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunCon
   const databaseUrl = required('databaseUrl', raw);
   const maskMode = required('maskMode', raw);
   const keys = loadKeyRing(raw, env, true) as LoadedKeys;
-  assertKeysFitMode(keys, maskMode);
+  assertWriterKeys(keys, maskMode);
   return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, keySource: keys.source, ...parseTuning(raw) };
 }
 

@@ -14,7 +14,7 @@
  */
 import type pg from 'pg';
 import {
-  assertKeysFitMode,
+  assertWriterKeys,
   collectSettings,
   KEY_SETTINGS,
   loadKeyRing,
@@ -78,7 +78,7 @@ function parseLambdaConfig(env: NodeJS.ProcessEnv) {
   const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
   const maskMode = parseSetting('maskMode', raw, true) ?? 'hmac';
   const keys = loadKeyRing(raw, env, true) as LoadedKeys;
-  assertKeysFitMode(keys, maskMode);
+  assertWriterKeys(keys, maskMode);
   return { databaseUrl, maskMode, keys, logLevel: parseSetting('logLevel', raw, true) ?? 'info' };
 }
 

@@ -6,7 +6,9 @@
  *
  * Online: each transaction locks at most `batchSize` rows (FOR UPDATE) within a bounded range of
  * table pages (a TID range scan), so the pipeline keeps inserting while it runs, and a crash
- * loses nothing: rewritten rows are committed, the rest are found again by the next run.
+ * loses nothing: rewritten rows are committed, the rest are found again by the next run. Only the
+ * last step of vault mode, deleting old vault entries, holds the pipeline's writes off, for one
+ * statement (deleteUnreferencedVault).
  */
 import type pg from 'pg';
 import type { Logger } from './observability/logger.js';
@@ -95,6 +97,56 @@ async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => 
   }
 }
 
+/**
+ * Vault entries of earlier keys ($2 is the active key id, $1 its token prefix) whose token no
+ * value refers to: neither user_logins (both columns, read in one scan) nor a rejected body stored
+ * before sealing that no `run` has sealed yet (legacy_body, values found there by shape). Bodies
+ * sealed since hold no tokens of their own; tokens inside a sealed legacy body are not looked
+ * for (docs/pii.md). Only values not of the active key are hashed, which are few once the rows
+ * are rewritten.
+ */
+const DELETE_UNREFERENCED_VAULT = `
+DELETE FROM login_etl.pii_vault v
+ WHERE v.key_id <> $2
+   AND NOT EXISTS (
+       SELECT 1
+         FROM (SELECT t.token
+                 FROM user_logins u
+                CROSS JOIN LATERAL (VALUES (u.masked_ip), (u.masked_device_id)) AS t (token)
+                WHERE NOT starts_with(u.masked_ip, $1) OR NOT starts_with(u.masked_device_id, $1)
+               UNION ALL
+               SELECT m[1]
+                 FROM login_etl.rejected_messages r
+                CROSS JOIN LATERAL regexp_matches(r.legacy_body, 'hmac:[A-Za-z0-9._-]{1,16}:[A-Za-z0-9_-]+', 'g') AS m
+              ) AS referenced (token)
+        WHERE referenced.token = v.token
+          AND NOT starts_with(referenced.token, $1))`;
+
+/**
+ * Deletes the vault entries of earlier keys that no value refers to any more, race-free against
+ * the pipeline.
+ *
+ * The pipeline commits its rows and their vault entries in one statement, the entries with
+ * INSERT ... ON CONFLICT (token) DO NOTHING (write-batch.ts): an instance still on the old key
+ * that masks a value seen before neither adds nor locks its entry, so an entry this DELETE found
+ * unreferenced could be the only original of a row committed a moment later. SHARE mode on
+ * user_logins waits for the writes in flight and holds off new ones until this transaction
+ * ends. The same statement writes rejected_messages and pii_vault, and Postgres takes its locks
+ * on all three tables before it writes anything, so this one lock holds off all of it. The
+ * DELETE's snapshot is taken once the lock is granted (READ COMMITTED), so it sees every row
+ * committed before.
+ *
+ * One statement, one scan of each table, hashed into one anti-join: user_logins has no index on
+ * the masked columns, so deleting in batches would scan it once per batch, each under the lock.
+ * The pipeline's writes wait for this one statement instead. An entry still referenced is never
+ * deleted, whether its value was left behind as unrecoverable or written after the rewrite.
+ */
+async function deleteUnreferencedVault(client: pg.PoolClient, activePrefix: string, activeKeyId: string): Promise<number> {
+  await client.query('LOCK TABLE user_logins IN SHARE MODE');
+  const { rowCount } = await client.query(DELETE_UNREFERENCED_VAULT, [activePrefix, activeKeyId]);
+  return rowCount ?? 0;
+}
+
 export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions): Promise<RekeyReport> {
   const { mode, batchSize, log } = options;
   const pagesPerStep = options.pagesPerStep ?? 128;
@@ -170,18 +222,8 @@ export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions)
   report.unrecoverable += resealed.unopened;
   log.info({ table: 'login_etl.rejected_messages', bodies: resealed.resealed }, 'rekey of rejected bodies done');
 
-  // Vault entries of earlier keys go only when every value was rewritten; otherwise they are
-  // still the only way back to the originals of the values left behind.
-  if (mode === 'vault' && report.unrecoverable === 0) {
-    for (;;) {
-      const { rowCount } = await pool.query(
-        `DELETE FROM login_etl.pii_vault WHERE ctid IN (
-           SELECT ctid FROM login_etl.pii_vault WHERE key_id <> $1 LIMIT $2)`,
-        [ring.active.id, batchSize],
-      );
-      report.vaultEntriesRemoved += rowCount ?? 0;
-      if ((rowCount ?? 0) < batchSize) break;
-    }
+  if (mode === 'vault') {
+    report.vaultEntriesRemoved = await inTransaction(pool, (client) => deleteUnreferencedVault(client, rewriter.activePrefix, ring.active.id));
   }
   return report;
 }

@@ -122,39 +122,84 @@ const HEX = /^[0-9a-fA-F]+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
+/** A key as written and as decoded; the text is kept only for the checks on its letters. */
+interface KeyText {
+  readonly bytes: Buffer;
+  /** The text was read as base64 although it is not hex: random base64 mixes upper and lower case. */
+  readonly base64Letters: boolean;
+  readonly body: string;
+}
+
 /** Decodes hex or base64 text (optionally prefixed `hex:` or `base64:`); never echoes it. */
-function decodeKeyText(text: string, setting: string): Buffer {
+function decodeKeyText(text: string, setting: string): KeyText {
   const explicit = /^(hex|base64):(.*)$/s.exec(text);
   const encoding = explicit?.[1];
   const body = explicit?.[2] ?? text;
-  if ((encoding === undefined || encoding === 'hex') && HEX.test(body) && body.length % 2 === 0) return Buffer.from(body, 'hex');
-  if (encoding !== 'hex' && BASE64.test(body)) return Buffer.from(body, 'base64');
-  if (encoding !== 'hex' && BASE64URL.test(body)) return Buffer.from(body, 'base64url');
+  const hex = HEX.test(body);
+  if ((encoding === undefined || encoding === 'hex') && hex && body.length % 2 === 0) return { bytes: Buffer.from(body, 'hex'), base64Letters: false, body };
+  if (encoding !== 'hex' && BASE64.test(body)) return { bytes: Buffer.from(body, 'base64'), base64Letters: !hex, body };
+  if (encoding !== 'hex' && BASE64URL.test(body)) return { bytes: Buffer.from(body, 'base64url'), base64Letters: !hex, body };
   throw new ConfigError(setting, 'is not hex or base64; make a key with `login-etl keygen`');
 }
 
-/** Refuses bytes that are not a usable secret: too short, one repeated byte, or a published example. */
-function assertStrong(bytes: Buffer, setting: string, minBytes: number): void {
+/**
+ * Fewest distinct values that `n` random bytes may show: 60% of the number expected,
+ * 256 * (1 - (255/256)^n), rounded down. For 32 bytes that is 18 of an expected 30; 32 random
+ * bytes have fewer than 18 distinct values with a probability of about 1e-13 (exact occupancy
+ * distribution), the 31 steps between them fewer than 17 with one of about 3e-14. A pattern
+ * repeated, a passphrase decoded as base64 or a counting sequence has far fewer.
+ */
+function fewestDistinct(n: number): number {
+  return Math.floor(0.6 * 256 * (1 - (255 / 256) ** n));
+}
+
+function distinct(values: Iterable<number>): number {
+  return new Set(values).size;
+}
+
+/**
+ * Refuses bytes that are not a usable secret: too short, one repeated byte, a published example,
+ * base64 text of one letter case, too few distinct byte values, or steps between neighbouring
+ * bytes that repeat (00 01 02 ..., 7f 7e 7d ...). A key from `login-etl keygen` (32 random bytes)
+ * is refused with a probability of about 4e-10, nearly all of it from the letter-case check.
+ */
+function assertStrong(key: KeyText, setting: string, minBytes: number): void {
+  const { bytes } = key;
+  const keygen = 'make a key with `login-etl keygen`';
   if (bytes.length < minBytes) {
     throw new ConfigError(setting, `decodes to ${bytes.length} bytes; at least ${minBytes} random bytes are needed`);
   }
   if (bytes.every((b) => b === bytes[0])) {
-    throw new ConfigError(setting, 'is one byte repeated, which is not a secret; make a key with `login-etl keygen`');
+    throw new ConfigError(setting, `is one byte repeated, which is not a secret; ${keygen}`);
   }
   if (EXAMPLE_KEY_SHA256.has(createHash('sha256').update(bytes).digest('hex'))) {
-    throw new ConfigError(setting, 'is an example key printed in the documentation; make a key with `login-etl keygen`');
+    throw new ConfigError(setting, `is an example key printed in the documentation; ${keygen}`);
+  }
+  // Base64 of 32 random bytes is 43 characters drawn from 64: that none is an upper-case letter
+  // (or none a lower-case one) has a probability of about (38/64)^43, 2e-10. A passphrase of
+  // lower-case words is valid base64 text, and this is what gives it away.
+  if (key.base64Letters && !(/[A-Z]/.test(key.body) && /[a-z]/.test(key.body))) {
+    throw new ConfigError(setting, `is base64 text of one letter case, which random base64 practically never is: a passphrase, not a key; ${keygen}`);
+  }
+  if (distinct(bytes) < fewestDistinct(bytes.length)) {
+    throw new ConfigError(setting, `does not look random: too few distinct byte values, as in a repeated pattern or a passphrase; ${keygen}`);
+  }
+  // The steps between neighbouring random bytes are random bytes too (one less of them).
+  const steps = bytes.subarray(1).map((b, i) => (b - (bytes[i] as number)) & 0xff);
+  if (distinct(steps) < fewestDistinct(steps.length)) {
+    throw new ConfigError(setting, `does not look random: its bytes follow a pattern, such as counting up or down; ${keygen}`);
   }
 }
 
 /**
  * Decodes a key written as hex or base64 (optionally prefixed `hex:` or `base64:`).
- * Refuses keys shorter than 32 bytes, keys made of one repeated byte and documented examples.
- * `setting` names the source in errors; the value itself is never echoed.
+ * Refuses keys shorter than 32 bytes, documented examples and keys that do not look random
+ * (see assertStrong). `setting` names the source in errors; the value itself is never echoed.
  */
 export function parsePiiKey(text: string, setting: string, options: PiiKeyOptions = {}): PiiKey {
-  const bytes = decodeKeyText(text, setting);
-  assertStrong(bytes, setting, MIN_KEY_BYTES);
-  return new PiiKey(bytes, options);
+  const key = decodeKeyText(text, setting);
+  assertStrong(key, setting, MIN_KEY_BYTES);
+  return new PiiKey(key.bytes, options);
 }
 
 /** The X25519 public key of a private key, with Node's own implementation. */
@@ -167,10 +212,10 @@ export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
 
 function vaultKey(value: unknown, setting: string): Uint8Array {
   if (typeof value !== 'string') throw new ConfigError(setting, 'must be a hex or base64 string');
-  const bytes = decodeKeyText(value.trim(), setting);
-  if (bytes.length !== VAULT_KEY_BYTES) throw new ConfigError(setting, `decodes to ${bytes.length} bytes; an X25519 key has ${VAULT_KEY_BYTES}`);
-  assertStrong(bytes, setting, VAULT_KEY_BYTES);
-  return bytes;
+  const key = decodeKeyText(value.trim(), setting);
+  if (key.bytes.length !== VAULT_KEY_BYTES) throw new ConfigError(setting, `decodes to ${key.bytes.length} bytes; an X25519 key has ${VAULT_KEY_BYTES}`);
+  assertStrong(key, setting, VAULT_KEY_BYTES);
+  return key.bytes;
 }
 
 /**

@@ -52,3 +52,24 @@ export function shapeFields(present: Partial<Record<KnownField, FieldShape>>): R
 export function shippedMigrations(): string[] {
   return readdirSync(new URL('../../../migrations/', import.meta.url)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
 }
+
+const hexBytes = (text: string) => Buffer.from(text.replace(/\s+/g, ''), 'hex');
+const zerosThenOne = Buffer.concat([Buffer.alloc(31), Buffer.from([1])]);
+
+/**
+ * Keys of the right length and encoding that are not random, each with the reason it is
+ * refused for. Every one of them was accepted before the randomness checks.
+ */
+export const NON_RANDOM_KEYS: readonly (readonly [label: string, text: string, reason: RegExp])[] = [
+  ['a lower-case passphrase that is valid base64', 'changeme'.repeat(6), /base64 text of one letter case/],
+  ['a mixed-case passphrase that is valid base64', 'ChangeMe'.repeat(6), /too few distinct byte values/],
+  ['0123456789abcdef four times (hex)', '0123456789abcdef'.repeat(4), /too few distinct byte values/],
+  ['deadbeef eight times (hex)', 'deadbeef'.repeat(8), /too few distinct byte values/],
+  ['31 zero bytes then 0x01 (hex)', zerosThenOne.toString('hex'), /too few distinct byte values/],
+  ['31 zero bytes then 0x01 (base64)', zerosThenOne.toString('base64'), /base64 text of one letter case/],
+  ['31 zero bytes then 0x01 (hex, with the hex: prefix)', `hex:${zerosThenOne.toString('hex')}`, /too few distinct byte values/],
+  ['bytes counting up, 00 to 1f (hex)', Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString('hex'), /follow a pattern/],
+  ['bytes counting down, ff to e0 (base64)', Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i)).toString('base64'), /follow a pattern/],
+  // RFC 5297 A.2: a test vector is public, and it counts down then up.
+  ['the AES-SIV key of RFC 5297 A.2', hexBytes('7f7e7d7c 7b7a7978 77767574 73727170 40414243 44454647 48494a4b 4c4d4e4f').toString('hex'), /follow a pattern/],
+];

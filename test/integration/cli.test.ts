@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
-import { generateKeyText } from '../../src/transform/key.js';
+import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
-import { shippedMigrations } from '../helpers/fixtures.js';
+import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -82,6 +82,7 @@ describe('login-etl run', () => {
   }
 
   test('exits 2 with a message naming the setting when configuration is bad', async () => {
+    const holderKey = generateVaultKey('v1').holder;
     const base = { ...aws, SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: 'postgres://u:secret-pw@127.0.0.1:1/db', PII_KEY: key };
     const cases: [Record<string, string>, string[], RegExp][] = [
       [{ ...base, SQS_QUEUE_URL: '' }, [], /^login-etl: SQS_QUEUE_URL \(--queue-url\): is required\n$/],
@@ -89,6 +90,8 @@ describe('login-etl run', () => {
       [{ ...base, DATABASE_URL: 'mysql://u:secret-pw@h/db' }, [], /DATABASE_URL \(--database-url\): must be a postgres/],
       [{ ...base, PII_KEY: '' }, [], /PII_KEY: is required/],
       [{ ...base, PII_KEY: 'c2hvcnQta2V5' }, [], /PII_KEY: decodes to 9 bytes; at least 32/],
+      ...NON_RANDOM_KEYS.map(([, text, reason]): [Record<string, string>, string[], RegExp] => [{ ...base, PII_KEY: text }, [], new RegExp(`^login-etl: PII_KEY: .*${reason.source}`)]),
+      [{ ...base, PII_KEY: '', PII_KEYS: JSON.stringify([holderKey]), LOGIN_ETL_MASK_MODE: 'siv' }, [], /^login-etl: PII_KEYS: holds a vault private_key \(key 'v1'\)/],
       [base, ['--wait-time-seconds', '30'], /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/],
       [{ ...base, LOGIN_ETL_RECEIVE_CONCURRENCY: 'many' }, [], /LOGIN_ETL_RECEIVE_CONCURRENCY \(--receive-concurrency\): must be a whole number/],
       [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],
@@ -100,6 +103,7 @@ describe('login-etl run', () => {
       assert.match(result.stderr, expected);
       assert.ok(!result.stderr.includes('secret-pw'), 'a password was echoed');
       assert.ok(!result.stderr.includes(key), 'the key was echoed');
+      assert.ok(!result.stderr.includes(holderKey.private_key as string), 'the private key was echoed');
       assert.equal(result.stdout, '');
     }
     const unknown = await cli(['frobnicate']);

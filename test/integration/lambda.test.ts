@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { ConfigError } from '../../src/errors.js';
 import { createHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
-import { generateKeyText } from '../../src/transform/key.js';
+import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { loginBody } from '../helpers/fixtures.js';
 import { dumpAllTables, query, startServers, type Servers } from '../helpers/servers.js';
 
@@ -126,4 +126,22 @@ describe('Lambda handler', () => {
     const noKey = createHandler(() => ({ DATABASE_URL: 'postgres://u@127.0.0.1/d' }));
     await assert.rejects(noKey(event(record('{}'))), /PII_KEY: is required/);
   });
+
+  for (const mode of ['hmac', 'siv'] as const) {
+    test(`${mode}: a ring holding a vault private key fails the invocation with a ConfigError naming PII_KEYS, before touching the database`, async () => {
+      const databaseUrl = await servers.database();
+      const { holder } = generateVaultKey('v1');
+      const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: mode }));
+      try {
+        await assert.rejects(
+          handler(event(record(loginBody({ user_id: `private-${mode}` })))),
+          (err: unknown) => err instanceof ConfigError && err.setting === 'PII_KEYS' && /holds a vault private_key/.test(err.message) && !err.message.includes(holder.private_key as string),
+        );
+        const [schema] = await query<{ found: string | null }>(databaseUrl, `SELECT to_regclass('user_logins')::text AS found`);
+        assert.equal(schema?.found, null);
+      } finally {
+        await handler.close();
+      }
+    });
+  }
 });

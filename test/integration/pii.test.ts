@@ -8,11 +8,17 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout } from 'node:timers/promises';
+import pg from 'pg';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import type { RejectedRow } from '../../src/sink/rejected.js';
+import { writeBatch } from '../../src/sink/write-batch.js';
 import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
+import { createMasker } from '../../src/transform/mask.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
-import { cli, logLines, type CliResult } from '../helpers/cli.js';
+import { transform } from '../../src/transform/transform.js';
+import { cli, logLines, startCli, type CliResult } from '../helpers/cli.js';
+import { loginBody, queueMessage } from '../helpers/fixtures.js';
 import { dumpAllTables, openedBody, query, sendBodies, startServers, storedRejections, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
@@ -230,6 +236,107 @@ describe('rotation with rekey', () => {
     const [row] = await query<{ masked_ip: string; masked_device_id: string }>(databaseUrl, 'SELECT masked_ip, masked_device_id FROM user_logins');
     assert.ok(row?.masked_ip.startsWith('hmac:old:'));
     assert.ok(row?.masked_device_id.startsWith('hmac:new:'));
+    // The old entry of the rewritten device_id is no longer referenced, so it goes even though a value was left behind.
+    assert.equal(done?.vaultEntriesRemoved, 1);
+    assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'new' }]);
+  });
+
+  test('vault: the entries of values left behind under a retired key stay until those values are rewritten', async () => {
+    const databaseUrl = await servers.database();
+    const old = { ...generateVaultKey('old').holder };
+    const next = { ...generateVaultKey('new').holder };
+    const { private_key: _private, ...oldPublic } = old;
+    void _private;
+    const before = ringFile('retired-before.json', [{ ...oldPublic, status: 'active' }]);
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'retired', ip: '198.51.100.70', device_id: 'dev-70' })]);
+    assert.equal((await runDrain(queueUrl, databaseUrl, { PII_KEYS_FILE: before, LOGIN_ETL_MASK_MODE: 'vault' })).code, 0);
+
+    // Retired too early: its values cannot be rewritten, and their entries are all that is left of the originals.
+    const retired = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], {
+      DATABASE_URL: databaseUrl,
+      PII_KEYS_FILE: ringFile('retired-holder.json', [next, { ...old, status: 'retired' }]),
+    });
+    assert.equal(retired.code, 0, retired.stderr);
+    const done = logLines(retired.stdout).find((l) => l.msg === 'rekey done');
+    assert.equal(done?.unrecoverable, 2, retired.stdout);
+    assert.equal(done?.vaultEntriesRemoved, 0);
+
+    const holderRing = ringFile('retired-fixed.json', [next, { ...old, status: 'decrypt-only' }]);
+    const unmasked = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(unmasked.code, 0, unmasked.stderr);
+    assert.deepEqual(unmaskedLines(unmasked.stdout).map((l) => l.original).sort(), ['198.51.100.70', 'dev-70']);
+    const fixed = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(fixed.code, 0, fixed.stderr);
+    assert.equal(logLines(fixed.stdout).find((l) => l.msg === 'rekey done')?.vaultEntriesRemoved, 2);
+    assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'new' }]);
+  });
+
+  test('vault: rekey keeps the vault entries of rows an instance still on the old key commits while it runs', async () => {
+    const databaseUrl = await servers.database();
+    const old = { ...generateVaultKey('old').holder };
+    const next = { ...generateVaultKey('new').holder };
+    const { private_key: _private, ...oldPublic } = old;
+    void _private;
+    const before = ringFile('meanwhile-before.json', [{ ...oldPublic, status: 'active' }]);
+    const holderRing = ringFile('meanwhile-holder.json', [next, { ...old, status: 'decrypt-only' }]);
+    const login = { ip: '198.51.100.60', device_id: 'dev-meanwhile-60' };
+    const rejected = `{"ip": "198.51.100.61", "device_id": "dev-meanwhile-61"`;
+    const queueUrl = await servers.queue();
+    await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'first', ...login }), rejected]);
+    assert.equal((await runDrain(queueUrl, databaseUrl, { PII_KEYS_FILE: before, LOGIN_ETL_MASK_MODE: 'vault' })).code, 0);
+
+    // An instance still on the old key commits the same values again, as the pipeline does: the
+    // rows and, in the same statement, vault entries that already exist (ON CONFLICT DO NOTHING).
+    // Its transaction stays open until rekey waits for it, or has finished without waiting.
+    const masker = await createMasker('vault', parseKeyRing(JSON.stringify([{ ...oldPublic, status: 'active' }]), 'old ring').active);
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+    const writer = await pool.connect();
+    let rekeyed: CliResult;
+    try {
+      await writer.query('BEGIN');
+      const written = await writeBatch(writer, [transform(queueMessage(loginBody({ user_id: 'meanwhile', ...login })), masker), transform(queueMessage(rejected), masker)]);
+      assert.deepEqual(written, { written: 1, rejected: 1, duplicates: 0 });
+      const rekey = startCli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      let exited = false;
+      void rekey.exited.then(() => (exited = true));
+      for (;;) {
+        const { rows: waiting } = await pool.query(
+          `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'login-etl rekey' AND NOT l.granted`,
+        );
+        if (exited || waiting.length > 0) break;
+        await setTimeout(20);
+      }
+      await writer.query('COMMIT');
+      rekeyed = await rekey.exited;
+    } finally {
+      writer.release();
+      await pool.end();
+    }
+    assert.equal(rekeyed.code, 0, rekeyed.stderr);
+
+    // The row written meanwhile still holds old tokens (the rewrite did not see it), so the vault
+    // entries of the old key that it refers to must still be there.
+    const [meanwhile] = await query<{ masked_ip: string; masked_device_id: string }>(databaseUrl, `SELECT masked_ip, masked_device_id FROM user_logins WHERE user_id = 'meanwhile'`);
+    assert.ok(meanwhile);
+    assert.ok(meanwhile.masked_ip.startsWith('hmac:old:') && meanwhile.masked_device_id.startsWith('hmac:old:'), 'the row was not written meanwhile');
+    const [first] = await query<{ masked_ip: string }>(databaseUrl, `SELECT masked_ip FROM user_logins WHERE user_id = 'first'`);
+    assert.ok(first?.masked_ip.startsWith('hmac:new:'), 'rekey did not rewrite the earlier row');
+    const unmasked = await cli(['unmask', meanwhile.masked_ip, meanwhile.masked_device_id], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(unmasked.code, 0, unmasked.stderr);
+    assert.deepEqual(unmaskedLines(unmasked.stdout).map((l) => l.original).sort(), ['198.51.100.60', 'dev-meanwhile-60']);
+    // Both rejected bodies, the one written meanwhile included, still open for key holders.
+    const holder = parseKeyRing(readFileSync(holderRing, 'utf8'), 'PII_KEYS_FILE');
+    const box = await loadSealedBox();
+    assert.deepEqual((await storedRejections(databaseUrl)).map((r) => openedBody(r, holder, box)), [rejected, rejected]);
+
+    // A second run rewrites them; then nothing refers to the old key and its entries go.
+    const second = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'new' }]);
+    const all = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual(unmaskedLines(all.stdout).map((l) => l.original).sort(), ['198.51.100.60', '198.51.100.60', 'dev-meanwhile-60', 'dev-meanwhile-60']);
   });
 
   for (const mode of ['siv', 'vault'] as const) {

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { RUN_SETTINGS, SETTINGS, type SettingSpec } from '../../src/config.js';
-import { generateKeyText } from '../../src/transform/key.js';
+import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
@@ -153,5 +153,16 @@ describe('login-etl check', () => {
 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /PII_KEY: is required/);
+  });
+
+  test('a ring holding a vault private key, in hmac mode: exit 2 naming the key setting, nothing checked', async () => {
+    const { holder } = generateVaultKey('v1');
+
+    const result = await cli(['check'], { SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: filled.databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: 'hmac' });
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^login-etl: PII_KEYS: holds a vault private_key \(key 'v1'\)/);
+    assert.equal(result.stdout, '');
+    assert.ok(!result.stderr.includes(holder.private_key as string));
   });
 });

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectSettings, parseRunConfig, parseSqsConfig, RUN_SETTINGS, settingLabel, SQS_SETTINGS } from '../../src/config.js';
-import { PiiKey } from '../../src/transform/key.js';
-import { configErrorFrom } from '../helpers/fixtures.js';
+import { generateKeyText, PiiKey } from '../../src/transform/key.js';
+import { configErrorFrom, NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 
-const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i));
+const SECRET = Buffer.from(generateKeyText(), 'base64');
 const KEY_HEX = SECRET.toString('hex');
 const KEY_ID = new PiiKey(SECRET).id;
 const QUEUE_URL = 'http://localhost:4566/000000000000/login-queue';
@@ -284,6 +284,19 @@ describe('parseRunConfig: invalid configurations', () => {
     const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: weak }));
     assert.equal(err.setting, 'PII_KEY');
     assert.ok(!err.message.includes(weak));
+  });
+
+  it('refuses a key of the right length that does not look random, in PII_KEY and in PII_KEY_FILE', () => {
+    for (const [label, text, reason] of NON_RANDOM_KEYS) {
+      const inline = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: text }));
+      assert.equal(inline.setting, 'PII_KEY', label);
+      assert.match(inline.message, reason, label);
+      const file = join(tempDir, 'key-not-random');
+      writeFileSync(file, `${text}\n`, { mode: 0o600 });
+      const fromFile = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEY: undefined, PII_KEY_FILE: file }));
+      assert.equal(fromFile.setting, 'PII_KEY_FILE (--pii-key-file)', label);
+      assert.match(fromFile.message, reason, label);
+    }
   });
 
   it('refuses a weak key in PII_KEY_FILE, naming the file setting and not echoing the key', () => {

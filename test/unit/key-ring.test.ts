@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { collectSettings, parseRunConfig, RUN_SETTINGS } from '../../src/config.js';
 import { generateKeyText, generateVaultKey, parseKeyRing, parsePiiKey, PiiKey } from '../../src/transform/key.js';
-import { configErrorFrom } from '../helpers/fixtures.js';
+import { configErrorFrom, NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 
 const A = generateKeyText();
 const B = generateKeyText();
@@ -55,6 +55,22 @@ describe('parseKeyRing', () => {
     }
   });
 
+  it('refuses secrets and vault keys that do not look random, naming the entry and the field', () => {
+    for (const [label, text, reason] of NON_RANDOM_KEYS) {
+      const secret = configErrorFrom(() => parseKeyRing(JSON.stringify([{ id: 'a', secret: text }]), 'PII_KEYS'));
+      assert.equal(secret.setting, 'PII_KEYS keys[0].secret', label);
+      assert.match(secret.message, reason, label);
+    }
+    const { holder } = generateVaultKey('v1');
+    const pattern = 'deadbeef'.repeat(8);
+    for (const field of ['public_key', 'private_key'] as const) {
+      const err = configErrorFrom(() => parseKeyRing(JSON.stringify([{ ...holder, [field]: pattern }]), 'PII_KEYS'));
+      assert.equal(err.setting, `PII_KEYS keys[0].${field}`);
+      assert.match(err.message, /too few distinct byte values/);
+      assert.ok(!err.message.includes(pattern.slice(0, 8)));
+    }
+  });
+
   it('checks that a vault private key belongs to its public key', () => {
     const one = generateVaultKey('v1');
     const two = generateVaultKey('v1');
@@ -93,6 +109,36 @@ describe('run configuration with key rings and modes', () => {
     const err = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: 'vault' }));
     assert.match(err.message, /^PII_KEYS: holds a vault private_key/);
     assert.ok(!err.message.includes(holder.private_key as string));
+  });
+});
+
+describe('a vault private key in the ring of a process that writes', () => {
+  for (const mode of ['hmac', 'siv', 'vault'] as const) {
+    it(`is refused by run and check in ${mode} mode, from PII_KEYS and from PII_KEYS_FILE, naming the setting`, () => {
+      const { holder } = generateVaultKey('v1');
+      const inline = configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: mode }));
+      assert.equal(inline.setting, 'PII_KEYS');
+      assert.match(inline.message, /^PII_KEYS: holds a vault private_key \(key 'v1'\); .*in every mask mode/);
+      assert.ok(!inline.message.includes(holder.private_key as string));
+      const file = join(tempDir, `holder-${mode}.json`);
+      writeFileSync(file, JSON.stringify({ keys: [holder] }), { mode: 0o600 });
+      const fromFile = configErrorFrom(() => runConfig({ ...BASE_ENV }, { 'pii-keys-file': file, 'mask-mode': mode }));
+      assert.equal(fromFile.setting, 'PII_KEYS_FILE (--pii-keys-file)');
+      assert.match(fromFile.message, /holds a vault private_key/);
+    });
+  }
+
+  it('is refused when only an earlier, decrypt-only key has it', () => {
+    const old = generateVaultKey('old').holder;
+    const ring = [{ id: 'new', status: 'active', secret: A }, { ...old, status: 'decrypt-only' }];
+    assert.match(configErrorFrom(() => runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify(ring), LOGIN_ETL_MASK_MODE: 'siv' })).message, /holds a vault private_key \(key 'old'\)/);
+  });
+
+  it('is not refused once it is taken out: the same ring with public keys only runs in every mode', () => {
+    const { pipeline } = generateVaultKey('v1');
+    for (const mode of ['hmac', 'siv', 'vault']) {
+      assert.equal(runConfig({ ...BASE_ENV, PII_KEYS: JSON.stringify([pipeline]), LOGIN_ETL_MASK_MODE: mode }).piiKey.id, 'v1');
+    }
   });
 });
 

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { generateKeyText, MIN_KEY_BYTES, parsePiiKey, PiiKey } from '../../src/transform/key.js';
-import { configErrorFrom } from '../helpers/fixtures.js';
+import { generateKeyText, generateVaultKey, MIN_KEY_BYTES, parseKeyRing, parsePiiKey, PiiKey } from '../../src/transform/key.js';
+import { configErrorFrom, NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 
-/** 32 distinct bytes 0x00..0x1f. */
+/** 32 distinct bytes 0x00..0x1f: a fixed secret for the PiiKey tests, which parsePiiKey refuses as not random. */
 const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
 const SECRET_HEX = SECRET.toString('hex');
+/** A key as `login-etl keygen` makes one, for the parsing tests. */
+const RANDOM = Buffer.from(generateKeyText(), 'base64');
+const RANDOM_HEX = RANDOM.toString('hex');
 
 /** Every spelling of `bytes` someone could search a log for. */
 function spellings(bytes: Buffer): string[] {
@@ -16,15 +19,15 @@ function spellings(bytes: Buffer): string[] {
 
 describe('parsePiiKey', () => {
   it('reads the same key from hex, HEX, base64, base64url and the hex:/base64: prefixes', () => {
-    const expected = new PiiKey(SECRET).id;
+    const expected = new PiiKey(RANDOM).id;
     const texts = [
-      SECRET_HEX,
-      SECRET_HEX.toUpperCase(),
-      `hex:${SECRET_HEX}`,
-      SECRET.toString('base64'),
-      `base64:${SECRET.toString('base64')}`,
-      SECRET.toString('base64url'),
-      `base64:${SECRET.toString('base64url')}`,
+      RANDOM_HEX,
+      RANDOM_HEX.toUpperCase(),
+      `hex:${RANDOM_HEX}`,
+      RANDOM.toString('base64'),
+      `base64:${RANDOM.toString('base64')}`,
+      RANDOM.toString('base64url'),
+      `base64:${RANDOM.toString('base64url')}`,
     ];
     for (const text of texts) {
       assert.equal(parsePiiKey(text, 'PII_KEY').id, expected, text);
@@ -33,9 +36,9 @@ describe('parsePiiKey', () => {
 
   it('decodes base64 text that also looks like hex as base64 when prefixed base64:', () => {
     // 64 hex digits are also valid base64 (48 bytes): the prefix decides.
-    const asBase64 = parsePiiKey(`base64:${SECRET_HEX}`, 'PII_KEY');
-    assert.equal(asBase64.id, new PiiKey(Buffer.from(SECRET_HEX, 'base64')).id);
-    assert.notEqual(asBase64.id, new PiiKey(SECRET).id);
+    const asBase64 = parsePiiKey(`base64:${RANDOM_HEX}`, 'PII_KEY');
+    assert.equal(asBase64.id, new PiiKey(Buffer.from(RANDOM_HEX, 'base64')).id);
+    assert.notEqual(asBase64.id, new PiiKey(RANDOM).id);
   });
 
   it('accepts keys longer than 32 bytes', () => {
@@ -44,7 +47,7 @@ describe('parsePiiKey', () => {
   });
 
   it('refuses a 31-byte key, naming the setting and the byte count', () => {
-    const text = SECRET.subarray(0, 31).toString('hex');
+    const text = RANDOM.subarray(0, 31).toString('hex');
     const err = configErrorFrom(() => parsePiiKey(text, 'PII_KEY'));
     assert.equal(err.setting, 'PII_KEY');
     assert.equal(err.message, `PII_KEY: decodes to 31 bytes; at least ${MIN_KEY_BYTES} random bytes are needed`);
@@ -56,11 +59,11 @@ describe('parsePiiKey', () => {
     ['all zero bytes in base64', Buffer.alloc(32).toString('base64'), /one byte repeated/],
     ['a short base64 key', Buffer.from('correct horse battery').toString('base64'), /decodes to 21 bytes/],
     ['plain words', 'correct horse battery staple correct horse battery staple', /is not hex or base64/],
-    ['hex: prefix with base64 text', `hex:${SECRET.toString('base64')}`, /is not hex or base64/],
-    ['odd-length hex with a hex: prefix', `hex:${SECRET_HEX}a`, /is not hex or base64/],
-    ['text with punctuation', `${SECRET_HEX}!`, /is not hex or base64/],
+    ['hex: prefix with base64 text', `hex:${RANDOM.toString('base64')}`, /is not hex or base64/],
+    ['odd-length hex with a hex: prefix', `hex:${RANDOM_HEX}a`, /is not hex or base64/],
+    ['text with punctuation', `${RANDOM_HEX}!`, /is not hex or base64/],
   ];
-  for (const [label, text, reason] of refused) {
+  for (const [label, text, reason] of [...refused, ...NON_RANDOM_KEYS]) {
     it(`refuses ${label} with a ConfigError that names the setting and never echoes the key`, () => {
       const err = configErrorFrom(() => parsePiiKey(text, 'MY_KEY_SETTING'));
       assert.equal(err.setting, 'MY_KEY_SETTING');
@@ -71,6 +74,31 @@ describe('parsePiiKey', () => {
       assert.ok(!err.message.includes(body.slice(0, 8)), `message echoes part of the key: ${err.message}`);
     });
   }
+
+  it('refuses a passphrase with spaces, pointing at login-etl keygen', () => {
+    const err = configErrorFrom(() => parsePiiKey('my dog has fleas and so does the cat next door', 'PII_KEY'));
+    assert.equal(err.message, 'PII_KEY: is not hex or base64; make a key with `login-etl keygen`');
+  });
+
+  it('points at login-etl keygen whenever a key of the right length does not look random', () => {
+    for (const [label, text] of NON_RANDOM_KEYS) {
+      assert.match(configErrorFrom(() => parsePiiKey(text, 'PII_KEY')).message, /; make a key with `login-etl keygen`$/, label);
+    }
+  });
+
+  it('accepts 1,000 keys made by generateKeyText (login-etl keygen)', () => {
+    for (let i = 0; i < 1_000; i++) {
+      const text = generateKeyText();
+      assert.doesNotThrow(() => parsePiiKey(text, 'PII_KEY'), `refused a keygen key (${i})`);
+    }
+  });
+
+  it('accepts 1,000 fresh vault keys: secret, public key and private key (login-etl keygen --mode vault)', () => {
+    for (let i = 0; i < 1_000; i++) {
+      const { holder } = generateVaultKey('v1');
+      assert.equal(parseKeyRing(JSON.stringify([holder]), 'PII_KEYS').active.hasPrivateKey, true, `refused a vault key (${i})`);
+    }
+  });
 
   it('refuses the empty string', () => {
     const err = configErrorFrom(() => parsePiiKey('', 'PII_KEY'));
