@@ -1,0 +1,92 @@
+/**
+ * `unmask` cannot be skipped or forged, as a user (here a superuser) runs it: the built CLI in
+ * child processes against a real Postgres. --query runs one read-only statement on its own
+ * connection; the audit row is committed through login_etl.record_audit before anything is
+ * printed, and never changes; siv values decrypt only as their own column; stored text is
+ * printed escaped.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { migrate } from '../../src/sink/migrate.js';
+import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
+import { createMasker, type VaultEntry } from '../../src/transform/mask.js';
+import { cli } from '../helpers/cli.js';
+import { query, startServers, type Servers } from '../helpers/servers.js';
+
+let servers: Servers;
+before(async () => {
+  servers = await startServers();
+});
+after(async () => {
+  await servers?.stop();
+});
+
+const SIV_RING = JSON.stringify({ keys: [{ id: 's1', status: 'active', secret: generateKeyText() }] });
+const VAULT_KEY = generateVaultKey('v1');
+const VAULT_RING = JSON.stringify({ keys: [VAULT_KEY.holder] });
+
+interface Login {
+  readonly user_id: string;
+  readonly ip: string;
+  readonly device_id: string;
+  readonly device_type?: string;
+}
+
+const LOGINS: readonly Login[] = [
+  { user_id: 'a', ip: '198.51.100.1', device_id: 'dev-a' },
+  { user_id: 'b', ip: '198.51.100.2', device_id: 'dev-b' },
+];
+
+/** A migrated database holding `logins`, masked in `mode` with the test ring, as `run` writes them. */
+async function databaseWith(mode: 'siv' | 'vault', logins: readonly Login[] = LOGINS): Promise<string> {
+  const databaseUrl = await servers.database();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+  const masker = await createMasker(mode, parseKeyRing(mode === 'siv' ? SIV_RING : VAULT_RING, 'test').active);
+  const vault: VaultEntry[] = [];
+  const rows = logins.map((l) => [l.user_id, l.device_type ?? 'ios', masker.mask('ip', l.ip, vault), masker.mask('device_id', l.device_id, vault)]);
+  await query(
+    databaseUrl,
+    `INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, create_date)
+     SELECT u, d, i, m, current_date FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(u, d, i, m)`,
+    [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), rows.map((r) => r[3])],
+  );
+  if (vault.length > 0) {
+    await query(
+      databaseUrl,
+      'INSERT INTO login_etl.pii_vault (token, key_id, field, sealed) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])',
+      [vault.map((v) => v.token), vault.map((v) => v.keyId), vault.map((v) => v.field), vault.map((v) => Buffer.from(v.sealed))],
+    );
+  }
+  return databaseUrl;
+}
+
+const holderEnv = (databaseUrl: string, ring = SIV_RING) => ({ DATABASE_URL: databaseUrl, PII_KEYS: ring });
+const originals = (stdout: string) => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { value: string; field: string; original: string });
+const auditRows = (databaseUrl: string) =>
+  query<{ db_user: string; os_user: string; action: string; source: string; values_recovered: number }>(
+    databaseUrl,
+    'SELECT db_user, os_user, action, source, values_recovered FROM login_etl.unmask_audit ORDER BY id',
+  );
+
+describe('stored text is printed escaped', () => {
+  const OSC52 = '\x1b]52;c;aGVsbG8=\x07';
+  const ERASE = '\x1b[2K';
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/;
+
+  test('report: a device_type with a clipboard write and a line erase reaches the terminal as text', async () => {
+    const databaseUrl = await databaseWith('siv', [{ user_id: 'a', ip: '198.51.100.1', device_id: 'dev-a', device_type: `ios${OSC52}${ERASE}` }]);
+
+    const result = await cli(['report'], { DATABASE_URL: databaseUrl });
+
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(!result.stdout.includes('\x1b'), 'an ESC byte reached stdout');
+    assert.ok(!RAW.test(result.stdout), 'a control character reached stdout');
+    assert.match(result.stdout, /^  ios\\x1b\]52;c;aGVsbG8=\\x07\\x1b\[2K +1$/m);
+  });
+});
