@@ -3,8 +3,8 @@
  * `login_etl.unmask_audit` (who, why, when, how many values, which keys; never the values).
  * The audit row is committed before anything is printed, so no original leaves without a record.
  */
-import { userInfo } from 'node:os';
 import type pg from 'pg';
+import { recordAudit } from './audit.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
 import { loadSealedBox } from './transform/sealed-box.js';
@@ -22,15 +22,6 @@ export interface UnmaskReport {
   readonly results: readonly Recovery[];
   readonly recovered: number;
   readonly auditId: string;
-}
-
-/** The OS user running the command; falls back to the uid when there is no passwd entry. */
-function osUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return `uid:${process.getuid?.() ?? 'unknown'}`;
-  }
 }
 
 /** The first column of every row of a query, run read-only so that it cannot change anything. */
@@ -57,10 +48,13 @@ export async function unmask(pool: pg.Pool, ring: KeyRing, request: UnmaskReques
   const results = request.values.map((value) => recoverer.recover(value, vault.get(value)));
   const recovered = results.filter((r) => r.kind === 'recovered');
   const keyIds = [...new Set(recovered.map((r) => r.keyId))].sort();
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO login_etl.unmask_audit (os_user, reason, source, values_requested, values_recovered, key_ids)
-     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id::text`,
-    [osUser(), request.reason ?? null, request.source, request.values.length, recovered.length, keyIds],
-  );
-  return { results, recovered: recovered.length, auditId: rows[0]?.id ?? '' };
+  const auditId = await recordAudit(pool, {
+    action: 'unmask',
+    source: request.source,
+    reason: request.reason,
+    valuesRequested: request.values.length,
+    valuesRecovered: recovered.length,
+    keyIds,
+  });
+  return { results, recovered: recovered.length, auditId };
 }

@@ -74,6 +74,44 @@ const auditRows = (databaseUrl: string) =>
     'SELECT db_user, os_user, action, source, values_recovered FROM login_etl.unmask_audit ORDER BY id',
   );
 
+describe('the audit row comes first, through record_audit, and stays', () => {
+  test('a trigger that drops audit inserts makes unmask fail with exit 1 and print no original', async () => {
+    const databaseUrl = await databaseWith('siv');
+    await query(
+      databaseUrl,
+      `CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+       CREATE TRIGGER swallow BEFORE INSERT ON login_etl.unmask_audit FOR EACH ROW EXECUTE FUNCTION swallow();`,
+    );
+
+    const result = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
+
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /AuditError: the audit record was not stored .*so nothing is shown/);
+    assert.doesNotMatch(result.stderr, /recovered \d+ of/);
+    assert.equal((await auditRows(databaseUrl)).length, 0);
+  });
+
+  test('the row names the database user and the action; nobody, not even a superuser, can change or remove it', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const result = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins', '--reason', 'ticket 7'], holderEnv(databaseUrl));
+    assert.equal(result.code, 0, result.stderr);
+
+    for (const statement of [
+      `UPDATE login_etl.unmask_audit SET db_user = 'alice'`,
+      'DELETE FROM login_etl.unmask_audit',
+      'TRUNCATE login_etl.unmask_audit',
+    ]) {
+      await assert.rejects(query(databaseUrl, statement), /login_etl\.unmask_audit is append-only/, statement);
+    }
+    const rows = await auditRows(databaseUrl);
+    assert.deepEqual(rows.map((r) => ({ ...r, os_user: r.os_user.length > 0 })), [
+      { db_user: 'postgres', os_user: true, action: 'unmask', source: 'query', values_recovered: 2 },
+    ]);
+    assert.match(result.stderr, /recovered 2 of 2 values \(audit record 1\)/);
+  });
+});
+
 describe('stored text is printed escaped', () => {
   const OSC52 = '\x1b]52;c;aGVsbG8=\x07';
   const ERASE = '\x1b[2K';

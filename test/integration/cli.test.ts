@@ -142,7 +142,7 @@ describe('login-etl send, migrate, keygen and generate', () => {
     const databaseUrl = await servers.database();
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
     assert.equal(migrated.code, 0, migrated.stderr);
-    assert.equal(migrated.stdout, 'applied 001_login_etl.sql, 002_ledger_retention.sql, 003_pii.sql\n');
+    assert.equal(migrated.stdout, 'applied 001_login_etl.sql, 002_ledger_retention.sql, 003_pii.sql, 005_audit.sql\n');
     assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');
