@@ -31,7 +31,7 @@ import { TerminalProgress } from './observability/progress.js';
 import { rekey } from './rekey.js';
 import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
-import { unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
+import { QUERY_TIMEOUT_MS, unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
 import { openLines, sendLines } from './send.js';
 import { migrate } from './sink/migrate.js';
 import { createSqsClient } from './source/sqs.js';
@@ -213,7 +213,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'For key holders: print the originals of masked values (arguments, stdin, or --query), as JSON Lines. Each use is recorded in login_etl.unmask_audit.',
     settings: ['databaseUrl', ...KEY_SETTINGS],
     extra: {
-      query: { type: 'string', description: 'SQL whose first column holds the values to unmask; run read-only.' },
+      query: { type: 'string', description: `One SQL statement whose first column holds the values to unmask; run read-only, on its own connection, for at most ${QUERY_TIMEOUT_MS / 1000} s.` },
       reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
     },
     positionals: true,
@@ -227,7 +227,7 @@ const COMMANDS: Record<string, Command> = {
       try {
         let source: UnmaskSource;
         let values: string[];
-        if (query !== undefined) [source, values] = ['query', await valuesFromQuery(pool, query)];
+        if (query !== undefined) [source, values] = ['query', await valuesFromQuery(databaseUrl, query)];
         else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
         else {
           values = [];

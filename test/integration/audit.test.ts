@@ -112,6 +112,57 @@ describe('the audit row comes first, through record_audit, and stays', () => {
   });
 });
 
+describe('unmask --query runs exactly one read-only statement', () => {
+  test('"COMMIT; DELETE the audit; UPDATE user_logins; SELECT" is refused, and changes nothing', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const first = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
+    assert.equal(first.code, 0, first.stderr);
+
+    const result = await cli(
+      ['unmask', '--query', `COMMIT; DELETE FROM login_etl.unmask_audit; UPDATE user_logins SET device_type = 'x'; SELECT 1`],
+      holderEnv(databaseUrl),
+    );
+
+    assert.equal((await auditRows(databaseUrl)).length, 1, 'the audit row was deleted');
+    assert.deepEqual(await query(databaseUrl, `SELECT DISTINCT device_type FROM user_logins`), [{ device_type: 'ios' }]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /--query must be exactly one SQL statement/);
+    assert.equal(result.stdout, '');
+  });
+
+  test('"COMMIT; INSERT INTO the audit" cannot forge a row for another database user', async () => {
+    const databaseUrl = await databaseWith('siv');
+
+    const result = await cli(
+      [
+        'unmask',
+        '--query',
+        `COMMIT; INSERT INTO login_etl.unmask_audit (os_user, db_user, reason, source, values_requested, values_recovered, key_ids)
+         VALUES ('alice', 'alice', 'forged', 'query', 1, 1, '{s1}'); SELECT masked_ip FROM user_logins`,
+      ],
+      holderEnv(databaseUrl),
+    );
+
+    assert.deepEqual(await query(databaseUrl, `SELECT id FROM login_etl.unmask_audit WHERE db_user = 'alice' OR os_user = 'alice'`), []);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, '');
+  });
+
+  test('the statement sees a read-only transaction with a timeout, on a connection other than the audit\'s', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const settings = `SELECT concat_ws(' ', current_setting('transaction_read_only'), current_setting('statement_timeout'), current_setting('application_name'))`;
+
+    const result = await cli(['unmask', '--query', settings], holderEnv(databaseUrl));
+
+    // The setting comes back as a value, which is not a masked one: refused, and echoed.
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /value 1 \(on 1min login-etl unmask --query\): refused: is not a masked value/);
+    const writes = await cli(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`], holderEnv(databaseUrl));
+    assert.equal(writes.code, 1);
+    assert.match(writes.stderr, /read-only transaction/);
+  });
+});
+
 describe('stored text is printed escaped', () => {
   const OSC52 = '\x1b]52;c;aGVsbG8=\x07';
   const ERASE = '\x1b[2K';
