@@ -8,6 +8,7 @@ import { recordAudit } from './audit.js';
 import { UsageError } from './errors.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
+import type { PiiField } from './transform/mask.js';
 import { loadSealedBox } from './transform/sealed-box.js';
 import { parseMasked, Recoverer, type Recovery } from './transform/recover.js';
 
@@ -17,6 +18,8 @@ export interface UnmaskRequest {
   readonly values: readonly string[];
   readonly source: UnmaskSource;
   readonly reason: string | undefined;
+  /** The column the values come from. Required when any value is a siv value. */
+  readonly field: PiiField | undefined;
 }
 
 export interface UnmaskReport {
@@ -25,12 +28,26 @@ export interface UnmaskReport {
   readonly auditId: string;
 }
 
+export interface QueriedValues {
+  readonly values: string[];
+  /** The column of user_logins the query's first column is, if it is masked_ip or masked_device_id. */
+  readonly field: PiiField | undefined;
+}
+
 /** Long enough for a scan of a large user_logins; short enough that a mistake ends by itself. */
 export const QUERY_TIMEOUT_MS = 60_000;
 
+// Where user_logins and its masked columns are, read before the user's statement runs: that
+// statement cannot then make another table stand in for it.
+const MASKED_COLUMNS = `
+SELECT t.oid::oid::int8::text AS table_id, ip.attnum AS ip_column, device.attnum AS device_id_column
+  FROM (SELECT to_regclass('user_logins') AS oid) t
+  LEFT JOIN pg_catalog.pg_attribute ip ON ip.attrelid = t.oid AND ip.attname = 'masked_ip' AND NOT ip.attisdropped
+  LEFT JOIN pg_catalog.pg_attribute device ON device.attrelid = t.oid AND device.attname = 'masked_device_id' AND NOT device.attisdropped`;
+
 /**
- * The first column of every row of one SQL statement. The statement cannot change anything or
- * escape:
+ * The first column of every row of one SQL statement, and which masked column it is. The
+ * statement cannot change anything or escape:
  * - it goes through the extended protocol (a named statement: Parse, Bind, Execute), and Parse
  *   refuses more than one statement, so `COMMIT; ...` cannot end the transaction;
  * - the transaction is READ ONLY and has run a statement before it, after which Postgres refuses
@@ -38,7 +55,7 @@ export const QUERY_TIMEOUT_MS = 60_000;
  * - it runs on a connection of its own, never the one that writes the audit, under a
  *   statement timeout.
  */
-export async function valuesFromQuery(databaseUrl: string, sql: string): Promise<string[]> {
+export async function valuesFromQuery(databaseUrl: string, sql: string): Promise<QueriedValues> {
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'login-etl unmask --query' });
   // A connection lost while idle must not crash the process; the next query reports it.
   client.on('error', () => undefined);
@@ -46,6 +63,7 @@ export async function valuesFromQuery(databaseUrl: string, sql: string): Promise
   try {
     await client.query('BEGIN READ ONLY');
     await client.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(QUERY_TIMEOUT_MS)]);
+    const [columns] = (await client.query<{ table_id: string | null; ip_column: number | null; device_id_column: number | null }>(MASKED_COLUMNS)).rows;
     let result: pg.QueryResult<unknown[]>;
     try {
       result = await client.query<unknown[]>({ name: 'login-etl-unmask-query', text: sql, rowMode: 'array' });
@@ -55,7 +73,14 @@ export async function valuesFromQuery(databaseUrl: string, sql: string): Promise
       }
       throw err;
     }
-    return result.rows.map((row) => row[0]).filter((v): v is string => typeof v === 'string');
+    const first = result.fields[0];
+    let field: PiiField | undefined;
+    if (first !== undefined && columns?.table_id !== null && columns?.table_id !== undefined && String(first.tableID) === columns.table_id) {
+      if (first.columnID === columns.ip_column) field = 'ip';
+      else if (first.columnID === columns.device_id_column) field = 'device_id';
+    }
+    const values = result.rows.map((row) => row[0]).filter((v): v is string => typeof v === 'string');
+    return { values, field };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
     await client.end().catch(() => undefined);
@@ -63,11 +88,17 @@ export async function valuesFromQuery(databaseUrl: string, sql: string): Promise
 }
 
 export async function unmask(pool: pg.Pool, ring: KeyRing, request: UnmaskRequest): Promise<UnmaskReport> {
-  const hmacValues = request.values.filter((v) => parseMasked(v)?.mode === 'hmac');
+  const parsed = request.values.map((v) => parseMasked(v));
+  // A siv value decrypts only as the column it was made for; without a column it could be
+  // moved to the other one and still come back.
+  if (request.field === undefined && parsed.some((p) => p?.mode === 'siv')) {
+    throw new UsageError('siv values are bound to their column: give --field ip or --field device_id');
+  }
+  const hmacValues = request.values.filter((_, i) => parsed[i]?.mode === 'hmac');
   const vault = await readVault(pool, hmacValues);
   const box = vault.size > 0 ? await loadSealedBox() : undefined;
   const recoverer = new Recoverer(ring, box);
-  const results = request.values.map((value) => recoverer.recover(value, vault.get(value)));
+  const results = request.values.map((value) => recoverer.recover(value, vault.get(value), request.field));
   const recovered = results.filter((r) => r.kind === 'recovered');
   const keyIds = [...new Set(recovered.map((r) => r.keyId))].sort();
   const auditId = await recordAudit(pool, {

@@ -152,14 +152,90 @@ describe('unmask --query runs exactly one read-only statement', () => {
     const databaseUrl = await databaseWith('siv');
     const settings = `SELECT concat_ws(' ', current_setting('transaction_read_only'), current_setting('statement_timeout'), current_setting('application_name'))`;
 
-    const result = await cli(['unmask', '--query', settings], holderEnv(databaseUrl));
+    const result = await cli(['unmask', '--field', 'ip', '--query', settings], holderEnv(databaseUrl));
 
     // The setting comes back as a value, which is not a masked one: refused, and echoed.
     assert.equal(result.code, 1);
     assert.match(result.stderr, /value 1 \(on 1min login-etl unmask --query\): refused: is not a masked value/);
-    const writes = await cli(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`], holderEnv(databaseUrl));
+    const writes = await cli(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`, '--field', 'ip'], holderEnv(databaseUrl));
     assert.equal(writes.code, 1);
     assert.match(writes.stderr, /read-only transaction/);
+  });
+});
+
+describe('siv values are bound to their column', () => {
+  test('a siv value moved to the other column is refused through --query', async () => {
+    const databaseUrl = await databaseWith('siv');
+    await query(databaseUrl, `UPDATE user_logins SET masked_ip = masked_device_id WHERE user_id = 'b'`);
+
+    const result = await cli(['unmask', '--query', `SELECT masked_ip FROM user_logins WHERE user_id = 'b'`], holderEnv(databaseUrl));
+
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /value 1 \(siv:s1:.*\): refused: does not authenticate with key s1 as ip/);
+    // Renaming the column in a subquery does not help: the column's origin is what counts.
+    const renamed = await cli(
+      ['unmask', '--query', `SELECT masked_ip FROM (SELECT masked_device_id AS masked_ip FROM user_logins WHERE user_id = 'a') q`],
+      holderEnv(databaseUrl),
+    );
+    assert.equal(renamed.code, 0, renamed.stderr);
+    assert.deepEqual(originals(renamed.stdout).map((l) => [l.field, l.original]), [['device_id', 'dev-a']]);
+  });
+
+  test('on the command line a siv value needs --field, and decrypts only with its own', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const [row] = await query<{ masked_device_id: string }>(databaseUrl, `SELECT masked_device_id FROM user_logins WHERE user_id = 'a'`);
+    assert.ok(row);
+
+    const wrong = await cli(['unmask', '--field', 'ip', row.masked_device_id], holderEnv(databaseUrl));
+    const missing = await cli(['unmask', row.masked_device_id], holderEnv(databaseUrl));
+    const fromStdin = await cli(['unmask'], holderEnv(databaseUrl), `${row.masked_device_id}\n`);
+    const right = await cli(['unmask', '--field', 'device_id', row.masked_device_id], holderEnv(databaseUrl));
+
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stdout, '');
+    assert.match(wrong.stderr, /refused: does not authenticate with key s1 as ip/);
+    for (const result of [missing, fromStdin]) {
+      assert.equal(result.code, 2);
+      assert.equal(result.stdout, '');
+      assert.match(result.stderr, /siv values are bound to their column: give --field ip or --field device_id/);
+    }
+    assert.equal(right.code, 0, right.stderr);
+    assert.deepEqual(originals(right.stdout), [{ value: row.masked_device_id, field: 'device_id', original: 'dev-a' }]);
+    // Refused without a field: nothing ran, so nothing was recorded.
+    assert.deepEqual((await auditRows(databaseUrl)).map((r) => r.values_recovered), [0, 1]);
+  });
+
+  test('a --query column that is not a masked column of user_logins needs --field, which must agree with a masked one', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const both = 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins';
+
+    const unknown = await cli(['unmask', '--query', both], holderEnv(databaseUrl));
+    const asIp = await cli(['unmask', '--query', both, '--field', 'ip'], holderEnv(databaseUrl));
+    const contradicting = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins', '--field', 'device_id'], holderEnv(databaseUrl));
+
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /the first column of --query is not user_logins\.masked_ip or masked_device_id: give --field/);
+    assert.equal(asIp.code, 1);
+    assert.deepEqual(originals(asIp.stdout).map((l) => l.original).sort(), ['198.51.100.1', '198.51.100.2']);
+    assert.equal([...asIp.stderr.matchAll(/refused: does not authenticate with key s1 as ip/g)].length, 2);
+    assert.equal(contradicting.code, 2);
+    assert.match(contradicting.stderr, /--field device_id contradicts the query's first column, which is user_logins\.masked_ip/);
+  });
+
+  test('a vault token given with a field opens only if its vault entry is of that field', async () => {
+    const databaseUrl = await databaseWith('vault');
+    const [row] = await query<{ masked_ip: string }>(databaseUrl, `SELECT masked_ip FROM user_logins WHERE user_id = 'a'`);
+    assert.ok(row);
+
+    const wrong = await cli(['unmask', '--field', 'device_id', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
+    const noField = await cli(['unmask', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
+
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stdout, '');
+    assert.match(wrong.stderr, /refused: its vault entry is of ip, not device_id/);
+    assert.equal(noField.code, 0, noField.stderr);
+    assert.deepEqual(originals(noField.stdout), [{ value: row.masked_ip, field: 'ip', original: '198.51.100.1' }]);
   });
 });
 
