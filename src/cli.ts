@@ -27,6 +27,7 @@ import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
+import { printable, printableJson } from './observability/printable.js';
 import { TerminalProgress } from './observability/progress.js';
 import { rekey } from './rekey.js';
 import { buildReport, formatReport } from './report.js';
@@ -251,13 +252,14 @@ const COMMANDS: Record<string, Command> = {
         }
         const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;
         const report = await unmask(pool, ring, { values, source, reason, field });
+        // Values and originals are stored text: escaped, so none can drive the terminal.
         let refused = 0;
         report.results.forEach((result, index) => {
-          if (result.kind === 'recovered') out(JSON.stringify({ value: result.value, field: result.field, original: result.original }));
-          else if (result.kind === 'one-way') err(`value ${index + 1} (${result.value}): hmac values are one-way and no original is kept for them (no vault entry); nothing to recover`);
+          if (result.kind === 'recovered') out(printableJson({ value: result.value, field: result.field, original: result.original }));
+          else if (result.kind === 'one-way') err(`value ${index + 1} (${printable(result.value)}): hmac values are one-way and no original is kept for them (no vault entry); nothing to recover`);
           else {
             refused += 1;
-            err(`value ${index + 1} (${result.value.slice(0, 80)}): refused: ${result.reason}`);
+            err(`value ${index + 1} (${printable(result.value.slice(0, 80))}): refused: ${printable(result.reason)}`);
           }
         });
         err(`recovered ${report.recovered} of ${values.length} values (audit record ${report.auditId})`);

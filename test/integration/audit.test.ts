@@ -254,4 +254,19 @@ describe('stored text is printed escaped', () => {
     assert.ok(!RAW.test(result.stdout), 'a control character reached stdout');
     assert.match(result.stdout, /^  ios\\x1b\]52;c;aGVsbG8=\\x07\\x1b\[2K +1$/m);
   });
+
+  test('unmask: originals and echoed values are escaped, and each line still parses to the original', async () => {
+    const device = `dev${ERASE}\u202egpj.exe\u2028${OSC52}`;
+    const databaseUrl = await databaseWith('siv', [{ user_id: 'a', ip: '198.51.100.1', device_id: device }]);
+
+    const result = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], holderEnv(databaseUrl));
+    const echoed = await cli(['unmask', '--field', 'ip', `${ERASE}not-a-value\u202e`], holderEnv(databaseUrl));
+
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(!RAW.test(result.stdout), 'a control character reached stdout');
+    assert.deepEqual(originals(result.stdout).map((l) => l.original), [device]);
+    assert.equal(echoed.code, 1);
+    assert.ok(!RAW.test(echoed.stderr.replace(/\n/g, '')), 'a control character reached stderr');
+    assert.match(echoed.stderr, /value 1 \(\\x1b\[2Knot-a-value\\u202e\): refused: is not a masked value/);
+  });
 });
