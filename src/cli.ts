@@ -27,16 +27,17 @@ import { runDemo } from './demo.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
+import { printable, printableJson } from './observability/printable.js';
 import { TerminalProgress } from './observability/progress.js';
 import { rekey } from './rekey.js';
 import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
-import { unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
+import { QUERY_TIMEOUT_MS, unmask, valuesFromQuery, type UnmaskSource } from './unmask.js';
 import { openLines, sendLines } from './send.js';
 import { migrate } from './sink/migrate.js';
 import { createSqsClient } from './source/sqs.js';
 import { generateKeyText, generateVaultKey, KEY_ID_PATTERN } from './transform/key.js';
-import { MASK_MODES } from './transform/mask.js';
+import { MASK_MODES, PII_FIELDS, type PiiField } from './transform/mask.js';
 
 interface ExtraOption {
   readonly type: 'string' | 'boolean';
@@ -210,10 +211,11 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   unmask: {
-    summary: 'For key holders: print the originals of masked values (arguments, stdin, or --query), as JSON Lines. Each use is recorded in login_etl.unmask_audit.',
+    summary: 'For key holders: print the originals of masked values (arguments, stdin, or --query), as JSON Lines. Each use is recorded in login_etl.unmask_audit first.',
     settings: ['databaseUrl', ...KEY_SETTINGS],
     extra: {
-      query: { type: 'string', description: 'SQL whose first column holds the values to unmask; run read-only.' },
+      query: { type: 'string', description: `One SQL statement whose first column holds the values to unmask; run read-only, on its own connection, for at most ${QUERY_TIMEOUT_MS / 1000} s.` },
+      field: { type: 'string', description: 'The column the values come from, ip or device_id: siv values decrypt only as their own column. Needed for siv values given as arguments or on stdin, and for a --query whose first column is not user_logins.masked_ip or masked_device_id.' },
       reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
     },
     positionals: true,
@@ -223,26 +225,41 @@ const COMMANDS: Record<string, Command> = {
       const { ring } = keysFor(raw, env);
       const query = typeof flags.query === 'string' ? flags.query : undefined;
       if (query !== undefined && positionals.length > 0) throw new UsageError('give values as arguments or --query, not both');
+      const fieldFlag = flags.field;
+      if (fieldFlag !== undefined && (typeof fieldFlag !== 'string' || !(PII_FIELDS as readonly string[]).includes(fieldFlag))) {
+        throw new ConfigError('--field', `must be one of ${PII_FIELDS.join(', ')}`);
+      }
+      let field = fieldFlag as PiiField | undefined;
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl unmask' });
       try {
         let source: UnmaskSource;
         let values: string[];
-        if (query !== undefined) [source, values] = ['query', await valuesFromQuery(pool, query)];
-        else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
+        if (query !== undefined) {
+          const queried = await valuesFromQuery(databaseUrl, query);
+          if (queried.field !== undefined && field !== undefined && queried.field !== field) {
+            throw new UsageError(`--field ${field} contradicts the query's first column, which is user_logins.masked_${queried.field}`);
+          }
+          field = queried.field ?? field;
+          if (field === undefined) {
+            throw new UsageError('the first column of --query is not user_logins.masked_ip or masked_device_id: give --field ip or --field device_id');
+          }
+          [source, values] = ['query', queried.values];
+        } else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
         else {
           values = [];
           for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) if (line.trim() !== '') values.push(line.trim());
           source = 'stdin';
         }
         const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;
-        const report = await unmask(pool, ring, { values, source, reason });
+        const report = await unmask(pool, ring, { values, source, reason, field });
+        // Values and originals are stored text: escaped, so none can drive the terminal.
         let refused = 0;
         report.results.forEach((result, index) => {
-          if (result.kind === 'recovered') out(JSON.stringify({ value: result.value, field: result.field, original: result.original }));
-          else if (result.kind === 'one-way') err(`value ${index + 1} (${result.value}): hmac values are one-way and no original is kept for them (no vault entry); nothing to recover`);
+          if (result.kind === 'recovered') out(printableJson({ value: result.value, field: result.field, original: result.original }));
+          else if (result.kind === 'one-way') err(`value ${index + 1} (${printable(result.value)}): hmac values are one-way and no original is kept for them (no vault entry); nothing to recover`);
           else {
             refused += 1;
-            err(`value ${index + 1} (${result.value.slice(0, 80)}): refused: ${result.reason}`);
+            err(`value ${index + 1} (${printable(result.value.slice(0, 80))}): refused: ${printable(result.reason)}`);
           }
         });
         err(`recovered ${report.recovered} of ${values.length} values (audit record ${report.auditId})`);

@@ -9,6 +9,7 @@ import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
 import { createLogger } from './observability/logger.js';
+import { printable } from './observability/printable.js';
 import { formatTable } from './report.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
@@ -117,8 +118,9 @@ async function showTables(databaseUrl: string, print: (line: string) => void): P
   }
 }
 
+/** Escaped first (stored text must not reach the terminal raw), then cut to fit. */
 function shorten(value: unknown): string {
-  const text = value === null || value === undefined ? 'null' : String(value);
+  const text = value === null || value === undefined ? 'null' : printable(String(value));
   return text.length > 24 ? `${text.slice(0, 23)}…` : text;
 }
 

@@ -39,6 +39,19 @@ export class SinkError extends Error {
   }
 }
 
+/**
+ * The use of originals could not be recorded in the audit (no id came back, or the database
+ * refused the call). Nothing may be shown without a record, so the command stops.
+ */
+export class AuditError extends Error {
+  override readonly name = 'AuditError';
+  readonly retryable: boolean;
+  constructor(message: string, options: { cause?: unknown; retryable: boolean }) {
+    super(message, { cause: options.cause });
+    this.retryable = options.retryable;
+  }
+}
+
 /** A short, PII-free description of an unknown thrown value, for logs. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {

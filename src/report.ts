@@ -4,6 +4,7 @@
  * (repeat devices and addresses stay countable after masking). Only masked values are read.
  */
 import type pg from 'pg';
+import { printable } from './observability/printable.js';
 
 export interface LoginReport {
   readonly logins: number;
@@ -70,6 +71,7 @@ export async function buildReport(pool: pg.Pool, options: ReportOptions): Promis
 
 /** The report as text tables, for people. */
 export function formatReport(report: LoginReport): string {
+  // Cells are stored text; formatTable escapes them.
   const none = (value: string | null) => value ?? '(none)';
   const sections: [string, string[], string[][]][] = [
     ['Logins per day (UTC date the event was sent, most recent first)', ['day', 'logins'], report.perDay.map((r) => [none(r.day), String(r.logins)])],
@@ -87,10 +89,12 @@ export function formatReport(report: LoginReport): string {
 
 /**
  * Columns padded to their widest cell, numbers right-aligned, with a rule under the first row
- * when it is a header.
+ * when it is a header. Control characters in cells are escaped (printable), so a table of
+ * stored text cannot drive the terminal even if a caller forgot to.
  */
-export function formatTable(rows: readonly (readonly string[])[], options: { header?: boolean } = {}): string {
+export function formatTable(cells: readonly (readonly string[])[], options: { header?: boolean } = {}): string {
   const header = options.header ?? true;
+  const rows = cells.map((r) => r.map(printable));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   const data = header ? rows.slice(1) : rows;
   const numeric = widths.map((_, i) => data.length > 0 && data.every((r) => /^\d+$/.test(r[i] ?? '')));

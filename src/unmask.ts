@@ -3,10 +3,12 @@
  * `login_etl.unmask_audit` (who, why, when, how many values, which keys; never the values).
  * The audit row is committed before anything is printed, so no original leaves without a record.
  */
-import { userInfo } from 'node:os';
-import type pg from 'pg';
+import pg from 'pg';
+import { recordAudit } from './audit.js';
+import { UsageError } from './errors.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
+import type { PiiField } from './transform/mask.js';
 import { loadSealedBox } from './transform/sealed-box.js';
 import { parseMasked, Recoverer, type Recovery } from './transform/recover.js';
 
@@ -16,6 +18,8 @@ export interface UnmaskRequest {
   readonly values: readonly string[];
   readonly source: UnmaskSource;
   readonly reason: string | undefined;
+  /** The column the values come from. Required when any value is a siv value. */
+  readonly field: PiiField | undefined;
 }
 
 export interface UnmaskReport {
@@ -24,43 +28,86 @@ export interface UnmaskReport {
   readonly auditId: string;
 }
 
-/** The OS user running the command; falls back to the uid when there is no passwd entry. */
-function osUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return `uid:${process.getuid?.() ?? 'unknown'}`;
-  }
+export interface QueriedValues {
+  readonly values: string[];
+  /** The column of user_logins the query's first column is, if it is masked_ip or masked_device_id. */
+  readonly field: PiiField | undefined;
 }
 
-/** The first column of every row of a query, run read-only so that it cannot change anything. */
-export async function valuesFromQuery(pool: pg.Pool, sql: string): Promise<string[]> {
-  const client = await pool.connect();
+/** Long enough for a scan of a large user_logins; short enough that a mistake ends by itself. */
+export const QUERY_TIMEOUT_MS = 60_000;
+
+// Where user_logins and its masked columns are, read before the user's statement runs: that
+// statement cannot then make another table stand in for it.
+const MASKED_COLUMNS = `
+SELECT t.oid::oid::int8::text AS table_id, ip.attnum AS ip_column, device.attnum AS device_id_column
+  FROM (SELECT to_regclass('user_logins') AS oid) t
+  LEFT JOIN pg_catalog.pg_attribute ip ON ip.attrelid = t.oid AND ip.attname = 'masked_ip' AND NOT ip.attisdropped
+  LEFT JOIN pg_catalog.pg_attribute device ON device.attrelid = t.oid AND device.attname = 'masked_device_id' AND NOT device.attisdropped`;
+
+/**
+ * The first column of every row of one SQL statement, and which masked column it is. The
+ * statement cannot change anything or escape:
+ * - it goes through the extended protocol (a named statement: Parse, Bind, Execute), and Parse
+ *   refuses more than one statement, so `COMMIT; ...` cannot end the transaction;
+ * - the transaction is READ ONLY and has run a statement before it, after which Postgres refuses
+ *   SET TRANSACTION READ WRITE; it is rolled back afterwards;
+ * - it runs on a connection of its own, never the one that writes the audit, under a
+ *   statement timeout.
+ */
+export async function valuesFromQuery(databaseUrl: string, sql: string): Promise<QueriedValues> {
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'login-etl unmask --query' });
+  // A connection lost while idle must not crash the process; the next query reports it.
+  client.on('error', () => undefined);
+  await client.connect();
   try {
     await client.query('BEGIN READ ONLY');
-    const result = await client.query({ text: sql, rowMode: 'array' });
-    await client.query('ROLLBACK');
-    return (result.rows as unknown[][]).map((row) => row[0]).filter((v): v is string => typeof v === 'string');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
+    await client.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(QUERY_TIMEOUT_MS)]);
+    const [columns] = (await client.query<{ table_id: string | null; ip_column: number | null; device_id_column: number | null }>(MASKED_COLUMNS)).rows;
+    let result: pg.QueryResult<unknown[]>;
+    try {
+      result = await client.query<unknown[]>({ name: 'login-etl-unmask-query', text: sql, rowMode: 'array' });
+    } catch (err) {
+      if (err instanceof Error && /cannot insert multiple commands into a prepared statement/.test(err.message)) {
+        throw new UsageError('--query must be exactly one SQL statement');
+      }
+      throw err;
+    }
+    const first = result.fields[0];
+    let field: PiiField | undefined;
+    if (first !== undefined && columns?.table_id !== null && columns?.table_id !== undefined && String(first.tableID) === columns.table_id) {
+      if (first.columnID === columns.ip_column) field = 'ip';
+      else if (first.columnID === columns.device_id_column) field = 'device_id';
+    }
+    const values = result.rows.map((row) => row[0]).filter((v): v is string => typeof v === 'string');
+    return { values, field };
   } finally {
-    client.release();
+    await client.query('ROLLBACK').catch(() => undefined);
+    await client.end().catch(() => undefined);
   }
 }
 
 export async function unmask(pool: pg.Pool, ring: KeyRing, request: UnmaskRequest): Promise<UnmaskReport> {
-  const hmacValues = request.values.filter((v) => parseMasked(v)?.mode === 'hmac');
+  const parsed = request.values.map((v) => parseMasked(v));
+  // A siv value decrypts only as the column it was made for; without a column it could be
+  // moved to the other one and still come back.
+  if (request.field === undefined && parsed.some((p) => p?.mode === 'siv')) {
+    throw new UsageError('siv values are bound to their column: give --field ip or --field device_id');
+  }
+  const hmacValues = request.values.filter((_, i) => parsed[i]?.mode === 'hmac');
   const vault = await readVault(pool, hmacValues);
   const box = vault.size > 0 ? await loadSealedBox() : undefined;
   const recoverer = new Recoverer(ring, box);
-  const results = request.values.map((value) => recoverer.recover(value, vault.get(value)));
+  const results = request.values.map((value) => recoverer.recover(value, vault.get(value), request.field));
   const recovered = results.filter((r) => r.kind === 'recovered');
   const keyIds = [...new Set(recovered.map((r) => r.keyId))].sort();
-  const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO login_etl.unmask_audit (os_user, reason, source, values_requested, values_recovered, key_ids)
-     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id::text`,
-    [osUser(), request.reason ?? null, request.source, request.values.length, recovered.length, keyIds],
-  );
-  return { results, recovered: recovered.length, auditId: rows[0]?.id ?? '' };
+  const auditId = await recordAudit(pool, {
+    action: 'unmask',
+    source: request.source,
+    reason: request.reason,
+    valuesRequested: request.values.length,
+    valuesRecovered: recovered.length,
+    keyIds,
+  });
+  return { results, recovered: recovered.length, auditId };
 }

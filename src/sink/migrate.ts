@@ -1,10 +1,12 @@
 /**
  * Creates what the pipeline needs: the `login_etl` schema with its numbered migrations, and
  * `user_logins` if it is missing. Safe to run from many processes at once: everything happens
- * in one transaction under an advisory lock.
+ * in one transaction under an advisory lock. When there is nothing to do it only reads, so the
+ * pipeline's own database user needs no privilege to create anything (deploy/postgres-roles.sql).
  */
 import { readFile, readdir } from 'node:fs/promises';
 import type pg from 'pg';
+import { SinkError } from '../errors.js';
 
 const MIGRATIONS_DIR = new URL('../../../migrations/', import.meta.url);
 /** Arbitrary but fixed: the advisory lock every login-etl migration takes. */
@@ -24,14 +26,36 @@ export interface MigrationReport {
   readonly applied: string[];
 }
 
+/** SQLSTATE 42501: the user lacks a privilege, or is not the owner of what it would change. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
 export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  const versionOf = (file: string) => Number.parseInt(file, 10);
+  // Every start of `run` and of the Lambda handler comes here: when everything is in place,
+  // read and return, without a lock and without statements that need CREATE privileges.
+  const before = await appliedVersions(pool);
+  if (before !== undefined && files.every((f) => before.has(versionOf(f)))) {
+    const missing = await missingUserLoginsColumns(pool);
+    if (missing !== undefined) {
+      assertUserLoginsShape(missing);
+      return { applied: [] };
+    }
+  }
   const client = await pool.connect();
   const applied: string[] = [];
+  const pending = files.filter((f) => !before?.has(versionOf(f)));
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
-    await client.query('CREATE SCHEMA IF NOT EXISTS login_etl');
+    // Not IF NOT EXISTS alone: Postgres checks the privilege to create before it looks, and the
+    // owner of an existing schema need not be allowed to create schemas in the database.
+    const [exists] = (
+      await client.query<{ schema: boolean; table: boolean }>(
+        `SELECT to_regnamespace('login_etl') IS NOT NULL AS schema, to_regclass('user_logins') IS NOT NULL AS table`,
+      )
+    ).rows;
+    if (exists?.schema !== true) await client.query('CREATE SCHEMA IF NOT EXISTS login_etl');
     await client.query(`CREATE TABLE IF NOT EXISTS login_etl.schema_migrations (
         version    integer     PRIMARY KEY,
         name       text        NOT NULL,
@@ -40,27 +64,38 @@ export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
       (await client.query<{ version: number }>('SELECT version FROM login_etl.schema_migrations')).rows.map((r) => r.version),
     );
     for (const file of files) {
-      const version = Number.parseInt(file, 10);
+      const version = versionOf(file);
       if (done.has(version)) continue;
       await client.query(await readFile(new URL(file, MIGRATIONS_DIR), 'utf8'));
       await client.query('INSERT INTO login_etl.schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
       applied.push(file);
     }
-    await client.query(await readFile(new URL('user_logins.sql', MIGRATIONS_DIR), 'utf8'));
+    if (exists?.table !== true) await client.query(await readFile(new URL('user_logins.sql', MIGRATIONS_DIR), 'utf8'));
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
+    if ((err as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
+      const what = pending.length > 0 ? `migration ${pending.join(', ')} is pending and this database user may not apply it` : 'user_logins is missing and this database user may not create it';
+      throw new SinkError(`${what} (${(err as Error).message}): run \`login-etl migrate\` as the owner (login_etl_owner)`, { cause: err, retryable: false });
+    }
     throw err;
   } finally {
     client.release();
   }
-  await assertUserLoginsShape(pool);
+  assertUserLoginsShape(await missingUserLoginsColumns(pool));
   return { applied };
 }
 
+/** The versions in login_etl.schema_migrations, or undefined before the first migration. */
+async function appliedVersions(pool: pg.Pool): Promise<Set<number> | undefined> {
+  const [ledger] = (await pool.query<{ exists: boolean }>(`SELECT to_regclass('login_etl.schema_migrations') IS NOT NULL AS exists`)).rows;
+  if (ledger?.exists !== true) return undefined;
+  const { rows } = await pool.query<{ version: number }>('SELECT version FROM login_etl.schema_migrations');
+  return new Set(rows.map((r) => r.version));
+}
+
 /** Fails early, with the names, when an existing user_logins lacks columns the pipeline writes. */
-async function assertUserLoginsShape(pool: pg.Pool): Promise<void> {
-  const missing = await missingUserLoginsColumns(pool);
+function assertUserLoginsShape(missing: readonly string[] | undefined): void {
   if (missing !== undefined && missing.length > 0) {
     throw new Error(`user_logins exists but lacks the column(s) ${missing.join(', ')}`);
   }

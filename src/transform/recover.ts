@@ -44,7 +44,8 @@ export class Recoverer {
 
   /**
    * Recovers one value. `vault` is the vault row of an hmac token, if there is one. With
-   * `field`, a `siv` value must belong to that column (it is bound as associated data).
+   * `field`, the value must belong to that column: a `siv` value is bound to it as associated
+   * data, and an `hmac` value's vault entry must be of that field.
    */
   recover(value: string, vault?: VaultRow, field?: PiiField): Recovery {
     const parsed = parseMasked(value);
@@ -53,7 +54,12 @@ export class Recoverer {
     if (parsed.mode === 'hmac' && vault === undefined) return { kind: 'one-way', value, keyId: parsed.keyId };
     if (key === undefined) return { kind: 'refused', value, reason: `key ${parsed.keyId} is not in the key ring` };
     if (key.status === 'retired') return { kind: 'refused', value, reason: `key ${parsed.keyId} is retired` };
-    return parsed.mode === 'siv' ? this.#decrypt(value, parsed, key, field) : this.#open(value, parsed, key, vault as VaultRow);
+    if (parsed.mode === 'siv') return this.#decrypt(value, parsed, key, field);
+    const entry = vault as VaultRow;
+    if (field !== undefined && entry.field !== field) {
+      return { kind: 'refused', value, reason: `its vault entry is of ${entry.field}, not ${field} (moved from the other column)` };
+    }
+    return this.#open(value, parsed, key, entry);
   }
 
   #decrypt(value: string, parsed: ParsedValue, key: PiiKey, field: PiiField | undefined): Recovery {

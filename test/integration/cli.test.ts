@@ -148,7 +148,7 @@ describe('login-etl send, migrate, keygen and generate', () => {
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
     assert.equal(migrated.code, 0, migrated.stderr);
     assert.equal(migrated.stdout, `applied ${shippedMigrations().join(', ')}\n`);
-    assert.deepEqual(shippedMigrations().slice(0, 4), ['001_login_etl.sql', '002_ledger_retention.sql', '003_pii.sql', '004_sealed_rejections.sql']);
+    assert.deepEqual(shippedMigrations().slice(0, 5), ['001_login_etl.sql', '002_ledger_retention.sql', '003_pii.sql', '004_sealed_rejections.sql', '005_audit.sql']);
     assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');

@@ -129,26 +129,31 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
       if (mode === 'hmac') return;
       // Key holders get the originals back; the audit records the use, not the values.
       const holder = mode === 'siv' ? env : { PII_KEYS_FILE: ringFile('vault-holder.json', [vaultKey.holder]) };
-      const unmasked = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins', '--reason', 'leak test'], {
-        DATABASE_URL: databaseUrl,
-        ...holder,
-      });
-      assert.equal(unmasked.code, 0, unmasked.stderr);
-      const originals = new Set(unmaskedLines(unmasked.stdout).map((l) => l.original));
+      // One column per use: siv values are bound to their column.
+      const originals = new Set<string>();
+      for (const column of ['masked_ip', 'masked_device_id']) {
+        const unmasked = await cli(['unmask', '--query', `SELECT ${column} FROM user_logins`, '--reason', 'leak test'], {
+          DATABASE_URL: databaseUrl,
+          ...holder,
+        });
+        assert.equal(unmasked.code, 0, unmasked.stderr);
+        for (const line of unmaskedLines(unmasked.stdout)) originals.add(line.original);
+      }
       for (const event of valid) {
         assert.ok(originals.has(event.ip as string) && originals.has(event.device_id as string), `${event.user_id} not recovered`);
       }
-      const [audit] = await query<{ os_user: string; reason: string; source: string; values_requested: number; values_recovered: number; key_ids: string[] }>(
+      const audits = await query<{ os_user: string; reason: string; source: string; values_requested: number; values_recovered: number; key_ids: string[] }>(
         databaseUrl,
-        'SELECT os_user, reason, source, values_requested, values_recovered, key_ids FROM login_etl.unmask_audit',
+        'SELECT os_user, reason, source, values_requested, values_recovered, key_ids FROM login_etl.unmask_audit ORDER BY id',
       );
-      assert.equal(audit?.reason, 'leak test');
-      assert.equal(audit?.source, 'query');
-      const [masked] = await query<{ n: number }>(databaseUrl, 'SELECT (count(masked_ip) + count(masked_device_id))::int AS n FROM user_logins');
-      assert.equal(audit?.values_requested, masked?.n);
-      assert.equal(audit?.values_recovered, masked?.n);
-      assert.deepEqual(audit?.key_ids, [mode === 'siv' ? 's1' : 'v1']);
-      assert.ok((audit?.os_user ?? '').length > 0);
+      const [masked] = await query<{ ip: number; device_id: number }>(databaseUrl, 'SELECT count(masked_ip)::int AS ip, count(masked_device_id)::int AS device_id FROM user_logins');
+      assert.deepEqual(audits.map((a) => [a.values_requested, a.values_recovered]), [[masked?.ip, masked?.ip], [masked?.device_id, masked?.device_id]]);
+      for (const audit of audits) {
+        assert.equal(audit.reason, 'leak test');
+        assert.equal(audit.source, 'query');
+        assert.deepEqual(audit.key_ids, [mode === 'siv' ? 's1' : 'v1']);
+        assert.ok(audit.os_user.length > 0);
+      }
       assertNoLeak('the database after unmask', await dumpAllTables(databaseUrl), raw);
     });
   }
@@ -194,9 +199,9 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
     assert.equal((await runDrain(sivQueue, databaseUrl, { ...siv, LOGIN_ETL_MASK_MODE: 'siv' })).code, 0);
     const [c] = await query<{ masked_ip: string; masked_device_id: string }>(databaseUrl, `SELECT masked_ip, masked_device_id FROM user_logins WHERE user_id = 'c'`);
     assert.ok(c);
-    const last = c.masked_ip.at(-2) === 'A' ? 'B' : 'A';
-    const tampered = `${c.masked_ip.slice(0, -2)}${last}${c.masked_ip.slice(-1)}`;
-    const result = await cli(['unmask', c.masked_device_id, tampered], { DATABASE_URL: databaseUrl, ...siv });
+    const last = c.masked_device_id.at(-2) === 'A' ? 'B' : 'A';
+    const tampered = `${c.masked_device_id.slice(0, -2)}${last}${c.masked_device_id.slice(-1)}`;
+    const result = await cli(['unmask', '--field', 'device_id', c.masked_device_id, tampered], { DATABASE_URL: databaseUrl, ...siv });
     assert.equal(result.code, 1);
     assert.deepEqual(unmaskedLines(result.stdout), [{ value: c.masked_device_id, field: 'device_id', original: 'dev-c' }]);
     assert.match(result.stderr, /value 2 \(siv:s2:.*\): refused: does not authenticate with key s2/);
