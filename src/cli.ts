@@ -3,6 +3,7 @@
  * The command line: turns argv into a command, and failures into exit codes
  * (0 done, 1 failure at run time, 2 bad usage or configuration). No pipeline logic lives here.
  */
+import { open, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
@@ -29,6 +30,7 @@ import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 import { printable, printableJson } from './observability/printable.js';
 import { TerminalProgress } from './observability/progress.js';
+import { listRejected, printBodies, replayBodies, type Output } from './rejected.js';
 import { rekey } from './rekey.js';
 import { buildReport, formatReport } from './report.js';
 import { runPipeline } from './run.js';
@@ -78,6 +80,21 @@ function wholeNumber(flag: string, value: string | boolean | undefined, min: num
     throw new ConfigError(`--${flag}`, `must be a whole number from ${min} to ${max}`);
   }
   return n;
+}
+
+function timeFlag(flag: string, value: string): Date {
+  const time = /^\d{4}-\d{2}-\d{2}/.test(value) ? new Date(value) : new Date(Number.NaN);
+  if (Number.isNaN(time.getTime())) throw new ConfigError(`--${flag}`, 'must be an ISO 8601 date or time, such as 2026-11-29 or 2026-11-29T10:00:00Z');
+  return time;
+}
+
+/** A new file only its owner can read; an existing one is never overwritten. */
+async function createPrivateFile(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'wx', 0o600);
+  } catch (e: unknown) {
+    throw new ConfigError('--out', `cannot create ${path} (${(e as { code?: string }).code ?? 'error'}); it must not exist yet`);
+  }
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -270,6 +287,66 @@ const COMMANDS: Record<string, Command> = {
       }
     },
   },
+  rejected: {
+    summary:
+      'Rejected messages: `list` what is kept in clear; for key holders, `show ID...`, `export` or `replay --queue-url URL` the sealed originals. Every opening is recorded in login_etl.unmask_audit.',
+    settings: ['databaseUrl', ...KEY_SETTINGS, ...SQS_SETTINGS],
+    extra: {
+      since: { type: 'string', description: 'Only messages rejected at or after this time (ISO 8601, e.g. 2026-11-29 or 2026-11-29T10:00:00Z).' },
+      until: { type: 'string', description: 'Only messages rejected before this time (ISO 8601).' },
+      limit: { type: 'string', default: '1000', description: 'Most messages to list, open or replay (1-100000), oldest first.' },
+      'not-replayed': { type: 'boolean', description: 'Only messages not replayed yet.' },
+      json: { type: 'boolean', description: 'list: one JSON object per line instead of a table.' },
+      out: { type: 'string', description: 'export: file for the JSON Lines (created with mode 0600; must not exist yet). Default: standard output.' },
+      reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
+    },
+    positionals: true,
+    async action({ flags, env, positionals }) {
+      const [verb, ...ids] = positionals;
+      if (verb !== 'list' && verb !== 'show' && verb !== 'export' && verb !== 'replay') {
+        throw new UsageError('say what to do: login-etl rejected list | show ID... | export | replay --queue-url URL; see login-etl rejected --help');
+      }
+      if (verb === 'show' && ids.length === 0) throw new UsageError('rejected show needs message ids (see login-etl rejected list)');
+      if (verb === 'list' && ids.length > 0) throw new UsageError('rejected list takes no message ids; choose with --since, --until and --limit');
+      if (verb !== 'export' && flags.out !== undefined) throw new UsageError('--out goes with rejected export');
+      const raw = collectSettings(['databaseUrl', ...KEY_SETTINGS, ...SQS_SETTINGS], flags, env);
+      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+      const filter = {
+        ...(ids.length > 0 ? { messageIds: ids } : {}),
+        ...(typeof flags.since === 'string' ? { since: timeFlag('since', flags.since) } : {}),
+        ...(typeof flags.until === 'string' ? { until: timeFlag('until', flags.until) } : {}),
+        notReplayed: flags['not-replayed'] === true,
+        limit: wholeNumber('limit', flags.limit, 1, 100_000),
+      };
+      // Every setting is checked before anything is read, so a bad one costs no audit record.
+      const sqs = verb === 'replay' ? parseSqsConfig(raw) : undefined;
+      const ring = verb === 'list' ? undefined : keysFor(raw, env).ring;
+      const file = verb === 'export' && typeof flags.out === 'string' ? await createPrivateFile(flags.out) : undefined;
+      const output: Output = {
+        out: async (line) => {
+          if (file === undefined) out(line);
+          else await file.write(`${line}\n`);
+        },
+        err,
+      };
+      const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rejected' });
+      try {
+        if (ring === undefined) return await listRejected(pool, filter, flags.json === true, output);
+        const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;
+        const selection = { filter, source: ids.length > 0 ? ('arguments' as const) : ('filter' as const), reason };
+        if (sqs === undefined) return await printBodies(pool, ring, selection, verb === 'show' ? 'rejected-show' : 'rejected-export', output);
+        const client = createSqsClient(sqs, { maxSockets: 16 });
+        try {
+          return await replayBodies(pool, ring, selection, client, sqs.queueUrl, output);
+        } finally {
+          client.destroy();
+        }
+      } finally {
+        await pool.end();
+        await file?.close();
+      }
+    },
+  },
   rekey: {
     summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
     settings: ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
@@ -353,7 +430,7 @@ function help(name?: string): string {
   if (command.settings.includes('queueUrl') || name === 'run') {
     lines.push('AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, roles).', '');
   }
-  if (name === 'run' || name === 'check' || name === 'unmask' || name === 'rekey') {
+  if (name === 'run' || name === 'check' || name === 'unmask' || name === 'rekey' || name === 'rejected') {
     lines.push('PII_KEY (env only) holds the masking key, PII_KEYS (env only) a key ring as JSON; or point PII_KEY_FILE or PII_KEYS_FILE at a file.', '');
   }
   lines.push('Options:');

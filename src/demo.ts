@@ -111,7 +111,7 @@ async function showTables(databaseUrl: string, print: (line: string) => void): P
     print(`${repeated.rows[0]?.n ?? 0} masked device ids appear more than once: repeat logins stay visible after masking.`);
     print('');
     print('login_etl.rejected_messages (bodies sealed for key holders: `login-etl rejected show`):');
-    for (const row of rejected.rows) print(`  ${row.message_id}: ${row.reason}; ${row.body_bytes} bytes, ${describeShape(row.body_shape)}`);
+    for (const row of rejected.rows) print(printable(`  ${row.message_id}: ${row.reason}; ${row.body_bytes} bytes, ${describeShape(row.body_shape)}`));
     if (rejected.rows.length === 0) print('  (none)');
   } finally {
     await client.end();
