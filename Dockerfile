@@ -4,7 +4,8 @@
 # test suite use (about 100 MB of Postgres binaries and an emulator that a consumer of a real
 # queue and database never runs): `demo` is for a laptop with Node.js, not for this image.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node.js 24 LTS, the reference runtime (package.json `engines`, .nvmrc).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
