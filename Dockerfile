@@ -16,8 +16,7 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json
 
 FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production \
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Production dependencies only, then without the two that only `demo` loads (on demand, so

@@ -25,7 +25,6 @@ export interface RunningCli {
 }
 
 const BASE_ENV = {
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   LOGIN_ETL_HTTP_PORT: '0',
   AWS_ACCESS_KEY_ID: 'test',
   AWS_SECRET_ACCESS_KEY: 'test',
