@@ -12,10 +12,11 @@ import {
   type Message,
 } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import ipaddr from 'ipaddr.js';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { SqsConfig } from '../config.js';
-import { SourceError } from '../errors.js';
+import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
+import { ConfigError, SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
 import { LeanSqsCalls } from './lean-sqs.js';
 
@@ -88,20 +89,87 @@ export function resolveSqsEndpoint(config: SqsConfig): string | undefined {
   return AWS_HOST.test(url.hostname) ? undefined : url.origin;
 }
 
+/**
+ * Whether an endpoint reaches only this machine or a LocalStack: a loopback address (127.0.0.0/8,
+ * ::1), `localhost` and its subdomains, LocalStack's Compose service name `localstack`, or
+ * `localhost.localstack.cloud` and its subdomains (public names for 127.0.0.1).
+ */
+export function isLocalEndpoint(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (host === 'localhost' || host.endsWith('.localhost') || host === 'localstack') return true;
+  if (host === 'localhost.localstack.cloud' || host.endsWith('.localhost.localstack.cloud')) return true;
+  return ipaddr.isValid(host) && ipaddr.process(host).range() === 'loopback';
+}
+
+/** Looks up the region the SDK would use on its own (AWS profile, instance metadata); undefined if none. */
+export type RegionLookup = () => Promise<string | undefined>;
+
+/** The SDK's own region chain, as a client given no region resolves it. */
+export async function sdkRegion(): Promise<string | undefined> {
+  const probe = new SQSClient({});
+  try {
+    return await probe.config.region();
+  } catch {
+    return undefined;
+  } finally {
+    probe.destroy();
+  }
+}
+
+/**
+ * The region requests are signed for: the one given (--region, AWS_REGION, AWS_DEFAULT_REGION);
+ * else the SDK's own (`fromSdk`); else the one the queue URL names; else us-east-1 when every
+ * request goes to a local endpoint. An SDK region that differs from the one an AWS queue URL names
+ * is refused, as a given one is when the config is parsed: SQS would refuse every request.
+ */
+export function chooseSqsRegion(config: SqsConfig, fromSdk: string | undefined): string {
+  if (config.region !== undefined) return config.region;
+  const named = queueUrlRegion(config.queueUrl);
+  if (fromSdk !== undefined) {
+    if (named?.host === 'aws' && named.region !== fromSdk) {
+      throw new ConfigError(
+        settingLabel('region'),
+        `is not set, and the SDK's region (${fromSdk}, from the AWS profile or instance metadata) differs from ${named.region}, where ${settingLabel('queueUrl')} names the queue; set ${named.region}`,
+      );
+    }
+    return fromSdk;
+  }
+  if (named !== undefined) return named.region;
+  const endpoint = resolveSqsEndpoint(config);
+  if (endpoint !== undefined && isLocalEndpoint(endpoint)) return 'us-east-1';
+  throw new ConfigError(
+    settingLabel('region'),
+    `is required: the SDK found no region (AWS_DEFAULT_REGION, the AWS profile, instance metadata) and ${settingLabel('queueUrl')} names none`,
+  );
+}
+
+/** chooseSqsRegion as a provider: the SDK's region is looked up once, on first use, and only if none is given. */
+export function sqsRegionProvider(config: SqsConfig, lookUp: RegionLookup = sdkRegion): () => Promise<string> {
+  let region: Promise<string> | undefined;
+  return () => (region ??= config.region !== undefined ? Promise.resolve(config.region) : lookUp().then((found) => chooseSqsRegion(config, found)));
+}
+
 export interface StaticCredentials {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
 }
 
+export interface SqsClientOptions {
+  readonly maxSockets: number;
+  /** Fixed credentials (the embedded emulator's); without them, the SDK's standard chain. */
+  readonly credentials?: StaticCredentials;
+}
+
 /**
- * An SDK client bound to the right endpoint. Credentials come from the SDK's standard chain
- * (environment, profile, instance or task role) unless given, as the embedded emulator does.
+ * An SDK client bound to the right endpoint, signing for the region sqsRegionProvider finds.
+ * Credentials come from the SDK's standard chain (environment, profile, instance or task role)
+ * unless given, as the embedded emulator does.
  */
-export function createSqsClient(config: SqsConfig, options: { maxSockets: number; credentials?: StaticCredentials }): SQSClient {
+export function createSqsClient(config: SqsConfig, options: SqsClientOptions): SQSClient {
   const endpoint = resolveSqsEndpoint(config);
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
   return new SQSClient({
-    region: config.region,
+    region: config.region ?? sqsRegionProvider(config),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
     requestHandler: new NodeHttpHandler({
@@ -118,7 +186,7 @@ export const RETRYABLE_SQS_ERROR_TYPES = /Throttl|OverLimit|ServiceUnavailable|I
 /** Throttling, 5xx and network failures can succeed on a later try; other SQS errors cannot. */
 export function isRetryableSqsError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  if (err.name === 'CredentialsProviderError') return false;
+  if (err.name === 'CredentialsProviderError' || err instanceof ConfigError) return false;
   const meta = (err as { $metadata?: { httpStatusCode?: number }; $retryable?: unknown }).$metadata;
   const status = meta?.httpStatusCode;
   if ((err as { $retryable?: unknown }).$retryable) return true;
@@ -314,7 +382,10 @@ export interface QueueClients {
  * The queue as `run` uses it: the SDK client for rare calls and, unless `lean` is false, the lean
  * path for the per-message ones. Both send every request to the same endpoint.
  */
-export function createQueue(config: SqsConfig, options: { connections: number; credentials?: StaticCredentials; lean?: boolean }): QueueClients {
+export function createQueue(
+  config: SqsConfig,
+  options: { connections: number; credentials?: StaticCredentials; lean?: boolean },
+): QueueClients {
   const client = createSqsClient(config, {
     maxSockets: options.connections,
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
@@ -324,7 +395,8 @@ export function createQueue(config: SqsConfig, options: { connections: number; c
       ? undefined
       : new LeanSqsCalls({
           endpoint: resolveSqsEndpoint(config) ?? new URL(config.queueUrl).origin,
-          region: config.region,
+          // The client's own region and credentials: both paths sign alike.
+          region: () => client.config.region(),
           credentials: () => client.config.credentials(),
           connections: options.connections,
         });
