@@ -11,7 +11,9 @@ import {
   SQSClient,
   type Message,
 } from '@aws-sdk/client-sqs';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import ipaddr from 'ipaddr.js';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -154,23 +156,76 @@ export interface StaticCredentials {
   readonly secretAccessKey: string;
 }
 
+/** What awslocal signs with when nothing else is configured; LocalStack and emulators check none. */
+export const LOCAL_DUMMY_CREDENTIALS: StaticCredentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+
+/**
+ * The SDK's credential chain (environment, profile, SSO, web identity, container or instance
+ * role), with one fallback: when it finds nothing and every request goes to a local endpoint
+ * (isLocalEndpoint), requests are signed with LOCAL_DUMMY_CREDENTIALS, as awslocal does, and
+ * `onDummy` is told once. Any other endpoint gets the chain's failure, with where it looked.
+ */
+export function sqsCredentialProvider(
+  config: SqsConfig,
+  options: { onDummy: (endpoint: string) => void; chain?: AwsCredentialIdentityProvider },
+): AwsCredentialIdentityProvider {
+  const chain = options.chain ?? defaultProvider();
+  const endpoint = resolveSqsEndpoint(config);
+  const local = endpoint !== undefined && isLocalEndpoint(endpoint) ? endpoint : undefined;
+  let dummy = false;
+  return async (properties) => {
+    if (dummy) return LOCAL_DUMMY_CREDENTIALS;
+    try {
+      return await chain(properties);
+    } catch (err) {
+      if (!(err instanceof Error) || err.name !== 'CredentialsProviderError') throw err;
+      if (local === undefined) {
+        const missing = new Error(
+          `no usable AWS credentials (${err.message}); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, SSO, web identity, and container or instance roles`,
+          { cause: err },
+        );
+        // The SDK's name for it: never retried (isRetryableSqsError).
+        missing.name = 'CredentialsProviderError';
+        throw missing;
+      }
+      if (!dummy) {
+        dummy = true;
+        options.onDummy(local);
+      }
+      return LOCAL_DUMMY_CREDENTIALS;
+    }
+  };
+}
+
+/** The part of a logger the clients use: one info line about dummy credentials. */
+export interface InfoLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+}
+
 export interface SqsClientOptions {
   readonly maxSockets: number;
-  /** Fixed credentials (the embedded emulator's); without them, the SDK's standard chain. */
+  /** Fixed credentials (the embedded emulator's); without them, sqsCredentialProvider. */
   readonly credentials?: StaticCredentials;
+  /** Where the one line about dummy credentials for a local endpoint goes, at info; stderr without it. */
+  readonly log?: InfoLog;
 }
 
 /**
  * An SDK client bound to the right endpoint, signing for the region sqsRegionProvider finds.
- * Credentials come from the SDK's standard chain (environment, profile, instance or task role)
- * unless given, as the embedded emulator does.
+ * Credentials come from the SDK's standard chain (sqsCredentialProvider) unless given.
  */
 export function createSqsClient(config: SqsConfig, options: SqsClientOptions): SQSClient {
   const endpoint = resolveSqsEndpoint(config);
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
+  const { log } = options;
+  const onDummy = (local: string) => {
+    const message = 'no AWS credentials found; signing with the dummy credentials test/test, since the SQS endpoint is local';
+    if (log !== undefined) log.info({ endpoint: local }, message);
+    else process.stderr.write(`login-etl: ${message} (${local})\n`);
+  };
   return new SQSClient({
     region: config.region ?? sqsRegionProvider(config),
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    credentials: options.credentials ?? sqsCredentialProvider(config, { onDummy }),
     ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
@@ -384,11 +439,12 @@ export interface QueueClients {
  */
 export function createQueue(
   config: SqsConfig,
-  options: { connections: number; credentials?: StaticCredentials; lean?: boolean },
+  options: { connections: number; credentials?: StaticCredentials; lean?: boolean; log?: InfoLog },
 ): QueueClients {
   const client = createSqsClient(config, {
     maxSockets: options.connections,
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.log === undefined ? {} : { log: options.log }),
   });
   const lean =
     options.lean === false

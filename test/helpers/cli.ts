@@ -30,9 +30,11 @@ const BASE_ENV = {
   AWS_SECRET_ACCESS_KEY: 'test',
 };
 
-export function startCli(args: readonly string[], env: Record<string, string> = {}, input?: string): RunningCli {
+/** `env` adds to a base of PATH, no HTTP server and dummy AWS credentials; `undefined` removes a variable. */
+export function startCli(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): RunningCli {
+  const merged: Record<string, string | undefined> = { PATH: process.env.PATH ?? '', ...BASE_ENV, ...env };
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...BASE_ENV, ...env },
+    env: Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== undefined)),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -78,7 +80,7 @@ export function startCli(args: readonly string[], env: Record<string, string> = 
   };
 }
 
-export async function cli(args: readonly string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+export async function cli(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
   return await startCli(args, env, input).exited;
 }
 

@@ -1,6 +1,7 @@
 /**
- * Which region requests are signed for: the rules of sqsRegionProvider, and what a server sees
- * in the signature of the SDK client and of the lean path.
+ * Which region requests are signed for, and with which credentials: the rules of
+ * sqsRegionProvider and sqsCredentialProvider, and what a server sees in the signature of the
+ * SDK client and of the lean path.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,7 +13,17 @@ import { after, before, describe, it } from 'node:test';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { SqsConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
-import { chooseSqsRegion, createQueue, isLocalEndpoint, isRetryableSqsError, sdkRegion, sqsRegionProvider } from '../../src/source/sqs.js';
+import {
+  chooseSqsRegion,
+  createQueue,
+  createSqsClient,
+  isLocalEndpoint,
+  isRetryableSqsError,
+  LOCAL_DUMMY_CREDENTIALS,
+  sdkRegion,
+  sqsCredentialProvider,
+  sqsRegionProvider,
+} from '../../src/source/sqs.js';
 
 const AWS_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
 const LOCALSTACK_QUEUE = 'http://sqs.eu-central-1.localhost.localstack.cloud:4566/000000000000/login-queue';
@@ -42,6 +53,13 @@ function configError(fn: () => unknown): ConfigError {
     throw err;
   }
   assert.fail('no ConfigError');
+}
+
+/** What the SDK's chain throws when it finds nothing. */
+function noCredentials(): Error {
+  const err = new Error('Could not load credentials from any providers');
+  err.name = 'CredentialsProviderError';
+  return err;
 }
 
 describe('isLocalEndpoint', () => {
@@ -170,6 +188,59 @@ describe("sdkRegion: the SDK's own chain", () => {
   });
 });
 
+describe('sqsCredentialProvider', () => {
+  it("uses the SDK chain's credentials whenever it finds some, local endpoint or not", async () => {
+    for (const config of [sqs(CLASSIC_LOCAL_QUEUE), sqs(AWS_QUEUE)]) {
+      const provider = sqsCredentialProvider(config, { onDummy: () => assert.fail('no dummy credentials'), chain: async () => REAL });
+      assert.deepEqual(await provider(), REAL);
+    }
+  });
+
+  it('signs with test/test for a local endpoint when the chain finds nothing, and says so once', async () => {
+    for (const config of [
+      sqs(AWS_QUEUE, undefined, 'http://127.0.0.1:4566'),
+      sqs(CLASSIC_LOCAL_QUEUE),
+      sqs(LOCALSTACK_QUEUE, undefined, 'http://localstack:4566'),
+      sqs(LOCALSTACK_QUEUE),
+    ]) {
+      const told: string[] = [];
+      let asked = 0;
+      const provider = sqsCredentialProvider(config, {
+        onDummy: (endpoint) => told.push(endpoint),
+        chain: async () => {
+          asked += 1;
+          throw noCredentials();
+        },
+      });
+      const got = await Promise.all([provider(), provider()]);
+      assert.deepEqual(await provider(), LOCAL_DUMMY_CREDENTIALS);
+      assert.deepEqual(got, [LOCAL_DUMMY_CREDENTIALS, LOCAL_DUMMY_CREDENTIALS]);
+      assert.deepEqual(LOCAL_DUMMY_CREDENTIALS, { accessKeyId: 'test', secretAccessKey: 'test' });
+      assert.equal(told.length, 1, config.queueUrl);
+      assert.equal(asked, 2, 'the chain is not asked again once the dummy credentials are in use');
+    }
+  });
+
+  it('never gives dummy credentials to a real AWS or other remote endpoint: a credentials error that says where the SDK looked', async () => {
+    for (const config of [sqs(AWS_QUEUE), sqs(CLASSIC_LOCAL_QUEUE, 'us-east-1', 'https://sqs.eu-west-1.amazonaws.com'), sqs(CLASSIC_LOCAL_QUEUE, 'us-east-1', 'http://10.0.0.5:4566')]) {
+      const provider = sqsCredentialProvider(config, { onDummy: () => assert.fail('no dummy credentials'), chain: async () => Promise.reject(noCredentials()) });
+      await assert.rejects(provider(), (err: unknown) => {
+        assert.ok(err instanceof Error);
+        assert.equal(err.name, 'CredentialsProviderError');
+        assert.match(err.message, /^no usable AWS credentials \(Could not load credentials from any providers\); the SDK looks in AWS_ACCESS_KEY_ID/);
+        assert.equal(isRetryableSqsError(err), false);
+        return true;
+      });
+    }
+  });
+
+  it('passes on failures other than finding no credentials', async () => {
+    const broken = new Error('socket hang up');
+    const provider = sqsCredentialProvider(sqs(CLASSIC_LOCAL_QUEUE), { onDummy: () => assert.fail('no dummy credentials'), chain: async () => Promise.reject(broken) });
+    await assert.rejects(provider(), (err: unknown) => err === broken);
+  });
+});
+
 describe('what the server sees', () => {
   let server: Server;
   let endpoint: string;
@@ -217,6 +288,28 @@ describe('what the server sees', () => {
       assert.equal(lastScope()?.region, 'ca-central-1');
     } finally {
       await clients.close();
+    }
+  });
+
+  it('the one line about dummy credentials goes to the log given, at info', async () => {
+    const lines: [Record<string, unknown>, string][] = [];
+    // Nothing for the SDK's chain to find: no AWS variables, an empty home, no instance metadata.
+    const home = mkdtempSync(join(tmpdir(), 'login-etl-home-'));
+    const restore = setEnv({
+      ...Object.fromEntries(Object.keys(process.env).filter((name) => name.startsWith('AWS_')).map((name) => [name, undefined])),
+      HOME: home,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    const client = createSqsClient(sqs(CLASSIC_LOCAL_QUEUE, undefined, endpoint), { maxSockets: 1, log: { info: (fields, msg) => lines.push([fields, msg]) } });
+    try {
+      await client.send(new GetQueueAttributesCommand({ QueueUrl: CLASSIC_LOCAL_QUEUE, AttributeNames: ['All'] }));
+      await client.send(new GetQueueAttributesCommand({ QueueUrl: CLASSIC_LOCAL_QUEUE, AttributeNames: ['All'] }));
+      assert.deepEqual(lastScope(), { accessKeyId: 'test', region: 'us-east-1' });
+      assert.deepEqual(lines, [[{ endpoint }, 'no AWS credentials found; signing with the dummy credentials test/test, since the SQS endpoint is local']]);
+    } finally {
+      client.destroy();
+      restore();
+      rmSync(home, { recursive: true, force: true });
     }
   });
 });
