@@ -4,7 +4,8 @@
 # test suite use (about 100 MB of Postgres binaries and an emulator that a consumer of a real
 # queue and database never runs): `demo` is for a laptop with Node.js, not for this image.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node.js 24 LTS, the reference runtime (package.json `engines`, .nvmrc).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -15,8 +16,7 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json
 
 FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production \
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Production dependencies only, then without the two that only `demo` loads (on demand, so

@@ -36,7 +36,7 @@ export function startChild(
 ): RunningChild {
   const started = performance.now();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', REPORTER, script, ...args], {
-    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...options.env },
+    env: { PATH: process.env.PATH ?? '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

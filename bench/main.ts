@@ -152,7 +152,7 @@ interface Emulator {
 async function startEmulator(): Promise<Emulator> {
   const child: ChildProcess = fork(distFile('bench/emulator-server.js'), [], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    env: { PATH: process.env.PATH ?? '' },
   });
   let finalLine = '';
   child.stdout?.on('data', (chunk: Buffer) => (finalLine += chunk.toString()));

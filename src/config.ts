@@ -32,8 +32,8 @@ export const SETTINGS = {
     flag: 'region',
     env: 'AWS_REGION',
     type: 'string',
-    default: 'us-east-1',
-    description: 'AWS region used to sign requests.',
+    description:
+      "AWS region requests are signed for (AWS_DEFAULT_REGION is read too). By default the SDK's (the profile's region, instance metadata), else the one the queue URL names, else us-east-1 for a local endpoint.",
   },
   sqsEndpoint: {
     flag: 'sqs-endpoint',
@@ -244,6 +244,8 @@ export function collectSettings(
     const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
     let fromEnv = spec.env === undefined ? undefined : env[spec.env];
     if (name === 'sqsEndpoint' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_ENDPOINT_URL;
+    // The AWS CLI's name for it; the JavaScript SDK reads only AWS_REGION.
+    if (name === 'region' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_DEFAULT_REGION;
     const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
     if (value !== undefined) raw[name] = value;
   }
@@ -266,13 +268,15 @@ const bool = z
   })
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
+const AWS_REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const fieldSchemas = {
   queueUrl: httpUrl,
-  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, { error: 'must be an AWS region such as us-east-1' }),
+  region: z.string().regex(AWS_REGION_PATTERN, { error: 'must be an AWS region such as us-east-1' }),
   sqsEndpoint: httpUrl,
   databaseUrl: z
     .string()
@@ -330,9 +334,40 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface SqsConfig {
   readonly queueUrl: string;
-  readonly region: string;
+  /**
+   * The region given (--region, AWS_REGION, AWS_DEFAULT_REGION), or undefined: then the SDK's
+   * own, else the queue URL's, else us-east-1 for a local endpoint (`sqsRegionProvider`).
+   */
+  readonly region: string | undefined;
   /** Explicit endpoint for every SQS request, or undefined for the SDK's own resolution. */
   readonly endpoint: string | undefined;
+}
+
+/** The region a queue URL's host names, and whether that host is AWS's or LocalStack's. */
+export interface QueueUrlRegion {
+  readonly region: string;
+  readonly host: 'aws' | 'localstack';
+}
+
+const QUEUE_HOST_REGIONS: readonly [RegExp, QueueUrlRegion['host']][] = [
+  [/^sqs(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)$/, 'aws'],
+  [/^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$/, 'aws'],
+  [/^sqs\.([a-z0-9-]+)\.localhost\.localstack\.cloud$/, 'localstack'],
+];
+
+/**
+ * The region named by a queue URL's host: `sqs.<region>.amazonaws.com` (and `.amazonaws.com.cn`,
+ * `sqs.<region>.api.aws`), the legacy `<region>.queue.amazonaws.com` and `queue.amazonaws.com`
+ * (us-east-1), or LocalStack's `sqs.<region>.localhost.localstack.cloud`. Undefined for any other.
+ */
+export function queueUrlRegion(queueUrl: string): QueueUrlRegion | undefined {
+  const hostname = URL.canParse(queueUrl) ? new URL(queueUrl).hostname.toLowerCase() : '';
+  if (hostname === 'queue.amazonaws.com') return { region: 'us-east-1', host: 'aws' };
+  for (const [pattern, host] of QUEUE_HOST_REGIONS) {
+    const region = pattern.exec(hostname)?.[1];
+    if (region !== undefined && AWS_REGION_PATTERN.test(region)) return { region, host };
+  }
+  return undefined;
 }
 
 export interface RunConfig {
@@ -402,13 +437,22 @@ export const RUN_SETTINGS = [
 
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
 
-/** The SQS part of a config: queue URL, region and the endpoint every request goes to. */
+/**
+ * The SQS part of a config: queue URL, region and the endpoint every request goes to. A region
+ * given that differs from the one an AWS queue URL names is refused: SQS would refuse every
+ * request signed for it.
+ */
 export function parseSqsConfig(raw: RawSettings): SqsConfig {
-  return {
-    queueUrl: required('queueUrl', raw),
-    region: required('region', raw),
-    endpoint: parseSetting('sqsEndpoint', raw, false),
-  };
+  const queueUrl = required('queueUrl', raw);
+  const region = parseSetting('region', raw, false);
+  const named = queueUrlRegion(queueUrl);
+  if (region !== undefined && named?.host === 'aws' && named.region !== region) {
+    throw new ConfigError(
+      settingLabel('region'),
+      `is ${region}, but ${settingLabel('queueUrl')} names a queue in ${named.region}; requests must be signed for the queue's region: set ${named.region} or leave the region unset (AWS_DEFAULT_REGION counts as set)`,
+    );
+  }
+  return { queueUrl, region, endpoint: parseSetting('sqsEndpoint', raw, false) };
 }
 
 /** The settings that can hold keys, in the order their conflicts are reported. */

@@ -54,6 +54,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     const sqsClients = createQueue(config.sqs, {
       connections: config.receiveConcurrency * 2 + 4,
       lean: config.sqsClient === 'lean',
+      log,
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     });
     release.push(() => sqsClients.close());

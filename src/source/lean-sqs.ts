@@ -32,11 +32,18 @@ const SIGNATURES_KEPT = 8;
 export class LeanSqsCalls {
   readonly #pool: Pool;
   readonly #credentials: AwsCredentialIdentityProvider;
-  readonly #region: string;
+  readonly #region: string | (() => Promise<string>);
+  #regionName: string | undefined;
   readonly #url: URL;
   readonly #signedThisSecond = new Map<string, { second: number; headers: Record<string, string> }>();
 
-  constructor(options: { endpoint: string; region: string; credentials: AwsCredentialIdentityProvider; connections: number }) {
+  constructor(options: {
+    endpoint: string;
+    /** A region, or a provider of it (asked once). */
+    region: string | (() => Promise<string>);
+    credentials: AwsCredentialIdentityProvider;
+    connections: number;
+  }) {
     this.#url = new URL(options.endpoint);
     this.#pool = new Pool(this.#url.origin, { connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
     this.#credentials = options.credentials;
@@ -130,10 +137,11 @@ export class LeanSqsCalls {
     const second = Math.floor(Date.now() / 1000);
     const key = action === 'ReceiveMessage' ? body : undefined;
     const credentials = await this.#credentials();
+    this.#regionName ??= typeof this.#region === 'string' ? this.#region : await this.#region();
     const signed = aws4.sign(
       {
         service: 'sqs',
-        region: this.#region,
+        region: this.#regionName,
         method: 'POST',
         host: this.#url.host,
         path: '/',

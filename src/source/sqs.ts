@@ -11,11 +11,14 @@ import {
   SQSClient,
   type Message,
 } from '@aws-sdk/client-sqs';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import ipaddr from 'ipaddr.js';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { SqsConfig } from '../config.js';
-import { SourceError } from '../errors.js';
+import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
+import { ConfigError, SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
 import { LeanSqsCalls } from './lean-sqs.js';
 
@@ -88,21 +91,141 @@ export function resolveSqsEndpoint(config: SqsConfig): string | undefined {
   return AWS_HOST.test(url.hostname) ? undefined : url.origin;
 }
 
+/**
+ * Whether an endpoint reaches only this machine or a LocalStack: a loopback address (127.0.0.0/8,
+ * ::1), `localhost` and its subdomains, LocalStack's Compose service name `localstack`, or
+ * `localhost.localstack.cloud` and its subdomains (public names for 127.0.0.1).
+ */
+export function isLocalEndpoint(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (host === 'localhost' || host.endsWith('.localhost') || host === 'localstack') return true;
+  if (host === 'localhost.localstack.cloud' || host.endsWith('.localhost.localstack.cloud')) return true;
+  return ipaddr.isValid(host) && ipaddr.process(host).range() === 'loopback';
+}
+
+/** Looks up the region the SDK would use on its own (AWS profile, instance metadata); undefined if none. */
+export type RegionLookup = () => Promise<string | undefined>;
+
+/** The SDK's own region chain, as a client given no region resolves it. */
+export async function sdkRegion(): Promise<string | undefined> {
+  const probe = new SQSClient({});
+  try {
+    return await probe.config.region();
+  } catch {
+    return undefined;
+  } finally {
+    probe.destroy();
+  }
+}
+
+/**
+ * The region requests are signed for: the one given (--region, AWS_REGION, AWS_DEFAULT_REGION);
+ * else the SDK's own (`fromSdk`); else the one the queue URL names; else us-east-1 when every
+ * request goes to a local endpoint. An SDK region that differs from the one an AWS queue URL names
+ * is refused, as a given one is when the config is parsed: SQS would refuse every request.
+ */
+export function chooseSqsRegion(config: SqsConfig, fromSdk: string | undefined): string {
+  if (config.region !== undefined) return config.region;
+  const named = queueUrlRegion(config.queueUrl);
+  if (fromSdk !== undefined) {
+    if (named?.host === 'aws' && named.region !== fromSdk) {
+      throw new ConfigError(
+        settingLabel('region'),
+        `is not set, and the SDK's region (${fromSdk}, from the AWS profile or instance metadata) differs from ${named.region}, where ${settingLabel('queueUrl')} names the queue; set ${named.region}`,
+      );
+    }
+    return fromSdk;
+  }
+  if (named !== undefined) return named.region;
+  const endpoint = resolveSqsEndpoint(config);
+  if (endpoint !== undefined && isLocalEndpoint(endpoint)) return 'us-east-1';
+  throw new ConfigError(
+    settingLabel('region'),
+    `is required: the SDK found no region (AWS_DEFAULT_REGION, the AWS profile, instance metadata) and ${settingLabel('queueUrl')} names none`,
+  );
+}
+
+/** chooseSqsRegion as a provider: the SDK's region is looked up once, on first use, and only if none is given. */
+export function sqsRegionProvider(config: SqsConfig, lookUp: RegionLookup = sdkRegion): () => Promise<string> {
+  let region: Promise<string> | undefined;
+  return () => (region ??= config.region !== undefined ? Promise.resolve(config.region) : lookUp().then((found) => chooseSqsRegion(config, found)));
+}
+
 export interface StaticCredentials {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
 }
 
+/** What awslocal signs with when nothing else is configured; LocalStack and emulators check none. */
+export const LOCAL_DUMMY_CREDENTIALS: StaticCredentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+
 /**
- * An SDK client bound to the right endpoint. Credentials come from the SDK's standard chain
- * (environment, profile, instance or task role) unless given, as the embedded emulator does.
+ * The SDK's credential chain (environment, profile, SSO, web identity, container or instance
+ * role), with one fallback: when it finds nothing and every request goes to a local endpoint
+ * (isLocalEndpoint), requests are signed with LOCAL_DUMMY_CREDENTIALS, as awslocal does, and
+ * `onDummy` is told once. Any other endpoint gets the chain's failure, with where it looked.
  */
-export function createSqsClient(config: SqsConfig, options: { maxSockets: number; credentials?: StaticCredentials }): SQSClient {
+export function sqsCredentialProvider(
+  config: SqsConfig,
+  options: { onDummy: (endpoint: string) => void; chain?: AwsCredentialIdentityProvider },
+): AwsCredentialIdentityProvider {
+  const chain = options.chain ?? defaultProvider();
+  const endpoint = resolveSqsEndpoint(config);
+  const local = endpoint !== undefined && isLocalEndpoint(endpoint) ? endpoint : undefined;
+  let dummy = false;
+  return async (properties) => {
+    if (dummy) return LOCAL_DUMMY_CREDENTIALS;
+    try {
+      return await chain(properties);
+    } catch (err) {
+      if (!(err instanceof Error) || err.name !== 'CredentialsProviderError') throw err;
+      if (local === undefined) {
+        const missing = new Error(
+          `no usable AWS credentials (${err.message}); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, SSO, web identity, and container or instance roles`,
+          { cause: err },
+        );
+        // The SDK's name for it: never retried (isRetryableSqsError).
+        missing.name = 'CredentialsProviderError';
+        throw missing;
+      }
+      if (!dummy) {
+        dummy = true;
+        options.onDummy(local);
+      }
+      return LOCAL_DUMMY_CREDENTIALS;
+    }
+  };
+}
+
+/** The part of a logger the clients use: one info line about dummy credentials. */
+export interface InfoLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface SqsClientOptions {
+  readonly maxSockets: number;
+  /** Fixed credentials (the embedded emulator's); without them, sqsCredentialProvider. */
+  readonly credentials?: StaticCredentials;
+  /** Where the one line about dummy credentials for a local endpoint goes, at info; stderr without it. */
+  readonly log?: InfoLog;
+}
+
+/**
+ * An SDK client bound to the right endpoint, signing for the region sqsRegionProvider finds.
+ * Credentials come from the SDK's standard chain (sqsCredentialProvider) unless given.
+ */
+export function createSqsClient(config: SqsConfig, options: SqsClientOptions): SQSClient {
   const endpoint = resolveSqsEndpoint(config);
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
+  const { log } = options;
+  const onDummy = (local: string) => {
+    const message = 'no AWS credentials found; signing with the dummy credentials test/test, since the SQS endpoint is local';
+    if (log !== undefined) log.info({ endpoint: local }, message);
+    else process.stderr.write(`login-etl: ${message} (${local})\n`);
+  };
   return new SQSClient({
-    region: config.region,
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    region: config.region ?? sqsRegionProvider(config),
+    credentials: options.credentials ?? sqsCredentialProvider(config, { onDummy }),
     ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
@@ -118,7 +241,7 @@ export const RETRYABLE_SQS_ERROR_TYPES = /Throttl|OverLimit|ServiceUnavailable|I
 /** Throttling, 5xx and network failures can succeed on a later try; other SQS errors cannot. */
 export function isRetryableSqsError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  if (err.name === 'CredentialsProviderError') return false;
+  if (err.name === 'CredentialsProviderError' || err instanceof ConfigError) return false;
   const meta = (err as { $metadata?: { httpStatusCode?: number }; $retryable?: unknown }).$metadata;
   const status = meta?.httpStatusCode;
   if ((err as { $retryable?: unknown }).$retryable) return true;
@@ -314,17 +437,22 @@ export interface QueueClients {
  * The queue as `run` uses it: the SDK client for rare calls and, unless `lean` is false, the lean
  * path for the per-message ones. Both send every request to the same endpoint.
  */
-export function createQueue(config: SqsConfig, options: { connections: number; credentials?: StaticCredentials; lean?: boolean }): QueueClients {
+export function createQueue(
+  config: SqsConfig,
+  options: { connections: number; credentials?: StaticCredentials; lean?: boolean; log?: InfoLog },
+): QueueClients {
   const client = createSqsClient(config, {
     maxSockets: options.connections,
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.log === undefined ? {} : { log: options.log }),
   });
   const lean =
     options.lean === false
       ? undefined
       : new LeanSqsCalls({
           endpoint: resolveSqsEndpoint(config) ?? new URL(config.queueUrl).origin,
-          region: config.region,
+          // The client's own region and credentials: both paths sign alike.
+          region: () => client.config.region(),
           credentials: () => client.config.credentials(),
           connections: options.connections,
         });

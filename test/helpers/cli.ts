@@ -25,15 +25,16 @@ export interface RunningCli {
 }
 
 const BASE_ENV = {
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   LOGIN_ETL_HTTP_PORT: '0',
   AWS_ACCESS_KEY_ID: 'test',
   AWS_SECRET_ACCESS_KEY: 'test',
 };
 
-export function startCli(args: readonly string[], env: Record<string, string> = {}, input?: string): RunningCli {
+/** `env` adds to a base of PATH, no HTTP server and dummy AWS credentials; `undefined` removes a variable. */
+export function startCli(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): RunningCli {
+  const merged: Record<string, string | undefined> = { PATH: process.env.PATH ?? '', ...BASE_ENV, ...env };
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...BASE_ENV, ...env },
+    env: Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== undefined)),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -79,7 +80,7 @@ export function startCli(args: readonly string[], env: Record<string, string> = 
   };
 }
 
-export async function cli(args: readonly string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+export async function cli(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
   return await startCli(args, env, input).exited;
 }
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { collectSettings, parseRunConfig, parseSqsConfig, RUN_SETTINGS, settingLabel, SQS_SETTINGS } from '../../src/config.js';
+import { collectSettings, parseRunConfig, parseSqsConfig, queueUrlRegion, RUN_SETTINGS, settingLabel, SQS_SETTINGS } from '../../src/config.js';
 import { generateKeyText, PiiKey } from '../../src/transform/key.js';
 import { configErrorFrom, NON_RANDOM_KEYS } from '../helpers/fixtures.js';
 
@@ -28,7 +28,6 @@ after(() => rmSync(tempDir, { recursive: true, force: true }));
 describe('collectSettings', () => {
   it('fills in the defaults when nothing is set', () => {
     assert.deepEqual(collectSettings(RUN_SETTINGS, {}, {}), {
-      region: 'us-east-1',
       receiveConcurrency: '4',
       waitTimeSeconds: '20',
       pgPoolMax: '10',
@@ -72,12 +71,12 @@ describe('collectSettings', () => {
 
   it('treats an empty environment variable as unset', () => {
     const raw = collectSettings(RUN_SETTINGS, {}, { AWS_REGION: '', SQS_QUEUE_URL: '' });
-    assert.equal(raw.region, 'us-east-1');
+    assert.equal('region' in raw, false);
     assert.equal('queueUrl' in raw, false);
   });
 
   it('only collects the settings asked for', () => {
-    assert.deepEqual(collectSettings(['region'], { 'queue-url': QUEUE_URL }, { DATABASE_URL }), { region: 'us-east-1' });
+    assert.deepEqual(collectSettings(['maskMode'], { 'queue-url': QUEUE_URL }, { DATABASE_URL }), { maskMode: 'hmac' });
   });
 
   it('reads AWS_ENDPOINT_URL when AWS_ENDPOINT_URL_SQS is absent or empty', () => {
@@ -92,6 +91,13 @@ describe('collectSettings', () => {
     const env = { AWS_ENDPOINT_URL_SQS: 'http://sqs-only:4566', AWS_ENDPOINT_URL: 'http://general:4566' };
     assert.equal(collectSettings(SQS_SETTINGS, {}, env).sqsEndpoint, 'http://sqs-only:4566');
     assert.equal(collectSettings(SQS_SETTINGS, { 'sqs-endpoint': 'http://flag:9324' }, env).sqsEndpoint, 'http://flag:9324');
+  });
+
+  it('reads AWS_DEFAULT_REGION when AWS_REGION is absent or empty, below AWS_REGION and --region', () => {
+    assert.equal(collectSettings(SQS_SETTINGS, {}, { AWS_DEFAULT_REGION: 'eu-north-1' }).region, 'eu-north-1');
+    assert.equal(collectSettings(SQS_SETTINGS, {}, { AWS_REGION: '', AWS_DEFAULT_REGION: 'eu-north-1' }).region, 'eu-north-1');
+    assert.equal(collectSettings(SQS_SETTINGS, {}, { AWS_REGION: 'eu-west-1', AWS_DEFAULT_REGION: 'eu-north-1' }).region, 'eu-west-1');
+    assert.equal(collectSettings(SQS_SETTINGS, { region: 'ap-south-1' }, { AWS_DEFAULT_REGION: 'eu-north-1' }).region, 'ap-south-1');
   });
 
   it('leaves the endpoint unset when neither variable is set', () => {
@@ -110,7 +116,7 @@ describe('settingLabel', () => {
 describe('parseRunConfig: valid configurations', () => {
   it('parses a minimal environment, with defaults, into typed values', () => {
     const config = runConfig(BASE_ENV);
-    assert.deepEqual(config.sqs, { queueUrl: QUEUE_URL, region: 'us-east-1', endpoint: undefined });
+    assert.deepEqual(config.sqs, { queueUrl: QUEUE_URL, region: undefined, endpoint: undefined });
     assert.equal(config.databaseUrl, DATABASE_URL);
     assert.equal(config.piiKey.id, KEY_ID);
     assert.equal(config.receiveConcurrency, 4);
@@ -311,11 +317,60 @@ describe('parseRunConfig: invalid configurations', () => {
 });
 
 describe('parseSqsConfig', () => {
-  it('needs only the queue URL, with region defaulting to us-east-1', () => {
-    assert.deepEqual(parseSqsConfig(collectSettings(SQS_SETTINGS, {}, { SQS_QUEUE_URL: QUEUE_URL })), {
-      queueUrl: QUEUE_URL,
-      region: 'us-east-1',
-      endpoint: undefined,
-    });
+  const sqsConfig = (env: NodeJS.ProcessEnv, flags: Flags = {}) => parseSqsConfig(collectSettings(SQS_SETTINGS, flags, env));
+
+  it('needs only the queue URL, leaving the region to be found (sqsRegionProvider)', () => {
+    assert.deepEqual(sqsConfig({ SQS_QUEUE_URL: QUEUE_URL }), { queueUrl: QUEUE_URL, region: undefined, endpoint: undefined });
   });
+
+  it('takes a region that agrees with the one an AWS queue URL names', () => {
+    const queueUrl = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
+    assert.equal(sqsConfig({ SQS_QUEUE_URL: queueUrl, AWS_REGION: 'eu-west-1' }).region, 'eu-west-1');
+    assert.equal(sqsConfig({ SQS_QUEUE_URL: queueUrl }).region, undefined);
+  });
+
+  it('refuses a region that differs from the one an AWS queue URL names, naming both settings', () => {
+    const queueUrl = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
+    for (const [env, flags] of [
+      [{ SQS_QUEUE_URL: queueUrl, AWS_REGION: 'us-east-1' }, {}],
+      [{ SQS_QUEUE_URL: queueUrl, AWS_DEFAULT_REGION: 'us-east-1' }, {}],
+      [{ SQS_QUEUE_URL: queueUrl, AWS_REGION: 'eu-west-1' }, { region: 'us-east-1' }],
+      [{ SQS_QUEUE_URL: 'https://eu-west-1.queue.amazonaws.com/123456789012/login-queue', AWS_REGION: 'us-east-1' }, {}],
+    ] as [NodeJS.ProcessEnv, Flags][]) {
+      const err = configErrorFrom(() => sqsConfig(env, flags));
+      assert.equal(err.setting, 'AWS_REGION (--region)');
+      assert.equal(
+        err.message,
+        "AWS_REGION (--region): is us-east-1, but SQS_QUEUE_URL (--queue-url) names a queue in eu-west-1; requests must be signed for the queue's region: set eu-west-1 or leave the region unset (AWS_DEFAULT_REGION counts as set)",
+      );
+    }
+  });
+
+  it('takes any region for a queue URL that names none or only a LocalStack one', () => {
+    assert.equal(sqsConfig({ SQS_QUEUE_URL: QUEUE_URL, AWS_REGION: 'eu-west-1' }).region, 'eu-west-1');
+    const localstack = 'http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/login-queue';
+    assert.equal(sqsConfig({ SQS_QUEUE_URL: localstack, AWS_REGION: 'eu-west-1' }).region, 'eu-west-1');
+  });
+});
+
+describe('queueUrlRegion', () => {
+  const cases: [url: string, expected: ReturnType<typeof queueUrlRegion>][] = [
+    ['https://sqs.eu-west-1.amazonaws.com/123456789012/q', { region: 'eu-west-1', host: 'aws' }],
+    ['https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q', { region: 'cn-north-1', host: 'aws' }],
+    ['https://sqs.us-gov-west-1.amazonaws.com/123456789012/q', { region: 'us-gov-west-1', host: 'aws' }],
+    ['https://sqs-fips.us-east-2.amazonaws.com/123456789012/q', { region: 'us-east-2', host: 'aws' }],
+    ['https://sqs.ap-southeast-2.api.aws/123456789012/q', { region: 'ap-southeast-2', host: 'aws' }],
+    ['https://ap-northeast-1.queue.amazonaws.com/123456789012/q', { region: 'ap-northeast-1', host: 'aws' }],
+    ['https://queue.amazonaws.com/123456789012/q', { region: 'us-east-1', host: 'aws' }],
+    ['http://sqs.eu-central-1.localhost.localstack.cloud:4566/000000000000/q', { region: 'eu-central-1', host: 'localstack' }],
+    ['http://localhost:4566/000000000000/q', undefined],
+    ['http://sqs.us-east-1.localhost:4566/000000000000/q', undefined],
+    ['https://sqs.eu-west-1.amazonaws.com.example.net/123456789012/q', undefined],
+    ['https://sqs.notaregion.amazonaws.com/123456789012/q', undefined],
+  ];
+  for (const [url, expected] of cases) {
+    it(`${url} names ${expected === undefined ? 'no region' : `${expected.region} (${expected.host})`}`, () => {
+      assert.deepEqual(queueUrlRegion(url), expected);
+    });
+  }
 });
