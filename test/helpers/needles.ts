@@ -4,9 +4,10 @@
  * are compared in full. Matching is on bytes, with ASCII letters folded to lower case, so
  * `2001:DB8::1` is found as `2001:db8::1` and the other way round.
  *
- * Cost: a couple of table lookups per haystack byte, whatever the number of needles: a table of
- * the needles' first two bytes turns most positions away, the prefix hash most of the rest, and
- * a full comparison happens only where a prefix hash matches.
+ * The scan skips ahead as Wu and Manber's multi-pattern search does: the last two bytes of each
+ * window say how far the window can move before it could end on a needle's prefix (up to
+ * PREFIX_BYTES - 1 bytes at once, in binary data or text that looks nothing like the needles);
+ * only a window whose last two bytes end some prefix is hashed and looked up.
  */
 
 /** Length of the indexed prefix, and so the shortest needle that can be looked for. */
@@ -35,12 +36,12 @@ export class NeedleIndex<T> {
   readonly #texts: string[] = [];
   readonly #owners: T[][] = [];
   readonly #byFolded = new Map<string, number>();
-  /** Whether some needle starts with these two (folded) bytes: most positions stop here. */
-  #firstTwo = new Uint8Array(65_536);
+  /** By the (folded) last two bytes of a window: how far it can move without passing a needle's prefix. */
+  #shifts = new Uint8Array(65_536);
   #hashes = new Int32Array(0);
   #heads = new Int32Array(0);
   #next = new Int32Array(0);
-  #shift = 32;
+  #slotShift = 32;
   #built = false;
 
   /** Needles must be ASCII and at least PREFIX_BYTES long; the same needle may have several owners. */
@@ -69,13 +70,16 @@ export class NeedleIndex<T> {
     const count = this.#needles.length;
     let bits = 16;
     while (1 << bits < count * 4) bits += 1;
-    this.#shift = 32 - bits;
+    this.#slotShift = 32 - bits;
     this.#heads = new Int32Array(1 << bits).fill(-1);
     this.#next = new Int32Array(count).fill(-1);
     this.#hashes = new Int32Array(count);
-    this.#firstTwo = new Uint8Array(65_536);
+    this.#shifts = new Uint8Array(65_536).fill(PREFIX_BYTES - 1);
     this.#needles.forEach((needle, i) => {
-      this.#firstTwo[((needle[0] as number) << 8) | (needle[1] as number)] = 1;
+      for (let q = 0; q < PREFIX_BYTES - 1; q += 1) {
+        const block = ((needle[q] as number) << 8) | (needle[q + 1] as number);
+        this.#shifts[block] = Math.min(this.#shifts[block] as number, PREFIX_BYTES - 2 - q);
+      }
       const h = prefixHash(needle);
       const slot = this.#slot(h);
       this.#hashes[i] = h;
@@ -86,7 +90,7 @@ export class NeedleIndex<T> {
   }
 
   #slot(h: number): number {
-    return Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> this.#shift;
+    return Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> this.#slotShift;
   }
 
   /** Every occurrence of every needle in `haystack` (text is read as UTF-8), up to `limit` of them. */
@@ -99,22 +103,26 @@ export class NeedleIndex<T> {
     const heads = this.#heads;
     const chain = this.#next;
     const hashes = this.#hashes;
-    const shift = this.#shift;
-    const firstTwo = this.#firstTwo;
-    let next = FOLD[hay[0] as number] as number;
-    for (let start = 0; start + PREFIX_BYTES <= n; start += 1) {
-      const first = next;
-      next = FOLD[hay[start + 1] as number] as number;
-      if (firstTwo[(first << 8) | next] !== 1) continue;
-      let h = (Math.imul(first, BASE) + next) | 0;
-      for (let k = 2; k < PREFIX_BYTES; k += 1) h = (Math.imul(h, BASE) + (FOLD[hay[start + k] as number] as number)) | 0;
-      const slot = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> shift;
+    const slotShift = this.#slotShift;
+    const shifts = this.#shifts;
+    // `last` is the first of the window's last two bytes: the window is hay[last - (PREFIX_BYTES - 2), last + 2).
+    for (let last = PREFIX_BYTES - 2; last + 1 < n; ) {
+      const shift = shifts[((FOLD[hay[last] as number] as number) << 8) | (FOLD[hay[last + 1] as number] as number)] as number;
+      if (shift > 0) {
+        last += shift;
+        continue;
+      }
+      const start = last - (PREFIX_BYTES - 2);
+      let h = 0;
+      for (let k = 0; k < PREFIX_BYTES; k += 1) h = (Math.imul(h, BASE) + (FOLD[hay[start + k] as number] as number)) | 0;
+      const slot = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> slotShift;
       for (let j = heads[slot] as number; j !== -1; j = chain[j] as number) {
         if (hashes[j] === h && this.#matches(hay, start, j)) {
           hits.push({ needle: this.#texts[j] as string, owners: this.#owners[j] as T[], offset: start });
           if (hits.length >= limit) return hits;
         }
       }
+      last += 1;
     }
     return hits;
   }

@@ -169,19 +169,25 @@ export interface RelationDump {
 }
 
 /**
- * Every row of every table, partitioned table, materialized view and view of a database, in
- * every schema including pg_catalog and information_schema (shared catalogs such as pg_database
- * and pg_authid too), each row cast to text. TOAST tables are left out: their values are
- * already in the rows that own them. `failed` lists relations that could not be read.
+ * Every row of every table, partitioned table and materialized view of a database, in every
+ * schema including pg_catalog and information_schema (shared catalogs such as pg_database and
+ * pg_authid too), and of the views of pg_catalog, which show state no table holds (pg_stat_activity,
+ * pg_settings, pg_prepared_statements...); each row cast to text. Other views only rearrange the
+ * tables (information_schema's take seconds to read), and TOAST tables hold values already in
+ * the rows that own them: both are left out. `failed` lists views that could not be read.
+ *
+ * bytea is written in the escape format, printable bytes as they are: text stored as bytes
+ * (a body that was meant to be sealed) reads as text, where the hex format would hide it.
  */
 export async function dumpEveryRelation(databaseUrl: string): Promise<{ relations: RelationDump[]; failed: string[] }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
+    await client.query(`SET bytea_output = 'escape'`);
     const { rows: names } = await client.query<{ name: string; kind: string }>(
       `SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'm', 'v')
+        WHERE c.relkind IN ('r', 'p', 'm') OR (c.relkind = 'v' AND n.nspname = 'pg_catalog')
         ORDER BY 1`,
     );
     const relations: RelationDump[] = [];
