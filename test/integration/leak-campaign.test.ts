@@ -31,6 +31,7 @@ import { join, relative } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { freePort } from '../../src/embedded/ports.js';
+import { canonicalIp } from '../../src/transform/ip.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli, logLines, startCli, summaryOf, type CliResult } from '../helpers/cli.js';
 import { excerpt, NeedleIndex, PREFIX_BYTES, type Hit } from '../helpers/needles.js';
@@ -531,6 +532,7 @@ async function waitUntilDrained(databaseUrl: string, queueUrl: string, sent: num
   }
 }
 
+/** SIGTERM, as a service manager stops it; SIGKILL if it has not exited 30 s later. */
 async function stopCli(run: ReturnType<typeof startCli>): Promise<CliResult> {
   if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGTERM');
   const timer = setTimeout(() => run.child.kill('SIGKILL'), 30_000);
@@ -574,9 +576,11 @@ async function runMode(t: TestContext, mode: Mode, seed: number): Promise<ModeRu
   const run = startCli(['run', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], env);
   let metrics: { status: number; text: string };
   let ready: { status: number; text: string };
+  let drainMs: number;
   try {
     await run.waitForLog('pipeline started', 60_000);
     await waitUntilDrained(databaseUrl, queueUrl, cases.length, run);
+    drainMs = Math.round(performance.now() - started);
     // Scraped while it runs, after every message has been through it.
     metrics = await fetchText(port, '/metrics');
     ready = await fetchText(port, '/readyz');
@@ -584,7 +588,6 @@ async function runMode(t: TestContext, mode: Mode, seed: number): Promise<ModeRu
     await stopCli(run);
   }
   const result = await run.exited;
-  const drainMs = Math.round(performance.now() - started);
   assert.equal(result.code, 0, `run exited with ${result.code}: ${result.stderr}`);
   assert.equal(ready.status, 200, ready.text);
   assert.equal(metrics.status, 200);
@@ -721,6 +724,14 @@ describe('leak campaign: no original ip or device_id ends up anywhere but the qu
       const deep = cases.find((c) => c.placement === placement);
       assert.ok(deep !== undefined);
       assert.throws(() => JSON.stringify(JSON.parse(deep.body)), RangeError);
+    }
+
+    // The other spellings looked for include the pipeline's own canonical form of each address it accepts.
+    for (const c of cases) {
+      for (const o of c.originals.filter((x) => x.kind === 'ip')) {
+        const canonical = canonicalIp(o.text);
+        assert.ok(canonical === undefined || canonical === o.text || o.forms.includes(canonical), `${o.shape} ${o.text}: canonical form ${canonical} is not looked for`);
+      }
     }
 
     const index = indexOf(runs);
