@@ -11,6 +11,8 @@ export interface LocalPostgres {
   /** Connection string of the superuser on the `postgres` database. */
   readonly url: string;
   readonly port: number;
+  /** The server's data directory (heap, WAL, configuration), for reading only. */
+  readonly dataDir: string;
   /** A connection string for another database of this server. */
   urlFor(database: string): string;
   /** Stops the server, keeping its data, so tests can simulate an outage. */
@@ -70,6 +72,7 @@ export async function startLocalPostgres(options: { onLog?: (line: string) => vo
   return {
     url: urlFor('postgres'),
     port,
+    dataDir: databaseDir,
     urlFor,
     async pause() {
       if (!running) return;

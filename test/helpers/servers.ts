@@ -35,8 +35,14 @@ export interface Servers {
 let counter = 0;
 const unique = (prefix: string) => `${prefix}_${process.pid}_${(counter += 1)}`;
 
-export async function startServers(): Promise<Servers> {
-  const [postgres, sqs] = await Promise.all([startLocalPostgres(), startLocalSqs()]);
+export interface ServerOptions {
+  /** Receives every line the Postgres server writes to its log (its stderr). */
+  readonly onPostgresLog?: (line: string) => void;
+}
+
+export async function startServers(options: ServerOptions = {}): Promise<Servers> {
+  const onLog = options.onPostgresLog;
+  const [postgres, sqs] = await Promise.all([startLocalPostgres(onLog === undefined ? {} : { onLog }), startLocalSqs()]);
   const sqsClient = sqs.client;
   return {
     postgres,
@@ -85,6 +91,29 @@ export async function sendBodies(client: SQSClient, queueUrl: string, bodies: re
   }
 }
 
+/**
+ * Like sendBodies, with up to `concurrency` SendMessageBatch calls at once; returns the message
+ * id SQS gave each body, in the order of `bodies`.
+ */
+export async function sendBodiesForIds(client: SQSClient, queueUrl: string, bodies: readonly string[], concurrency = 8): Promise<string[]> {
+  const ids: string[] = new Array<string>(bodies.length);
+  const batches = chunks(bodies.map((body, index) => ({ body, index })), 10);
+  let next = 0;
+  const worker = async () => {
+    for (let b = next++; b < batches.length; b = next++) {
+      const batch = batches[b] ?? [];
+      const response = await client.send(
+        new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: batch.map(({ body, index }) => ({ Id: String(index), MessageBody: body })) }),
+      );
+      if ((response.Failed ?? []).length > 0) throw new Error(`test setup: send failed: ${JSON.stringify(response.Failed?.[0])}`);
+      for (const entry of response.Successful ?? []) ids[Number(entry.Id)] = entry.MessageId ?? '';
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, batches.length) }, worker));
+  assert.ok(ids.every((id) => typeof id === 'string' && id !== ''), 'test setup: a sent message has no id');
+  return ids;
+}
+
 /** Visible + in flight + delayed messages. */
 export async function queueDepth(client: SQSClient, queueUrl: string): Promise<number> {
   const { Attributes: a } = await client.send(
@@ -130,6 +159,53 @@ export async function dumpAllTables(databaseUrl: string): Promise<string> {
     parts.push(...rows.map((r) => r.row));
   }
   return parts.join('\n');
+}
+
+/** The rows of one relation, cast to text one row a line. */
+export interface RelationDump {
+  /** Schema-qualified name. */
+  readonly relation: string;
+  readonly text: string;
+}
+
+/**
+ * Every row of every table, partitioned table and materialized view of a database, in every
+ * schema including pg_catalog and information_schema (shared catalogs such as pg_database and
+ * pg_authid too), and of the views of pg_catalog, which show state no table holds (pg_stat_activity,
+ * pg_settings, pg_prepared_statements...); each row cast to text. Other views only rearrange the
+ * tables (information_schema's take seconds to read), and TOAST tables hold values already in
+ * the rows that own them: both are left out. `failed` lists views that could not be read.
+ *
+ * bytea is written in the escape format, printable bytes as they are: text stored as bytes
+ * (a body that was meant to be sealed) reads as text, where the hex format would hide it.
+ */
+export async function dumpEveryRelation(databaseUrl: string): Promise<{ relations: RelationDump[]; failed: string[] }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`SET bytea_output = 'escape'`);
+    const { rows: names } = await client.query<{ name: string; kind: string }>(
+      `SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm') OR (c.relkind = 'v' AND n.nspname = 'pg_catalog')
+        ORDER BY 1`,
+    );
+    const relations: RelationDump[] = [];
+    const failed: string[] = [];
+    for (const { name, kind } of names) {
+      try {
+        const { rows } = await client.query<{ row: string }>(`SELECT t::text AS row FROM ${name} t`);
+        relations.push({ relation: name, text: rows.map((r) => r.row).join('\n') });
+      } catch (err) {
+        // Some catalog views cannot be read in every state (a WAL receiver that is not running).
+        if (kind !== 'v') throw err;
+        failed.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return { relations, failed };
+  } finally {
+    await client.end();
+  }
 }
 
 /** Every rejected message of a database, with its sealed body. */
