@@ -92,8 +92,7 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const masker = await createMasker(config.maskMode, config.keys.ring.active);
-    const legacy = await sealLegacyBodies(pool, masker.bodies);
-    if (legacy > 0) log.info({ sealed: legacy }, 'rejected bodies stored before sealing are sealed now');
+    await sealLegacyBodies(pool, masker.bodies, log);
     return { pool, sink: new PgSink(pool), masker, log };
   } catch (err) {
     await pool.end().catch(() => undefined);

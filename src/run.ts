@@ -89,8 +89,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
 
     for (const warning of config.keyWarnings ?? []) log.warn(warning);
     const masker = await createMasker(config.maskMode, config.piiKey);
-    const legacy = await sealLegacyBodies(pool, masker.bodies);
-    if (legacy > 0) log.info({ sealed: legacy }, 'rejected bodies stored before sealing are sealed now');
+    await sealLegacyBodies(pool, masker.bodies, log);
     const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
     log.info(
       {

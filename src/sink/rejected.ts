@@ -5,6 +5,7 @@
  * instances can run it at once and a crash loses nothing.
  */
 import type pg from 'pg';
+import type { Logger } from '../observability/logger.js';
 import type { KeyRing } from '../transform/key.js';
 import { openBody, type BodySealer, type SealedBody, type SealScheme } from '../transform/seal.js';
 import type { SealedBox } from '../transform/sealed-box.js';
@@ -65,9 +66,11 @@ function reseal(messageId: string, body: string, sealer: BodySealer, shape: Body
 /**
  * Seals the bodies that were stored scrubbed before migration 004 (`legacy_body`) with the active
  * key, and clears them. Returns how many were sealed. What is sealed is the scrubbed text as it
- * was stored; the originals were never kept.
+ * was stored; the originals were never kept. The old text stays in dead row versions, planner
+ * statistics and WAL until the table is rewritten, so sealing any ends with a warning that says
+ * how to get rid of it.
  */
-export async function sealLegacyBodies(pool: pg.Pool, sealer: BodySealer): Promise<number> {
+export async function sealLegacyBodies(pool: pg.Pool, sealer: BodySealer, log: Logger): Promise<number> {
   let sealed = 0;
   for (;;) {
     const count = await inTransaction(pool, async (client) => {
@@ -81,8 +84,15 @@ export async function sealLegacyBodies(pool: pg.Pool, sealer: BodySealer): Promi
       return rows.length;
     });
     sealed += count;
-    if (count < BATCH_ROWS) return sealed;
+    if (count < BATCH_ROWS) break;
   }
+  if (sealed > 0) {
+    log.warn(
+      { sealed },
+      'rejected bodies stored before sealing are sealed now; their old text stays on disk until the table owner runs VACUUM FULL login_etl.rejected_messages and ANALYZE login_etl.rejected_messages (docs/pii.md)',
+    );
+  }
+  return sealed;
 }
 
 export interface ResealReport {
