@@ -256,10 +256,9 @@ const COMMANDS: Record<string, Command> = {
           if (queried.field !== undefined && field !== undefined && queried.field !== field) {
             throw new UsageError(`--field ${field} contradicts the query's first column, which is user_logins.masked_${queried.field}`);
           }
+          // A first column that is neither masked column leaves siv values needing --field (unmask
+          // refuses them without it); vault tokens carry their field in their vault entry.
           field = queried.field ?? field;
-          if (field === undefined) {
-            throw new UsageError('the first column of --query is not user_logins.masked_ip or masked_device_id: give --field ip or --field device_id');
-          }
           [source, values] = ['query', queried.values];
         } else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
         else {

@@ -92,7 +92,7 @@ async function* openings(pool: pg.Pool, ids: readonly string[], ring: KeyRing, b
       if (row === undefined) yield { kind: 'refused', messageId, reason: 'is no longer in login_etl.rejected_messages' };
       else if (row.sealed === undefined) yield { kind: 'refused', messageId, reason: 'is not sealed yet (stored before sealing; the next `run` seals it)' };
       else {
-        const opened = openBody(messageId, row.sealed, ring, box);
+        const opened = openBody(messageId, row.sealed, row.token, ring, box);
         yield opened.kind === 'opened' ? { kind: 'opened', row, body: opened.body } : { kind: 'refused', messageId, reason: opened.reason };
       }
     }

@@ -109,15 +109,15 @@ export async function resealBodies(pool: pg.Pool, ring: KeyRing, box: SealedBox 
   const skipped: string[] = [];
   for (;;) {
     const count = await inTransaction(pool, async (client) => {
-      const { rows } = await client.query<{ message_id: string; sealed_body: Buffer; seal_key_id: string; seal_scheme: SealScheme }>(
-        `SELECT message_id, sealed_body, seal_key_id, seal_scheme FROM login_etl.rejected_messages
+      const { rows } = await client.query<{ message_id: string; sealed_body: Buffer; seal_key_id: string; seal_scheme: SealScheme; body_token: string | null }>(
+        `SELECT message_id, sealed_body, seal_key_id, seal_scheme, body_token FROM login_etl.rejected_messages
           WHERE seal_key_id <> $1 AND message_id <> ALL($2::text[])
           LIMIT $3 FOR UPDATE SKIP LOCKED`,
         [sealer.keyId, skipped, BATCH_ROWS],
       );
       const rewritten: Resealed[] = [];
       for (const row of rows) {
-        const opened = openBody(row.message_id, { scheme: row.seal_scheme, keyId: row.seal_key_id, sealed: row.sealed_body }, ring, box);
+        const opened = openBody(row.message_id, { scheme: row.seal_scheme, keyId: row.seal_key_id, sealed: row.sealed_body }, row.body_token, ring, box);
         if (opened.kind === 'refused') {
           skipped.push(row.message_id);
           unopened += 1;

@@ -153,15 +153,38 @@ function fewestDistinct(n: number): number {
   return Math.floor(0.6 * 256 * (1 - (255 / 256) ** n));
 }
 
+/**
+ * How many standard deviations more characters matching `letters` the text has than random
+ * base64 would (binomial, p = 26/64). Random base64 goes above 4.3 about once in 100,000 keys
+ * (none in 100,000 sampled); `keygen` draws again when a key it made would be refused.
+ */
+function caseExcess(text: string, letters: RegExp): number {
+  const n = text.replace(/=+$/, '').length;
+  const p = 26 / 64;
+  const count = text.match(letters)?.length ?? 0;
+  return (count - n * p) / Math.sqrt(n * p * (1 - p));
+}
+
+function repeatsItself(text: string, window: number): boolean {
+  const seen = new Set<string>();
+  for (let i = 0; i + window <= text.length; i += 1) {
+    const part = text.slice(i, i + window);
+    if (seen.has(part)) return true;
+    seen.add(part);
+  }
+  return false;
+}
+
 function distinct(values: Iterable<number>): number {
   return new Set(values).size;
 }
 
 /**
  * Refuses bytes that are not a usable secret: too short, one repeated byte, a published example,
- * base64 text of one letter case, too few distinct byte values, or steps between neighbouring
- * bytes that repeat (00 01 02 ..., 7f 7e 7d ...). A key from `login-etl keygen` (32 random bytes)
- * is refused with a probability of about 4e-10, nearly all of it from the letter-case check.
+ * base64 text of one letter case, too few distinct byte values, steps between neighbouring bytes
+ * that repeat (00 01 02 ..., 7f 7e 7d ...), bytes that are all printable text, base64 that reads
+ * like CamelCase words, or text that repeats a run of itself. 32 random bytes are refused about
+ * once in 100,000 (the words check); `keygen` never prints such a key, it draws again.
  */
 function assertStrong(key: KeyText, setting: string, minBytes: number): void {
   const { bytes } = key;
@@ -188,6 +211,22 @@ function assertStrong(key: KeyText, setting: string, minBytes: number): void {
   const steps = bytes.subarray(1).map((b, i) => (b - (bytes[i] as number)) & 0xff);
   if (distinct(steps) < fewestDistinct(steps.length)) {
     throw new ConfigError(setting, `does not look random: its bytes follow a pattern, such as counting up or down; ${keygen}`);
+  }
+  // 32 random bytes are all printable ASCII with a probability of (95/256)^32, about 2e-14: such
+  // a key is text (a sentence written as hex or base64), however random its letters look.
+  if (bytes.every((b) => b >= 0x20 && b <= 0x7e)) {
+    throw new ConfigError(setting, `decodes to plain text, not random bytes: a passphrase, not a key; ${keygen}`);
+  }
+  // Words written in CamelCase are valid base64 too; they give themselves away by having far
+  // more letters of one case than random base64, where each character is lower-case with a
+  // probability of 26/64.
+  if (key.base64Letters && (caseExcess(key.body, /[a-z]/g) > 4.3 || caseExcess(key.body, /[A-Z]/g) > 4.3)) {
+    throw new ConfigError(setting, `reads like words, not random base64: a passphrase, not a key; ${keygen}`);
+  }
+  // A run of characters that comes back later in the text: a word or pattern repeated. In random
+  // text of this length a repeat of 6 base64 (or 10 hex) characters has a probability below 1e-8.
+  if (repeatsItself(key.body, key.base64Letters ? 6 : 10)) {
+    throw new ConfigError(setting, `repeats part of itself, which random keys do not; ${keygen}`);
   }
 }
 
@@ -264,15 +303,33 @@ export function parseKeyRing(text: string, setting: string): KeyRing {
 
 /** A fresh random 32-byte key, written as base64. */
 export function generateKeyText(): string {
-  return randomBytes(MIN_KEY_BYTES).toString('base64');
+  // The randomness checks refuse a few random keys by chance (about 3e-5 of them): draw again.
+  for (;;) {
+    const text = randomBytes(MIN_KEY_BYTES).toString('base64');
+    if (passes(text, MIN_KEY_BYTES)) return text;
+  }
+}
+
+function passes(text: string, minBytes: number): boolean {
+  try {
+    assertStrong(decodeKeyText(text, 'keygen'), 'keygen', minBytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A fresh vault key: an HMAC secret and an X25519 key pair, as key ring entries. */
 export function generateVaultKey(id?: string): { pipeline: Record<string, string>; holder: Record<string, string> } {
   const secret = generateKeyText();
-  const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  const pub = publicKey.export({ format: 'jwk' }).x ?? '';
-  const priv = privateKey.export({ format: 'jwk' }).d ?? '';
+  let pub: string;
+  let priv: string;
+  // Both halves go through the same randomness checks as a secret when a ring is read.
+  do {
+    const { publicKey, privateKey } = generateKeyPairSync('x25519');
+    pub = publicKey.export({ format: 'jwk' }).x ?? '';
+    priv = privateKey.export({ format: 'jwk' }).d ?? '';
+  } while (!passes(Buffer.from(pub, 'base64url').toString('base64'), VAULT_KEY_BYTES) || !passes(Buffer.from(priv, 'base64url').toString('base64'), VAULT_KEY_BYTES));
   const keyId = id ?? new PiiKey(Buffer.from(secret, 'base64')).id;
   const pipeline = {
     id: keyId,

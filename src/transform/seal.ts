@@ -112,21 +112,30 @@ export type Opened =
 
 /**
  * Opens a sealed body for a key holder. Refuses, with a reason that never quotes the body, when
- * the key is not in the ring or retired, the vault private key is missing, or the body does not
- * authenticate as this message's (altered, moved to another row, or sealed with another key).
+ * the key is not in the ring or retired, the vault private key is missing, the body does not
+ * authenticate as this message's (altered, moved to another row, or sealed with another key), or
+ * it does not match the row's token. The token check matters in vault mode: anyone with the
+ * public key (the pipeline, say) can seal a body, but only the secret makes its token.
  */
-export function openBody(messageId: string, body: SealedBody, ring: KeyRing, box: SealedBox | undefined): Opened {
+export function openBody(messageId: string, body: SealedBody, token: string | null, ring: KeyRing, box: SealedBox | undefined): Opened {
   const key = ring.get(body.keyId);
   if (key === undefined) return { kind: 'refused', reason: `key ${body.keyId} is not in the key ring` };
   if (key.status === 'retired') return { kind: 'refused', reason: `key ${body.keyId} is retired` };
+  let opened: string;
   try {
-    if (body.scheme === 'aead') return { kind: 'opened', body: aeadOpen(key.derive(AEAD_PURPOSE), messageId, body.sealed).toString('utf8') };
-    const privateKey = key.privateKey();
-    if (privateKey === undefined || key.publicKey === undefined || box === undefined) {
-      return { kind: 'refused', reason: `needs the vault private_key of key ${key.id}` };
+    if (body.scheme === 'aead') opened = aeadOpen(key.derive(AEAD_PURPOSE), messageId, body.sealed).toString('utf8');
+    else {
+      const privateKey = key.privateKey();
+      if (privateKey === undefined || key.publicKey === undefined || box === undefined) {
+        return { kind: 'refused', reason: `needs the vault private_key of key ${key.id}` };
+      }
+      opened = unwrap(messageId, box.open(body.sealed, key.publicKey, privateKey)).toString('utf8');
     }
-    return { kind: 'opened', body: unwrap(messageId, box.open(body.sealed, key.publicKey, privateKey)).toString('utf8') };
   } catch {
     return { kind: 'refused', reason: `does not open with key ${key.id} as message ${messageId} (altered, moved, or sealed with another key)` };
   }
+  if (token === null || tokenizer(key)(opened) !== token) {
+    return { kind: 'refused', reason: `does not match its body_token (sealed by someone without key ${key.id}'s secret, or the token was changed)` };
+  }
+  return { kind: 'opened', body: opened };
 }

@@ -5,9 +5,11 @@
  * For a JSON object: each field the pipeline knows, present or missing, its JSON type, and its
  * length when it is a string or an array; the value itself only for `user_id`, `device_type`,
  * `locale` and `app_version`, and only when it is a string that `user_logins` would store as it
- * is (these columns hold those values in clear for every accepted event). Other keys are counted,
+ * is (these columns hold those values in clear for every accepted event; app_version as the
+ * number it becomes, read back as text). Other keys are counted,
  * never named: a key can itself be personal data (`{"203.0.113.9": 1}`).
  */
+import { decodeAppVersion, encodeAppVersion } from './app-version.js';
 import { LoginEventSchema } from './schema.js';
 
 export const KNOWN_FIELDS = ['user_id', 'app_version', 'device_type', 'ip', 'locale', 'device_id'] as const;
@@ -51,17 +53,27 @@ function codePoints(text: string): number {
   return count;
 }
 
-/** Whether the schema would accept `value` for `field` and store it as it is. */
-function storedInClear(field: KnownField, value: string): boolean {
-  if (!CLEAR_FIELDS.has(field)) return false;
-  return LoginEventSchema.shape[field as 'user_id' | 'device_type' | 'locale' | 'app_version'].safeParse(value).success;
+/**
+ * The value as user_logins would store it in clear, or undefined. app_version is stored as a
+ * number, so its text is shown as that number reads back ("02.3" becomes "2.3.0"), never as sent.
+ */
+function storedInClear(field: KnownField, value: string): string | undefined {
+  if (!CLEAR_FIELDS.has(field)) return undefined;
+  if (field === 'app_version') {
+    const encoded = encodeAppVersion(value);
+    return encoded.kind === 'ok' ? decodeAppVersion(encoded.value) : undefined;
+  }
+  return LoginEventSchema.shape[field as 'user_id' | 'device_type' | 'locale'].safeParse(value).success ? value : undefined;
 }
 
 function fieldShape(record: Record<string, unknown>, field: KnownField): FieldShape {
   if (!Object.hasOwn(record, field)) return { type: 'missing' };
   const value = record[field];
   const type = jsonType(value);
-  if (typeof value === 'string') return storedInClear(field, value) ? { type, length: codePoints(value), value } : { type, length: codePoints(value) };
+  if (typeof value === 'string') {
+    const stored = storedInClear(field, value);
+    return stored === undefined ? { type, length: codePoints(value) } : { type, length: codePoints(value), value: stored };
+  }
   if (Array.isArray(value)) return { type, length: value.length };
   return { type };
 }

@@ -72,4 +72,11 @@ export const NON_RANDOM_KEYS: readonly (readonly [label: string, text: string, r
   ['bytes counting down, ff to e0 (base64)', Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i)).toString('base64'), /follow a pattern/],
   // RFC 5297 A.2: a test vector is public, and it counts down then up.
   ['the AES-SIV key of RFC 5297 A.2', hexBytes('7f7e7d7c 7b7a7978 77767574 73727170 40414243 44454647 48494a4b 4c4d4e4f').toString('hex'), /follow a pattern/],
+  // Passphrases in CamelCase are valid base64url text with plenty of distinct bytes.
+  ['CamelCase words repeated', 'CorrectHorseBatteryStapleCorrectHorseBatteryStaple', /reads like words|repeats part of itself/],
+  ['a CamelCase sentence with a year', 'ThisIsMyVerySecretPipelineKeyForProductionUse2025', /reads like words/],
+  ['a CamelCase sentence', 'MySuperSecretLoginEtlKeyDoNotShareWithAnyone', /reads like words/],
+  ['a word repeated, then the alphabet', 'PasswordPasswordPassword1234567890ABCDEFGHIJKLMNOP', /repeats part of itself/],
+  ['a sentence written as base64', Buffer.from('the quick brown fox jumps over the lazy dog!!').toString('base64'), /decodes to plain text/],
+  ['a sentence written as hex', Buffer.from('The Quick Brown Fox Jumps Over The Lazy Dog 2025').toString('hex'), /decodes to plain text/],
 ];

@@ -221,7 +221,7 @@ export async function storedRejections(databaseUrl: string): Promise<RejectedRow
 /** The original body of a stored rejection, opened with `ring`; fails the test when it does not open. */
 export function openedBody(row: RejectedRow, ring: KeyRing, box?: SealedBox): string {
   assert.ok(row.sealed !== undefined, `rejected message ${row.messageId} has no sealed body`);
-  const opened = openBody(row.messageId, row.sealed, ring, box);
+  const opened = openBody(row.messageId, row.sealed, row.token, ring, box);
   assert.ok(opened.kind === 'opened', `rejected message ${row.messageId} does not open: ${opened.kind === 'refused' ? opened.reason : ''}`);
   return opened.body;
 }

@@ -88,8 +88,14 @@ describe('VaultMasker', () => {
     assert.ok(rejected.kind === 'rejected');
     assert.equal(rejected.sealed.scheme, 'box');
     const pipelineRing = parseKeyRing(JSON.stringify([{ ...holder, private_key: undefined }]), 'PII_KEYS');
-    assert.equal(openBody(rejected.message.messageId, rejected.sealed, pipelineRing, box).kind, 'refused');
-    assert.deepEqual(openBody(rejected.message.messageId, rejected.sealed, ring, box), { kind: 'opened', body });
-    assert.equal(openBody('another-id', rejected.sealed, ring, box).kind, 'refused');
+    assert.equal(openBody(rejected.message.messageId, rejected.sealed, rejected.token, pipelineRing, box).kind, 'refused');
+    assert.deepEqual(openBody(rejected.message.messageId, rejected.sealed, rejected.token, ring, box), { kind: 'opened', body });
+    assert.equal(openBody('another-id', rejected.sealed, rejected.token, ring, box).kind, 'refused');
+    // Anyone with the public key can seal a body; without the secret its token cannot match.
+    const forged = { ...rejected.sealed, sealed: box.seal(Buffer.concat([Buffer.from([0, 0, 0, rejected.message.messageId.length]), Buffer.from(rejected.message.messageId), Buffer.from('{"user_id":"forged"}')]), ring.active.publicKey ?? new Uint8Array()) };
+    const refused = openBody(rejected.message.messageId, forged, rejected.token, ring, box);
+    assert.equal(refused.kind, 'refused');
+    assert.match(refused.kind === 'refused' ? refused.reason : '', /does not match its body_token/);
+    assert.equal(openBody(rejected.message.messageId, rejected.sealed, null, ring, box).kind, 'refused', 'no token, nothing to check against');
   });
 });

@@ -248,7 +248,7 @@ describe('transform: sealed bodies of rejected messages', () => {
   }
 
   function opened(outcome: Rejected): string {
-    const result = openBody(outcome.message.messageId, outcome.sealed, ring, undefined);
+    const result = openBody(outcome.message.messageId, outcome.sealed, outcome.token, ring, undefined);
     assert.equal(result.kind, 'opened', result.kind === 'refused' ? result.reason : '');
     return (result as { body: string }).body;
   }
@@ -321,6 +321,10 @@ describe('transform: sealed bodies of rejected messages', () => {
       otherKeys: 0,
     });
     assert.ok(!clearText(odd).includes(IP));
+    // app_version shows as the number user_logins stores reads back, not as sent: leading zeros
+    // (room for anything) are gone.
+    const padded = reject(JSON.stringify({ user_id: '', app_version: '0000000203.0000000000.0000000113' }));
+    assert.deepEqual(padded.shape.json === 'object' ? padded.shape.fields.app_version : undefined, { type: 'string', length: 32, value: '203.0.113' });
   });
 
   for (const [body, type] of [
@@ -348,12 +352,12 @@ describe('transform: sealed bodies of rejected messages', () => {
 
   it('refuses to open a body under another message id, altered, or with another key', () => {
     const outcome = reject('{"ip":"203.0.113.7"}');
-    assert.equal(openBody('another-id', outcome.sealed, ring, undefined).kind, 'refused');
+    assert.equal(openBody('another-id', outcome.sealed, outcome.token, ring, undefined).kind, 'refused');
     const altered = Buffer.from(outcome.sealed.sealed);
     altered[20] = (altered[20] ?? 0) ^ 1;
-    assert.equal(openBody(outcome.message.messageId, { ...outcome.sealed, sealed: altered }, ring, undefined).kind, 'refused');
+    assert.equal(openBody(outcome.message.messageId, { ...outcome.sealed, sealed: altered }, outcome.token, ring, undefined).kind, 'refused');
     const otherRing = new KeyRing([new PiiKey(Buffer.alloc(32, 9), { id: masker.keyId })], 'PII_KEY');
-    const refused = openBody(outcome.message.messageId, outcome.sealed, otherRing, undefined);
+    const refused = openBody(outcome.message.messageId, outcome.sealed, outcome.token, otherRing, undefined);
     assert.equal(refused.kind, 'refused');
     assert.ok(refused.kind === 'refused' && !refused.reason.includes('203.0.113.7'));
   });
