@@ -45,9 +45,14 @@ SELECT t.oid::oid::int8::text AS table_id, ip.attnum AS ip_column, device.attnum
   LEFT JOIN pg_catalog.pg_attribute ip ON ip.attrelid = t.oid AND ip.attname = 'masked_ip' AND NOT ip.attisdropped
   LEFT JOIN pg_catalog.pg_attribute device ON device.attrelid = t.oid AND device.attname = 'masked_device_id' AND NOT device.attisdropped`;
 
+/** SQLSTATE 42601: what Postgres answers to a cursor over anything but a query. */
+const SYNTAX_ERROR = '42601';
+
 /**
  * The first column of every row of one SQL statement, and which masked column it is. The
  * statement cannot change anything or escape:
+ * - it is the query of a cursor, so it can only be SELECT, VALUES or TABLE (COPY TO a file or a
+ *   program would otherwise run even in a READ ONLY transaction, for a privileged user);
  * - it goes through the extended protocol (a named statement: Parse, Bind, Execute), and Parse
  *   refuses more than one statement, so `COMMIT; ...` cannot end the transaction;
  * - the transaction is READ ONLY and has run a statement before it, after which Postgres refuses
@@ -66,10 +71,16 @@ export async function valuesFromQuery(databaseUrl: string, sql: string): Promise
     const [columns] = (await client.query<{ table_id: string | null; ip_column: number | null; device_id_column: number | null }>(MASKED_COLUMNS)).rows;
     let result: pg.QueryResult<unknown[]>;
     try {
-      result = await client.query<unknown[]>({ name: 'login-etl-unmask-query', text: sql, rowMode: 'array' });
+      // A cursor takes only SELECT, VALUES or TABLE: no COPY ... TO a file or a program, which a
+      // READ ONLY transaction still allows a privileged user.
+      await client.query({ name: 'login-etl-unmask-query', text: `DECLARE login_etl_unmask NO SCROLL CURSOR FOR ${sql}` });
+      result = await client.query<unknown[]>({ text: 'FETCH ALL FROM login_etl_unmask', rowMode: 'array' });
     } catch (err) {
       if (err instanceof Error && /cannot insert multiple commands into a prepared statement/.test(err.message)) {
-        throw new UsageError('--query must be exactly one SQL statement');
+        throw new UsageError('--query must be exactly one SQL statement, a SELECT, VALUES or TABLE');
+      }
+      if ((err as { code?: unknown }).code === SYNTAX_ERROR) {
+        throw new UsageError(`--query must be exactly one SQL statement, a SELECT, VALUES or TABLE (${err instanceof Error ? err.message : 'syntax error'})`);
       }
       throw err;
     }

@@ -6,6 +6,9 @@
  * printed escaped.
  */
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
@@ -159,7 +162,19 @@ describe('unmask --query runs exactly one read-only statement', () => {
     assert.match(result.stderr, /value 1 \(on 1min login-etl unmask --query\): refused: is not a masked value/);
     const writes = await cli(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`, '--field', 'ip'], holderEnv(databaseUrl));
     assert.equal(writes.code, 1);
-    assert.match(writes.stderr, /read-only transaction/);
+    assert.match(writes.stderr, /read-only transaction|data-modifying statements/);
+  });
+
+  test('COPY ... TO a file, which a READ ONLY transaction allows a superuser, is refused: only a query can run', async () => {
+    const databaseUrl = await databaseWith('siv');
+    const target = join(mkdtempSync(join(tmpdir(), 'login-etl-copy-')), 'written-by-query.txt');
+
+    const result = await cli(['unmask', '--field', 'ip', '--query', `COPY (SELECT masked_ip FROM user_logins) TO '${target}'`], holderEnv(databaseUrl));
+
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /--query must be exactly one SQL statement, a SELECT, VALUES or TABLE \(syntax error at or near "COPY"\)/);
+    assert.equal(existsSync(target), false, 'the query wrote a file on the database host');
+    assert.deepEqual(await auditRows(databaseUrl), []);
   });
 });
 
