@@ -109,7 +109,7 @@ BEGIN
 END
 $$;
 GRANT SELECT ON login_etl.schema_migrations TO login_etl_keyholder;
-GRANT SELECT, UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme)
+GRANT SELECT, UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme, replayed_at)
    ON login_etl.rejected_messages TO login_etl_keyholder;
 GRANT SELECT, INSERT, DELETE ON login_etl.pii_vault TO login_etl_keyholder;
 GRANT UPDATE (masked_ip, masked_device_id) ON user_logins TO login_etl_keyholder;

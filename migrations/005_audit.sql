@@ -61,3 +61,6 @@ DROP TRIGGER IF EXISTS unmask_audit_append_only ON login_etl.unmask_audit;
 CREATE TRIGGER unmask_audit_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON login_etl.unmask_audit
     FOR EACH STATEMENT EXECUTE FUNCTION login_etl.unmask_audit_append_only();
+-- ALWAYS: it fires under session_replication_role = replica too, which a superuser could
+-- otherwise set to write past it without a trace in the table's definition.
+ALTER TABLE login_etl.unmask_audit ENABLE ALWAYS TRIGGER unmask_audit_append_only;

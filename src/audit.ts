@@ -2,7 +2,9 @@
  * The audit of every use of originals and secrets (`login_etl.unmask_audit`, migration 005).
  * A row is recorded and committed before anything is shown, through the SECURITY DEFINER
  * function `login_etl.record_audit`, which fills in the database user itself: callers need
- * EXECUTE on it and no privilege on the table, so they can neither skip, change nor forge rows.
+ * EXECUTE on it and no privilege on the table, so they can neither change nor delete rows, nor
+ * write one in another database user's name. The OS user and the reason are what the client
+ * says: a row proves which database login asked, not which person typed the command.
  */
 import { userInfo } from 'node:os';
 import type pg from 'pg';

@@ -3,7 +3,7 @@
  * The command line: turns argv into a command, and failures into exit codes
  * (0 done, 1 failure at run time, 2 bad usage or configuration). No pipeline logic lives here.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
@@ -163,7 +163,7 @@ const COMMANDS: Record<string, Command> = {
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
       try {
         const report = await buildReport(pool, options);
-        out(flags.json === true ? JSON.stringify(report, null, 2) : formatReport(report));
+        out(flags.json === true ? printableJson(report, 2) : formatReport(report));
         return 0;
       } finally {
         await pool.end();
@@ -315,8 +315,11 @@ const COMMANDS: Record<string, Command> = {
         ...(typeof flags.since === 'string' ? { since: timeFlag('since', flags.since) } : {}),
         ...(typeof flags.until === 'string' ? { until: timeFlag('until', flags.until) } : {}),
         notReplayed: flags['not-replayed'] === true,
-        limit: wholeNumber('limit', flags.limit, 1, 100_000),
+        // Message ids named one by one are all shown, whatever --limit says.
+        limit: Math.max(wholeNumber('limit', flags.limit, 1, 100_000), ids.length),
       };
+      const reason = typeof flags.reason === 'string' && flags.reason.trim() !== '' ? flags.reason : undefined;
+      if (verb !== 'list' && reason === undefined) throw new UsageError(`rejected ${verb} opens original bodies: say why with --reason, for the audit record`);
       // Every setting is checked before anything is read, so a bad one costs no audit record.
       const sqs = verb === 'replay' ? parseSqsConfig(raw) : undefined;
       const ring = verb === 'list' ? undefined : keysFor(raw, env).ring;
@@ -331,7 +334,6 @@ const COMMANDS: Record<string, Command> = {
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rejected' });
       try {
         if (ring === undefined) return await listRejected(pool, filter, flags.json === true, output);
-        const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;
         const selection = { filter, source: ids.length > 0 ? ('arguments' as const) : ('filter' as const), reason };
         if (sqs === undefined) return await printBodies(pool, ring, selection, verb === 'show' ? 'rejected-show' : 'rejected-export', output);
         const client = createSqsClient(sqs, { maxSockets: 16 });
@@ -340,9 +342,13 @@ const COMMANDS: Record<string, Command> = {
         } finally {
           client.destroy();
         }
+      } catch (e) {
+        // An export that failed leaves no file behind, rather than an empty or partial one.
+        if (file !== undefined && typeof flags.out === 'string') await file.close().then(() => rm(flags.out as string, { force: true }), () => undefined);
+        throw e;
       } finally {
         await pool.end();
-        await file?.close();
+        await file?.close().catch(() => undefined);
       }
     },
   },

@@ -7,12 +7,11 @@
  * committed before any body is printed or sent. The usual reason to keep a rejected message is to
  * send it again once the producer or the pipeline is fixed: `replay` does that and marks the row.
  */
-import type { SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { recordAudit, type AuditSource } from './audit.js';
 import { printable, printableJson } from './observability/printable.js';
 import { formatTable } from './report.js';
-import { sendLines } from './send.js';
 import { markReplayed, readRejected, type RejectedFilter, type RejectedRow } from './sink/rejected.js';
 import type { KeyRing } from './transform/key.js';
 import { openBody } from './transform/seal.js';
@@ -21,8 +20,12 @@ import { describeShape } from './transform/shape.js';
 
 /** Bodies read from the database at a time: each can be up to 1 MiB. */
 const PAGE_ROWS = 50;
-/** Messages per SendMessageBatch when replaying. */
+/** Messages per SendMessageBatch when replaying: SQS's most. */
 const REPLAY_BATCH = 10;
+/** Body bytes per SendMessageBatch: within the 256 KiB that LocalStack and older queues enforce. */
+const REPLAY_BATCH_BYTES = 256 * 1024;
+/** Deadline of one SendMessageBatch. */
+const SEND_TIMEOUT_MS = 30_000;
 
 /** Where a command's lines go: `out` is the data, `err` the messages for the person running it. */
 export interface Output {
@@ -155,28 +158,51 @@ export async function printBodies(pool: pg.Pool, ring: KeyRing, selection: Selec
   return exitCode(done, chosen);
 }
 
+/**
+ * Sends one batch and marks exactly the messages SQS accepted: one it refuses (too large for the
+ * queue, say) is reported and left unmarked, so `--not-replayed` finds it again, and one it
+ * accepted is never sent twice by a rerun.
+ */
+async function sendBatch(pool: pg.Pool, sqs: SQSClient, queueUrl: string, batch: readonly { id: string; body: string }[], output: Output): Promise<number> {
+  if (batch.length === 0) return 0;
+  const response = await sqs.send(
+    new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: batch.map((m, i) => ({ Id: String(i), MessageBody: m.body })) }),
+    { abortSignal: AbortSignal.timeout(SEND_TIMEOUT_MS) },
+  );
+  const sent = (response.Successful ?? []).flatMap((entry) => batch[Number(entry.Id)] ?? []);
+  await markReplayed(pool, sent.map((m) => m.id));
+  for (const failed of response.Failed ?? []) {
+    output.err(`message ${printable(batch[Number(failed.Id)]?.id ?? '?')}: not replayed: SQS refused it (${printable(failed.Code ?? 'unknown')})`);
+  }
+  return sent.length;
+}
+
 /** `rejected replay`: sends the original bodies to a queue, and marks each row replayed. */
 export async function replayBodies(pool: pg.Pool, ring: KeyRing, selection: Selection, sqs: SQSClient, queueUrl: string, output: Output): Promise<number> {
   const chosen = await audited(pool, ring, selection, 'rejected-replay', queueUrl);
   for (const id of chosen.missing) output.err(`message ${printable(id)}: no such rejected message`);
   let done = 0;
   let batch: { id: string; body: string }[] = [];
-  const flush = async () => {
-    const sending = batch;
-    batch = [];
-    if (sending.length === 0) return;
-    await sendLines(sqs, queueUrl, sending.map((m) => m.body));
-    await markReplayed(pool, sending.map((m) => m.id));
-    done += sending.length;
-  };
+  let batchBytes = 0;
   for await (const opening of chosen.each()) {
-    if (opening.kind === 'refused') output.err(`message ${printable(opening.messageId)}: refused: ${opening.reason}`);
-    // SQS takes no empty body, and `send` skips blank lines: such a body cannot go back.
-    else if (opening.body.trim() === '') output.err(`message ${printable(opening.row.messageId)}: its body is blank; SQS cannot take it`);
-    else batch.push({ id: opening.row.messageId, body: opening.body });
-    if (batch.length >= REPLAY_BATCH) await flush();
+    if (opening.kind === 'refused') {
+      output.err(`message ${printable(opening.messageId)}: refused: ${opening.reason}`);
+      continue;
+    }
+    // SQS takes no empty body: such a body cannot go back.
+    if (opening.body === '') {
+      output.err(`message ${printable(opening.row.messageId)}: its body is empty; SQS cannot take it`);
+      continue;
+    }
+    const bytes = Buffer.byteLength(opening.body, 'utf8');
+    if (batch.length === REPLAY_BATCH || (batch.length > 0 && batchBytes + bytes > REPLAY_BATCH_BYTES)) {
+      done += await sendBatch(pool, sqs, queueUrl, batch, output);
+      [batch, batchBytes] = [[], 0];
+    }
+    batch.push({ id: opening.row.messageId, body: opening.body });
+    batchBytes += bytes;
   }
-  await flush();
+  done += await sendBatch(pool, sqs, queueUrl, batch, output);
   output.err(`replayed ${done} of ${plural(chosen.asked, 'rejected message')} to ${printable(queueUrl)} (audit record ${chosen.auditId})`);
   return exitCode(done, chosen);
 }

@@ -108,7 +108,14 @@ export class LeanSqsCalls {
       throw new SourceError(`SQS ${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: true });
     }
     const { statusCode, text } = response;
-    if (statusCode >= 200 && statusCode < 300) return (text === '' ? {} : JSON.parse(text)) as T;
+    if (statusCode >= 200 && statusCode < 300) {
+      try {
+        return (text === '' ? {} : JSON.parse(text)) as T;
+      } catch {
+        // The parser's message quotes the text around the error, which can be a message body.
+        throw new SourceError(`SQS ${action} failed: the response (HTTP ${statusCode}, ${text.length} characters) is not valid JSON`, { cause: { statusCode }, retryable: true });
+      }
+    }
     let type = `HTTP ${statusCode}`;
     let message = '';
     try {

@@ -160,7 +160,7 @@ describe('login-etl rejected', () => {
       { action: 'rejected-show', source: 'arguments', values_requested: 2, values_recovered: 2, message_ids: [ids[0], ids[2]], target: null, reason: 'ticket 42' },
     ]);
 
-    const wrongKey = await cli(['rejected', 'show', ids[1] ?? '', 'no-such-id'], { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
+    const wrongKey = await cli(['rejected', 'show', ids[1] ?? '', 'no-such-id', '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
     assert.equal(wrongKey.code, 1);
     assert.equal(wrongKey.stdout, '', 'nothing opens with another key');
     assertNoRaw('a refusal', wrongKey.stderr);
@@ -173,7 +173,7 @@ describe('login-etl rejected', () => {
     const { databaseUrl, ids } = await rejectedIn({ PII_KEY: key });
     await query(databaseUrl, `CREATE FUNCTION public.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
     await query(databaseUrl, `CREATE TRIGGER swallow BEFORE INSERT ON login_etl.unmask_audit FOR EACH ROW EXECUTE FUNCTION public.swallow()`);
-    const shown = await cli(['rejected', 'show', ...ids], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const shown = await cli(['rejected', 'show', ...ids, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(shown.code, 1);
     assert.equal(shown.stdout, '');
     assertNoRaw('the failure', shown.stderr);
@@ -185,13 +185,13 @@ describe('login-etl rejected', () => {
     const { databaseUrl } = await rejectedIn({ PII_KEY: key });
     const dir = mkdtempSync(join(tmpdir(), 'login-etl-export-'));
     const file = join(dir, 'rejected.jsonl');
-    const exported = await cli(['rejected', 'export', '--out', file], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const exported = await cli(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(exported.code, 0, exported.stderr);
     assert.equal(exported.stdout, '');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { body: string });
     assert.deepEqual(lines.map((l) => l.body).sort(), [...BAD].sort());
-    const again = await cli(['rejected', 'export', '--out', file], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const again = await cli(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(again.code, 2);
     assert.match(again.stderr, /--out: cannot create .* \(EEXIST\); it must not exist yet/);
     assert.equal((await audits(databaseUrl)).length, 1, 'a refused export records nothing');
@@ -204,7 +204,7 @@ describe('login-etl rejected', () => {
     const target = await servers.queue();
     const env = { DATABASE_URL: databaseUrl, SQS_QUEUE_URL: target, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint };
 
-    const withoutPrivateKey = await cli(['rejected', 'replay'], { ...env, PII_KEYS: JSON.stringify([pipeline]) });
+    const withoutPrivateKey = await cli(['rejected', 'replay', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([pipeline]) });
     assert.equal(withoutPrivateKey.code, 1, 'the pipeline cannot open what it sealed');
     assert.match(withoutPrivateKey.stderr, /needs the vault private_key of key v1/);
     assert.equal(await queueDepth(servers.sqsClient, target), 0);
@@ -221,18 +221,43 @@ describe('login-etl rejected', () => {
     const audit = (await audits(databaseUrl)).at(-1);
     assert.deepEqual([audit?.action, audit?.target, audit?.message_ids], ['rejected-replay', target, [ids[1]]]);
 
-    const rest = await cli(['rejected', 'replay', '--not-replayed'], { ...env, PII_KEYS: JSON.stringify([holder]) });
+    const rest = await cli(['rejected', 'replay', '--not-replayed', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([holder]) });
     assert.equal(rest.code, 0, rest.stderr);
     assert.match(rest.stderr, /replayed 2 of 2 rejected messages/);
   });
 
+  test('replay marks exactly what SQS accepted: a body the queue refuses stays unmarked, the rest are not sent twice', async () => {
+    const key = generateKeyText();
+    const { databaseUrl } = await rejectedIn({ PII_KEY: key });
+    // A queue that takes only small messages: the 80-byte Ruby hash fits, the others do not.
+    const target = await servers.queue({ MaximumMessageSize: '1024' });
+    await query(databaseUrl, `UPDATE login_etl.rejected_messages SET replayed_at = NULL`);
+    const env = { DATABASE_URL: databaseUrl, SQS_QUEUE_URL: target, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, PII_KEY: key };
+    const padded = await servers.queue();
+    await sendBodies(servers.sqsClient, padded, ['x'.repeat(2_000)]);
+    const run = await cli(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: padded, DATABASE_URL: databaseUrl, PII_KEY: key });
+    assert.equal(run.code, 0, run.stderr);
+
+    const replayed = await cli(['rejected', 'replay', '--reason', 'r'], env);
+
+    assert.equal(replayed.code, 1, replayed.stderr);
+    assert.match(replayed.stderr, /not replayed: SQS refused it/);
+    assert.match(replayed.stderr, /replayed 3 of 4 rejected messages/);
+    const unmarked = await query<{ body_bytes: number }>(databaseUrl, 'SELECT body_bytes FROM login_etl.rejected_messages WHERE replayed_at IS NULL');
+    assert.deepEqual(unmarked, [{ body_bytes: 2_000 }]);
+    assert.equal(await queueDepth(servers.sqsClient, target), 3);
+    const again = await cli(['rejected', 'replay', '--not-replayed', '--reason', 'r'], env);
+    assert.equal(again.code, 1);
+    assert.equal(await queueDepth(servers.sqsClient, target), 3, 'a rerun sends nothing twice');
+  });
+
   test('bad usage is exit 2 and records nothing', async () => {
     const databaseUrl = await servers.database();
-    for (const args of [['rejected'], ['rejected', 'show'], ['rejected', 'list', 'id-1'], ['rejected', 'list', '--since', 'yesterday'], ['rejected', 'show', 'x', '--out', 'f']]) {
+    for (const args of [['rejected'], ['rejected', 'show'], ['rejected', 'list', 'id-1'], ['rejected', 'list', '--since', 'yesterday'], ['rejected', 'show', 'x', '--out', 'f'], ['rejected', 'show', 'x'], ['rejected', 'export', '--reason', ' ']]) {
       const result = await cli(args, { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     }
-    const noKey = await cli(['rejected', 'show', 'x'], { DATABASE_URL: databaseUrl });
+    const noKey = await cli(['rejected', 'show', 'x', '--reason', 'r'], { DATABASE_URL: databaseUrl });
     assert.equal(noKey.code, 2);
     assert.match(noKey.stderr, /PII_KEY: is required/);
   });
