@@ -94,6 +94,7 @@ export function createMetrics(): Metrics {
   statCounter('login_etl_messages_released_total', 'Messages handed back to the queue uncommitted.', 'released');
   statCounter('login_etl_visibility_extensions_total', 'Visibility timeouts extended for messages still being written.', 'visibilityExtensions');
   statCounter('login_etl_dead_lettered_total', 'Rejected messages forwarded to the dead-letter queue.', 'deadLettered');
+  statCounter('login_etl_dead_letters_unforwardable_total', 'Rejected messages the dead-letter queue refuses for good (recorded in forward_error, not retried).', 'unforwardable');
 
   const rejected = new Counter({
     name: 'login_etl_messages_rejected_total',
@@ -172,6 +173,7 @@ export function createMetrics(): Metrics {
             throw err;
           }
         },
+        recordForwarding: (record) => sink.recordForwarding(record),
       };
     },
   };

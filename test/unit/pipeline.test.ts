@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { backoffMs } from '../../src/pipeline.js';
+import { backoffMs } from '../../src/failure.js';
 
 describe('backoffMs', () => {
   it('stays within [0, min(max, base * 2^(attempt-1))]', () => {
