@@ -10,6 +10,7 @@ import { defaultRunConfig } from '../../src/config.js';
 import { runPipeline } from '../../src/run.js';
 import { migrate } from '../../src/sink/migrate.js';
 import { KeyRing } from '../../src/transform/key.js';
+import { safetyStop } from '../helpers/drain.js';
 import { shippedMigrations, silentLog } from '../helpers/fixtures.js';
 import { dumpAllTables, openedBody, query, startServers, storedRejections, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
 
@@ -61,10 +62,12 @@ describe('rejected messages stored before sealing', () => {
     const key = testKey();
     const queueUrl = await servers.queue();
     const config = defaultRunConfig({ sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint }, databaseUrl, piiKey: key });
+    const safety = safetyStop(30_000);
     await runPipeline(
       { ...config, waitTimeSeconds: 1, drain: true, http: undefined, logLevel: 'silent' },
-      { log: silentLog, stop: AbortSignal.timeout(30_000), credentials: TEST_CREDENTIALS },
+      { log: silentLog, stop: safety.signal, credentials: TEST_CREDENTIALS },
     );
+    safety.assertDrained();
 
     const rows = await storedRejections(databaseUrl);
     assert.equal(rows.length, 2);
