@@ -9,7 +9,7 @@
 import { userInfo } from 'node:os';
 import type pg from 'pg';
 import { AuditError } from './errors.js';
-import { isRetryablePgError } from './sink/postgres.js';
+import { classify } from './failure.js';
 
 export type AuditAction = 'unmask' | 'rejected-list' | 'rejected-show' | 'rejected-export' | 'rejected-replay';
 export type AuditSource = 'arguments' | 'stdin' | 'query' | 'filter';
@@ -68,7 +68,7 @@ export async function recordAudit(pool: pg.Pool, entry: AuditEntry): Promise<str
     const message = err instanceof Error ? err.message : String(err);
     throw new AuditError(`the audit record could not be written, so nothing is shown: ${message}${hint}`, {
       cause: err,
-      retryable: isRetryablePgError(err),
+      retryable: classify(err, 'postgres').kind === 'transient',
     });
   }
   if (id === null || id === undefined) {

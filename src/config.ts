@@ -149,6 +149,14 @@ export const SETTINGS = {
     default: '25',
     description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue (1-3600).',
   },
+  unreachableTimeoutSeconds: {
+    flag: 'unreachable-timeout-seconds',
+    env: 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '60',
+    description:
+      'With --drain, exit 1 once SQS, Postgres or the dead-letter queue has failed this long without a success, naming it (1-86400). Without --drain, run keeps retrying and /readyz says why.',
+  },
   ledgerRetentionSeconds: {
     flag: 'ledger-retention-seconds',
     env: 'LOGIN_ETL_LEDGER_RETENTION_SECONDS',
@@ -296,6 +304,7 @@ const fieldSchemas = {
   maxReceiveCount: integer(1, 1_000),
   deadLetterQueueUrl: httpUrl,
   shutdownTimeoutSeconds: integer(1, 3_600),
+  unreachableTimeoutSeconds: integer(1, 86_400),
   ledgerRetentionSeconds: integer(60, 31_536_000),
   pruneIntervalSeconds: integer(10, 86_400),
   maxBatchMessages: integer(10, 10_000),
@@ -393,6 +402,8 @@ export interface RunConfig {
   readonly maxReceiveCount: number;
   readonly deadLetterQueueUrl: string | undefined;
   readonly shutdownTimeoutSeconds: number;
+  /** A drain exits 1 once a dependency has failed this long without a success. */
+  readonly unreachableTimeoutSeconds: number;
   /** Undefined: the queue's message retention period plus an hour. */
   readonly ledgerRetentionSeconds: number | undefined;
   readonly pruneIntervalSeconds: number;
@@ -424,6 +435,7 @@ export const RUN_SETTINGS = [
   'maxReceiveCount',
   'deadLetterQueueUrl',
   'shutdownTimeoutSeconds',
+  'unreachableTimeoutSeconds',
   'ledgerRetentionSeconds',
   'pruneIntervalSeconds',
   'httpPort',
@@ -574,6 +586,7 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     maxReceiveCount: required('maxReceiveCount', raw),
     deadLetterQueueUrl: parseSetting('deadLetterQueueUrl', raw, false),
     shutdownTimeoutSeconds: required('shutdownTimeoutSeconds', raw),
+    unreachableTimeoutSeconds: required('unreachableTimeoutSeconds', raw),
     ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
     http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },

@@ -1,6 +1,7 @@
 /**
- * The failure classes of login-etl. Each error carries its cause and says whether a retry can
- * help, so callers decide in one place what to do with it.
+ * The failure classes of login-etl. Each error carries its cause and the facts a decision needs
+ * (SQS's status and error type, Postgres's SQLSTATE in its cause); what to do about a failure is
+ * decided in one place, `classify` in src/failure.ts.
  */
 
 /** A setting is missing or invalid. The CLI prints the message and exits with code 2. */
@@ -22,20 +23,22 @@ export class UsageError extends Error {
 /** Talking to SQS failed. */
 export class SourceError extends Error {
   override readonly name = 'SourceError';
-  readonly retryable: boolean;
-  constructor(message: string, options: { cause: unknown; retryable: boolean }) {
+  /** HTTP status of SQS's answer; undefined when no answer came (the network failed). */
+  readonly status: number | undefined;
+  /** SQS's error type (ThrottlingException, QueueDoesNotExist, ...), when there is one. */
+  readonly type: string | undefined;
+  constructor(message: string, options: { cause: unknown; status?: number | undefined; type?: string | undefined }) {
     super(message, { cause: options.cause });
-    this.retryable = options.retryable;
+    this.status = options.status;
+    this.type = options.type;
   }
 }
 
-/** Writing to Postgres failed. */
+/** Writing to Postgres failed; the cause is node-postgres's error, with its SQLSTATE as `code`. */
 export class SinkError extends Error {
-  override readonly name = 'SinkError';
-  readonly retryable: boolean;
-  constructor(message: string, options: { cause: unknown; retryable: boolean }) {
+  override readonly name: string = 'SinkError';
+  constructor(message: string, options: { cause: unknown }) {
     super(message, { cause: options.cause });
-    this.retryable = options.retryable;
   }
 }
 
@@ -50,6 +53,28 @@ export class AuditError extends Error {
     super(message, { cause: options.cause });
     this.retryable = options.retryable;
   }
+}
+
+/**
+ * Postgres refuses to store a rejection: the message has nowhere left to go. Not a bad row (a
+ * rejection holds nothing of the body in clear) but a table that cannot take what login-etl
+ * writes, so it is held like any other broken sink.
+ */
+export class UnstorableRejectionError extends SinkError {
+  override readonly name = 'UnstorableRejectionError';
+}
+
+/** Forwarding rejected messages to the dead-letter queue failed; the cause is SQS's failure. */
+export class DeadLetterError extends Error {
+  override readonly name = 'DeadLetterError';
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, { cause: options.cause });
+  }
+}
+
+/** A drain gave up: a dependency failed for longer than `--unreachable-timeout-seconds`. Exit code 1. */
+export class UnavailableError extends Error {
+  override readonly name = 'UnavailableError';
 }
 
 /** A short, PII-free description of an unknown thrown value, for logs. */

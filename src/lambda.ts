@@ -6,7 +6,9 @@
  * mapping retries, or a second mapping) is skipped. The handler never deletes messages: the
  * mapping deletes every record not listed in `batchItemFailures`, which is why the mapping must
  * have `FunctionResponseTypes: [ReportBatchItemFailures]`. Records whose write failed for a
- * transient reason (Postgres down, connections exhausted) are listed, and come back later.
+ * transient or broken reason (Postgres down, connections exhausted, a privilege revoked) are
+ * listed, and come back later; rows Postgres refuses for their content are rejected with its
+ * reason, by the same commit algorithm as `run` (src/commit.ts).
  *
  * Configuration comes from the function's environment, parsed once per container with the
  * same rules as `run` (DATABASE_URL; PII_KEY, PII_KEY_FILE, PII_KEYS or PII_KEYS_FILE;
@@ -22,14 +24,16 @@ import {
   type LoadedKeys,
   type SettingName,
 } from './config.js';
-import { ConfigError, describeError, SinkError } from './errors.js';
+import { BatchCommit } from './commit.js';
+import { ConfigError, describeError } from './errors.js';
+import { classify, type Failure } from './failure.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { migrate } from './sink/migrate.js';
 import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink, type Sink } from './sink/postgres.js';
 import { chunks, queueMessage } from './source/sqs.js';
 import { createMasker, type Masker } from './transform/mask.js';
-import { reject, transform, type Outcome } from './transform/transform.js';
+import { transform } from './transform/transform.js';
 
 /** The parts of an SQS record the handler reads; attribute values arrive as strings. */
 export interface SqsRecord {
@@ -100,44 +104,6 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
   }
 }
 
-interface Tally {
-  written: number;
-  rejected: number;
-  duplicates: number;
-}
-
-/**
- * Commits outcomes; resolves with the ids that could not be committed for a transient reason.
- * Rows Postgres refuses for good are split out by halving and rejected with its reason, as
- * `run` does, so one bad row neither blocks its batch nor comes back forever.
- */
-async function commit(context: Context, outcomes: readonly Outcome[], tally: Tally): Promise<string[]> {
-  try {
-    const result = await context.sink.write(outcomes);
-    tally.written += result.written;
-    tally.rejected += result.rejected;
-    tally.duplicates += result.duplicates;
-    return [];
-  } catch (err) {
-    const ids = outcomes.map((o) => o.message.messageId);
-    if (!(err instanceof SinkError) || err.retryable) {
-      context.log.warn({ err: describeError(err), messages: ids.length }, 'write failed; the records go back to the queue');
-      return ids;
-    }
-    if (outcomes.length > 1) {
-      const middle = Math.ceil(outcomes.length / 2);
-      return [...(await commit(context, outcomes.slice(0, middle), tally)), ...(await commit(context, outcomes.slice(middle), tally))];
-    }
-    const [only] = outcomes;
-    if (only === undefined || only.kind === 'rejected') {
-      context.log.error({ err: err.message, messageIds: ids }, 'rejection could not be stored; the record goes back to the queue');
-      return ids;
-    }
-    context.log.warn({ messageId: only.message.messageId, err: err.message }, 'row refused by Postgres; rejecting it');
-    return await commit(context, [reject(only.message, err.message, context.masker)], tally);
-  }
-}
-
 /** A handler with its own cached context, built from `env` on first use. */
 export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
   let context: Promise<Context> | undefined;
@@ -155,14 +121,33 @@ export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
       createLogger('error').error({ err: describeError(err), records: records.length }, 'could not start; every record goes back to the queue');
       return everything();
     }
-    const tally: Tally = { written: 0, rejected: 0, duplicates: 0 };
+    const tally = { written: 0, rejected: 0, duplicates: 0 };
     const failed: string[] = [];
+    let failure: Failure | undefined;
     for (const group of chunks(records, STATEMENT_ROWS)) {
+      // After one chunk failed, the next would too: they go back to the queue untried.
+      if (failure !== undefined) {
+        failed.push(...group.map((r) => r.messageId));
+        continue;
+      }
       const outcomes = group.map((record) => transform(queueMessage(record.messageId, record.receiptHandle, record.body, record.attributes), ready.masker));
       for (const outcome of outcomes) {
         if (outcome.kind === 'rejected') ready.log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
       }
-      failed.push(...(await commit(ready, outcomes, tally)));
+      // The commit algorithm `run` uses: rows Postgres refuses are split out and rejected.
+      const commit = new BatchCommit(outcomes, ready);
+      try {
+        await commit.attempt();
+      } catch (err) {
+        failure = classify(err, 'postgres');
+        const uncommitted = commit.uncommitted.map((o) => o.message.messageId);
+        const log = failure.kind === 'broken' ? ready.log.error.bind(ready.log) : ready.log.warn.bind(ready.log);
+        log({ dependency: failure.dependency, kind: failure.kind, err: failure.reason, records: uncommitted.length }, 'write failed; the records go back to the queue');
+        failed.push(...uncommitted);
+      }
+      tally.written += commit.tally.written;
+      tally.rejected += commit.tally.rejected;
+      tally.duplicates += commit.tally.duplicates;
     }
     ready.log.info({ records: records.length, ...tally, failed: failed.length }, 'batch committed');
     return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };

@@ -5,13 +5,19 @@
  * Deleting after the commit, with the ledger skipping ids already committed, is what makes the
  * end state exact: a crash before the commit loses nothing (the messages reappear), a crash
  * after it duplicates nothing (the redelivered ids are skipped). Everything else here keeps
- * that promise under pressure: visibility heartbeats for slow writes, back-pressure, retries,
- * splitting a batch around one bad row, poison limits, and a bounded graceful shutdown.
+ * that promise under pressure: visibility heartbeats for slow writes, back-pressure, the failure
+ * policy (src/failure.ts), the commit algorithm (src/commit.ts), poison limits, a drain that ends
+ * as soon as the queue is empty, and a bounded graceful shutdown.
+ *
+ * Every interval here is measured on a monotonic clock (performance.now by default), never on
+ * the wall clock, which can step back or forward.
  */
 import { setTimeout as sleepUntil } from 'node:timers/promises';
-import { describeError, SinkError, SourceError } from './errors.js';
+import { BatchCommit } from './commit.js';
+import { describeError, UnavailableError } from './errors.js';
+import { backoffMs, classify, DEPENDENCY_NAMES, DependencyState, type Failure } from './failure.js';
 import { InFlight } from './in-flight.js';
-import type { Health } from './observability/health.js';
+import type { Dependency, Health } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import type { Sink } from './sink/postgres.js';
 import { SQS_MAX_BATCH, type DeadLetterQueue, type MessageRef, type Queue } from './source/sqs.js';
@@ -42,7 +48,12 @@ export interface PipelineOptions {
   readonly flushIntervalMs?: number;
   /** Transactions written at once. */
   readonly writeConcurrency?: number;
+  /** With `drain`: how often the queue depth and the dependencies are checked when nothing else prompts it. */
   readonly drainCheckIntervalMs?: number;
+  /** With `drain`: the pause after an empty receive before polling again. */
+  readonly drainPollIntervalMs?: number;
+  /** With `drain`: give up (run() rejects with UnavailableError) once a dependency has failed this long without a success. */
+  readonly unreachableTimeoutMs?: number;
   readonly retryBaseDelayMs?: number;
   readonly retryMaxDelayMs?: number;
 }
@@ -53,6 +64,7 @@ export interface PipelineStats {
   rejected: number;
   duplicates: number;
   batches: number;
+  /** Attempts to commit a batch that failed (transient or broken) and were retried. */
   writeFailures: number;
   deleteFailures: number;
   /** Messages handed back to the queue uncommitted. */
@@ -61,6 +73,8 @@ export interface PipelineStats {
   /** Rejected because their receive count passed the limit. */
   poisoned: number;
   deadLettered: number;
+  /** Rejections the dead-letter queue refuses for good (recorded in `forward_error`). */
+  unforwardable: number;
 }
 
 export interface PipelineDeps {
@@ -70,6 +84,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly deadLetters?: DeadLetterQueue | undefined;
   readonly health?: Health | undefined;
+  /** Monotonic milliseconds for every interval; performance.now by default. */
+  readonly clock?: (() => number) | undefined;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts; never rejects. */
@@ -77,42 +93,19 @@ export async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   await sleepUntil(ms, undefined, { signal }).catch(() => undefined);
 }
 
-/** Exponential backoff with full jitter. */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 20));
-}
-
-/**
- * What to do after a failure, decided in one place: `retry` the same work later (the
- * dependency is down or busy), or `release` the messages back to the queue (retrying here
- * cannot help). Rows Postgres refuses are split out before this is asked.
- */
-function classifyFailure(err: unknown): 'retry' | 'release' {
-  return (err instanceof SinkError || err instanceof SourceError) && err.retryable ? 'retry' : 'release';
-}
-
 /** The messages of one receive, from the receive until they are deleted or handed back. */
 interface Received {
   readonly messages: readonly QueueMessage[];
   readonly outcomes: readonly Outcome[];
   readonly bytes: number;
-  /** Wall-clock time of the receive, for SQS's 12-hour limit. */
-  readonly receivedAtMs: number;
-  /** Monotonic time (performance.now) the next visibility extension is due. */
+  /** Monotonic time of the receive, for the flush interval and SQS's 12-hour limit. */
+  readonly receivedAt: number;
+  /** Monotonic time the next visibility extension is due. */
   nextBeatAt: number;
   /** The extension under way, if any. */
   beat: Promise<void> | undefined;
   /** No more extensions: committed, handed back, or at the 12-hour limit. */
   settled: boolean;
-}
-
-/** Received batches committed together in one transaction. */
-interface Batch {
-  readonly messages: readonly QueueMessage[];
-  /** Ids committed so far; a retry after a partial commit skips them. */
-  readonly committed: Set<string>;
-  /** Ids already sent to the dead-letter queue, so retries do not send them again. */
-  readonly forwarded: Set<string>;
 }
 
 const LAST_ERRORS_KEPT = 10_000;
@@ -130,6 +123,7 @@ export class Pipeline {
     visibilityExtensions: 0,
     poisoned: 0,
     deadLettered: 0,
+    unforwardable: 0,
   };
   /** Received batches not yet deleted or handed back. */
   readonly #held = new Set<Received>();
@@ -140,10 +134,19 @@ export class Pipeline {
   #wakeWriters: (() => void)[] = [];
   readonly #options: Required<Omit<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>> & Pick<PipelineOptions, 'receiveVisibilityTimeoutSeconds'>;
   readonly #inFlight: InFlight;
+  readonly #clock: () => number;
+  readonly #states: Readonly<Record<Dependency, DependencyState>>;
   /** Aborted when a graceful stop runs out of time: retries end and batches are handed back. */
   readonly #hardStop = new AbortController();
   /** The last failure seen per message id, for the reason of a poison rejection. */
   readonly #lastErrors = new Map<string, string>();
+  /** A receive came back empty, and none has brought messages since. */
+  #emptyReceive = false;
+  /** Something happened that may end a drain; the watcher looks when it is next free. */
+  #drainPrompted = false;
+  #promptDrain: (() => void) | undefined;
+  /** Why a drain gave up, if it did. */
+  #gaveUp: { readonly failure: Failure; readonly forMs: number } | undefined;
 
   constructor(
     private readonly deps: PipelineDeps,
@@ -158,11 +161,21 @@ export class Pipeline {
       flushIntervalMs: 50,
       writeConcurrency: 2,
       drainCheckIntervalMs: 1_000,
+      drainPollIntervalMs: 100,
+      unreachableTimeoutMs: 60_000,
       retryBaseDelayMs: 200,
       retryMaxDelayMs: 30_000,
       ...options,
     };
     this.#inFlight = new InFlight(this.#options.maxInFlightMessages, this.#options.maxInFlightBytes);
+    const clock = deps.clock ?? (() => performance.now());
+    this.#clock = clock;
+    const context = { log: deps.log, health: deps.health, clock };
+    this.#states = {
+      postgres: new DependencyState('postgres', context),
+      sqs: new DependencyState('sqs', context),
+      'dead-letter-queue': new DependencyState('dead-letter-queue', context),
+    };
   }
 
   /** Messages and bytes held right now. */
@@ -172,7 +185,9 @@ export class Pipeline {
 
   /**
    * Runs until `stop` aborts (or, with `drain`, until the queue is empty). After `stop`, batches
-   * already received get `shutdownTimeoutMs` to commit; what is left is made visible again.
+   * already received get `shutdownTimeoutMs` to commit; what is left is made visible again. A
+   * drain rejects with an UnavailableError, after handing its batches back, once a dependency
+   * has failed for `unreachableTimeoutMs`.
    */
   async run(stop: AbortSignal): Promise<PipelineStats> {
     const receiving = new AbortController();
@@ -195,6 +210,11 @@ export class Pipeline {
       this.#wake();
       await Promise.all(writers);
       await watcher;
+      if (this.#gaveUp !== undefined) {
+        const { failure, forMs } = this.#gaveUp;
+        const what = failure.kind === 'broken' ? 'refused the work' : 'could not be reached';
+        throw new UnavailableError(`${DEPENDENCY_NAMES[failure.dependency]} ${what} for ${Math.round(forMs / 1000)} s (--unreachable-timeout-seconds): ${failure.reason}`);
+      }
       return this.stats;
     } finally {
       stop.removeEventListener('abort', onStop);
@@ -204,34 +224,44 @@ export class Pipeline {
   }
 
   async #receiveLoop(receiving: AbortSignal): Promise<void> {
-    const { queue, log, health } = this.deps;
+    const { queue } = this.deps;
+    const { drain } = this.#options;
+    const sqs = this.#states.sqs;
     let failures = 0;
     while (!receiving.aborted) {
       // Room for a full receive is taken before asking; what the receive does not fill is given back.
       if (!(await this.#inFlight.acquire(SQS_MAX_BATCH, receiving))) break;
-      let messages: QueueMessage[] = [];
+      let messages: QueueMessage[];
       try {
         messages = await queue.receive({
           maxMessages: SQS_MAX_BATCH,
-          waitTimeSeconds: this.#options.waitTimeSeconds,
+          // A drain polls briefly: a long poll still open when the drain ends could be handed
+          // messages sent after it, which would then stay hidden for their visibility timeout.
+          waitTimeSeconds: drain ? 0 : this.#options.waitTimeSeconds,
           visibilityTimeoutSeconds: this.#options.receiveVisibilityTimeoutSeconds,
           signal: receiving,
         });
         failures = 0;
-        health?.report('sqs', true);
+        sqs.succeeded();
       } catch (err) {
         this.#inFlight.release(SQS_MAX_BATCH);
         if (receiving.aborted) break;
         failures += 1;
-        const delayMs = backoffMs(failures, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
-        health?.report('sqs', false, describeError(err));
-        log.warn({ err: describeError(err), attempt: failures, delayMs: Math.round(delayMs) }, 'receive failed; backing off');
-        await sleep(delayMs, receiving);
+        sqs.failed(classify(err, 'sqs'), 'receive failed; backing off', { attempt: failures });
+        await sleep(backoffMs(failures, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs), receiving);
         continue;
       }
       this.#inFlight.release(SQS_MAX_BATCH);
-      if (messages.length === 0) continue;
-      this.#accept(messages);
+      if (messages.length > 0) {
+        this.#emptyReceive = false;
+        this.#accept(messages);
+        continue;
+      }
+      if (drain) {
+        this.#emptyReceive = true;
+        this.#prompt();
+        await sleep(this.#options.drainPollIntervalMs, receiving);
+      }
     }
   }
 
@@ -243,12 +273,13 @@ export class Pipeline {
     for (const outcome of outcomes) {
       if (outcome.kind === 'rejected') log.warn({ messageId: outcome.message.messageId, reason: outcome.reason }, 'message rejected');
     }
+    const now = this.#clock();
     const received: Received = {
       messages,
       outcomes,
       bytes: messages.reduce((sum, m) => sum + Buffer.byteLength(m.body), 0),
-      receivedAtMs: Date.now(),
-      nextBeatAt: performance.now() + this.#options.visibilityTimeoutSeconds * 500,
+      receivedAt: now,
+      nextBeatAt: now + this.#options.visibilityTimeoutSeconds * 500,
       beat: undefined,
       settled: false,
     };
@@ -290,7 +321,7 @@ export class Pipeline {
         await this.#waitForWork();
         continue;
       }
-      const waitedMs = Date.now() - oldest.receivedAtMs;
+      const waitedMs = this.#clock() - oldest.receivedAt;
       if (this.#pendingMessages < maxBatchMessages && !this.#receivingDone && waitedMs < flushIntervalMs) {
         await this.#waitForWork(flushIntervalMs - waitedMs);
         continue;
@@ -309,33 +340,35 @@ export class Pipeline {
 
   async #handle(group: readonly Received[]): Promise<void> {
     const { log } = this.deps;
-    const started = performance.now();
-    const batch: Batch = { messages: group.flatMap((r) => r.messages), committed: new Set(), forwarded: new Set() };
+    const started = this.#clock();
+    const messages = group.flatMap((r) => r.messages);
     try {
       let committed: boolean;
       try {
-        committed = !this.#hardStop.signal.aborted && (await this.#commit(batch, group.flatMap((r) => r.outcomes)));
+        committed = await this.#commit(messages, group.flatMap((r) => r.outcomes));
       } finally {
         for (const received of group) received.settled = true;
         await Promise.all(group.map((r) => r.beat));
       }
       if (!committed) {
-        this.stats.released += batch.messages.length;
-        await this.#release(batch.messages);
+        this.stats.released += messages.length;
+        await this.#release(messages);
         return;
       }
       this.stats.batches += 1;
-      await this.#acknowledge(batch.messages);
-      log.info({ messages: batch.messages.length, receives: group.length, durationMs: Math.round(performance.now() - started) }, 'batch committed');
+      await this.#acknowledge(messages);
+      log.info({ messages: messages.length, receives: group.length, durationMs: Math.round(this.#clock() - started) }, 'batch committed');
     } finally {
       for (const received of group) {
         this.#inFlight.remove(received.messages.length, received.bytes);
         this.#held.delete(received);
       }
+      if (this.#held.size === 0) this.#prompt();
     }
   }
 
   #outcome(message: QueueMessage, masker: Masker): Outcome {
+    // Poison is the message's own doing (its receive count), never a dependency's.
     if (message.receiveCount > this.#options.maxReceiveCount) {
       this.stats.poisoned += 1;
       const last = this.#lastErrors.get(message.messageId);
@@ -347,76 +380,44 @@ export class Pipeline {
     return transform(message, masker);
   }
 
-  /** Writes the batch, retrying transient failures until it commits or a hard stop. */
-  async #commit(batch: Batch, outcomes: readonly Outcome[]): Promise<boolean> {
-    const { log, health } = this.deps;
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await this.#write(batch, outcomes);
-        health?.report('postgres', true);
-        return true;
-      } catch (err) {
-        this.stats.writeFailures += 1;
-        const reason = describeError(err);
-        for (const message of batch.messages) this.#rememberError(message.messageId, reason);
-        const action = classifyFailure(err);
-        if (action === 'retry') health?.report(err instanceof SourceError ? 'sqs' : 'postgres', false, reason);
-        if (action === 'release' || this.#hardStop.signal.aborted) {
-          log.error({ err: reason, attempt, messages: batch.messages.length }, 'batch not committed; its messages go back to the queue');
-          return false;
-        }
-        const delayMs = backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs);
-        log.warn({ err: reason, attempt, delayMs: Math.round(delayMs), messages: batch.messages.length }, 'batch write failed; retrying');
-        await sleep(delayMs, this.#hardStop.signal);
-      }
-    }
-  }
-
   /**
-   * Commits outcomes not committed yet. When Postgres refuses a batch for a reason a retry
-   * cannot fix (a constraint, a narrower column), the batch is split in halves until the rows
-   * it refuses are found; those become rejections carrying the database's reason, and the
-   * others commit.
+   * Commits a batch with the shared commit algorithm, holding it through failures as the
+   * failure policy says: transient and broken failures alike keep the messages (the heartbeat
+   * extends them) and back off with jitter up to the cap. Resolves false only when a hard stop
+   * ends the wait; the caller then hands the messages back.
    */
-  async #write(batch: Batch, all: readonly Outcome[]): Promise<void> {
-    const outcomes = all.filter((o) => !batch.committed.has(o.message.messageId));
-    if (outcomes.length === 0) return;
-    await this.#forward(batch, outcomes);
+  async #commit(messages: readonly QueueMessage[], outcomes: readonly Outcome[]): Promise<boolean> {
+    const { sink, masker, log, deadLetters } = this.deps;
+    const commit = new BatchCommit(outcomes, { sink, masker, log, deadLetters });
     try {
-      const result = await this.deps.sink.write(outcomes);
-      this.stats.written += result.written;
-      this.stats.rejected += result.rejected;
-      this.stats.duplicates += result.duplicates;
-      for (const outcome of outcomes) batch.committed.add(outcome.message.messageId);
-    } catch (err) {
-      if (!(err instanceof SinkError) || err.retryable) throw err;
-      if (outcomes.length > 1) {
-        const middle = Math.ceil(outcomes.length / 2);
-        await this.#write(batch, outcomes.slice(0, middle));
-        await this.#write(batch, outcomes.slice(middle));
-        return;
+      for (let attempt = 1; !this.#hardStop.signal.aborted; attempt += 1) {
+        try {
+          await commit.attempt();
+          this.#states.postgres.succeeded();
+          if (commit.tally.deadLettered + commit.tally.unforwardable > 0) this.#states['dead-letter-queue'].succeeded();
+          return true;
+        } catch (err) {
+          this.stats.writeFailures += 1;
+          const failure = classify(err, 'postgres');
+          for (const outcome of commit.uncommitted) this.#rememberError(outcome.message.messageId, failure.reason);
+          const message =
+            failure.kind === 'broken'
+              ? `${DEPENDENCY_NAMES[failure.dependency]} refuses the batch; holding it and backing off until that is fixed`
+              : 'batch write failed; holding it and retrying';
+          this.#states[failure.dependency].failed(failure, message, { attempt, messages: messages.length });
+          await sleep(backoffMs(attempt, this.#options.retryBaseDelayMs, this.#options.retryMaxDelayMs), this.#hardStop.signal);
+        }
       }
-      const [only] = outcomes;
-      // A rejection that cannot be stored has nowhere left to go: hand it back to the queue.
-      if (only === undefined || only.kind === 'rejected') throw err;
-      this.deps.log.warn({ messageId: only.message.messageId, err: err.message }, 'row refused by Postgres; rejecting it');
-      await this.#write(batch, [reject(only.message, err.message, this.deps.masker)]);
+      log.error({ messages: messages.length }, 'batch not committed before the deadline; its messages go back to the queue');
+      return false;
+    } finally {
+      const { tally } = commit;
+      this.stats.written += tally.written;
+      this.stats.rejected += tally.rejected;
+      this.stats.duplicates += tally.duplicates;
+      this.stats.deadLettered += tally.deadLettered;
+      this.stats.unforwardable += tally.unforwardable;
     }
-  }
-
-  /** Sends rejections to the dead-letter queue before they are committed and deleted. */
-  async #forward(batch: Batch, outcomes: readonly Outcome[]): Promise<void> {
-    const { deadLetters } = this.deps;
-    if (deadLetters === undefined) return;
-    const letters = outcomes.flatMap((o) =>
-      o.kind === 'rejected' && !batch.forwarded.has(o.message.messageId)
-        ? [{ messageId: o.message.messageId, body: o.message.body, reason: o.reason }]
-        : [],
-    );
-    if (letters.length === 0) return;
-    await deadLetters.forward(letters);
-    for (const letter of letters) batch.forwarded.add(letter.messageId);
-    this.stats.deadLettered += letters.length;
   }
 
   /**
@@ -425,7 +426,7 @@ export class Pipeline {
    * from the receive.
    */
   #beatDue(): void {
-    const now = performance.now();
+    const now = this.#clock();
     for (const received of this.#held) {
       if (received.settled || received.beat !== undefined || received.nextBeatAt > now) continue;
       received.nextBeatAt = now + this.#options.visibilityTimeoutSeconds * 500;
@@ -438,7 +439,7 @@ export class Pipeline {
   async #extendVisibility(received: Received): Promise<void> {
     const { queue, log } = this.deps;
     const { messages } = received;
-    const elapsedSeconds = Math.ceil((Date.now() - received.receivedAtMs) / 1000);
+    const elapsedSeconds = Math.ceil((this.#clock() - received.receivedAt) / 1000);
     const extendSeconds = Math.min(this.#options.visibilityTimeoutSeconds, MAX_VISIBILITY_SECONDS - elapsedSeconds);
     if (extendSeconds <= 0) {
       received.settled = true;
@@ -454,7 +455,10 @@ export class Pipeline {
     }
   }
 
-  /** Deletes committed messages. A delete that still fails only means a redelivery the ledger skips. */
+  /**
+   * Deletes committed messages: a transient failure is tried again twice, anything else is left
+   * to the ledger, which skips the redelivery.
+   */
   async #acknowledge(messages: readonly MessageRef[]): Promise<void> {
     const { queue, log } = this.deps;
     for (let attempt = 1; ; attempt += 1) {
@@ -466,7 +470,7 @@ export class Pipeline {
         }
         return;
       } catch (err) {
-        if (classifyFailure(err) === 'release' || attempt >= 3) {
+        if (classify(err, 'sqs').kind !== 'transient' || attempt >= 3) {
           this.stats.deleteFailures += messages.length;
           log.warn({ err: describeError(err), messages: messages.length }, 'delete failed; the ledger will skip these on redelivery');
           return;
@@ -494,22 +498,83 @@ export class Pipeline {
     }
   }
 
+  /** Tells the drain watcher to look now: a receive came back empty, or nothing is held any more. */
+  #prompt(): void {
+    this.#drainPrompted = true;
+    this.#promptDrain?.();
+  }
+
+  /** Resolves when prompted (at once if prompted meanwhile), after `timeoutMs`, or when `signal` aborts. */
+  async #nextDrainPrompt(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.#drainPrompted || signal.aborted) {
+      this.#drainPrompted = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#promptDrain = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal.addEventListener('abort', done, { once: true });
+      this.#promptDrain = done;
+    });
+    this.#drainPrompted = false;
+  }
+
+  /**
+   * Ends a drain: once nothing is held, a receive has come back empty and the queue reports no
+   * visible, in-flight or delayed message, receiving stops. It looks as soon as either of the
+   * first two happens, and every `drainCheckIntervalMs` in any case, when it also gives up if a
+   * dependency has failed for `unreachableTimeoutMs`.
+   */
   async #watchDrain(receiving: AbortController): Promise<void> {
     const { queue, log } = this.deps;
+    const sqs = this.#states.sqs;
+    let lastCheck = Number.NEGATIVE_INFINITY;
     while (!receiving.signal.aborted) {
-      await sleep(this.#options.drainCheckIntervalMs, receiving.signal);
-      if (receiving.signal.aborted || this.#held.size > 0) continue;
+      await this.#nextDrainPrompt(this.#options.drainCheckIntervalMs, receiving.signal);
+      if (receiving.signal.aborted) return;
+      if (this.#giveUpIfFailing(receiving)) return;
+      if (this.#held.size > 0 || !this.#emptyReceive) continue;
+      // While idle, empty receives prompt often; one depth check per poll interval is enough.
+      if (this.#clock() - lastCheck < this.#options.drainPollIntervalMs) continue;
+      lastCheck = this.#clock();
+      let empty: boolean;
       try {
         const depth = await queue.depth();
-        // A message we hold counts as in flight until it is deleted, after its commit, so
-        // an all-zero depth means every message sent so far is committed.
-        if (depth.visible + depth.inFlight + depth.delayed === 0 && this.#held.size === 0) {
-          log.info('queue is empty; draining done');
-          receiving.abort();
-        }
+        sqs.succeeded();
+        empty = depth.visible + depth.inFlight + depth.delayed === 0;
       } catch (err) {
-        log.warn({ err: describeError(err) }, 'could not read the queue depth');
+        sqs.failed(classify(err, 'sqs'), 'could not read the queue depth');
+        continue;
+      }
+      // A message we hold counts as in flight until it is deleted, after its commit, so an
+      // all-zero depth means every message sent so far is committed.
+      if (empty && this.#held.size === 0 && this.#emptyReceive) {
+        log.info('queue is empty; draining done');
+        receiving.abort();
       }
     }
+  }
+
+  /** Stops a drain whose dependency has failed too long; true if it did. */
+  #giveUpIfFailing(receiving: AbortController): boolean {
+    for (const state of Object.values(this.#states)) {
+      const failure = state.failure;
+      const forMs = state.failingForMs();
+      if (failure === undefined || forMs < this.#options.unreachableTimeoutMs) continue;
+      this.#gaveUp = { failure, forMs };
+      this.deps.log.error(
+        { dependency: failure.dependency, kind: failure.kind, err: failure.reason, failingForMs: Math.round(forMs) },
+        'giving up the drain: a dependency has failed for longer than the unreachable timeout; held messages go back to the queue',
+      );
+      receiving.abort();
+      this.#hardStop.abort();
+      return true;
+    }
+    return false;
   }
 }

@@ -5,7 +5,8 @@
  */
 import type pg from 'pg';
 import type { RunConfig } from './config.js';
-import { describeError, SourceError } from './errors.js';
+import { describeError } from './errors.js';
+import { classify } from './failure.js';
 import { Health } from './observability/health.js';
 import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
@@ -119,6 +120,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         maxBatchMessages: config.maxBatchMessages,
         flushIntervalMs: config.flushIntervalMs,
         writeConcurrency: config.writeConcurrency,
+        unreachableTimeoutMs: config.unreachableTimeoutSeconds * 1000,
       },
     );
     metrics?.attach(pipeline);
@@ -145,7 +147,8 @@ async function readQueueSettings(queue: Queue, log: Logger): Promise<QueueSettin
   try {
     return await queue.settings();
   } catch (err) {
-    if (err instanceof SourceError && !err.retryable) throw err;
+    // A queue that does not exist, or that this process may not read, fails at once.
+    if (classify(err, 'sqs').kind === 'broken') throw err;
     log.warn({ err: describeError(err) }, 'queue not reachable yet; receive loops will keep trying');
     return FALLBACK_QUEUE_SETTINGS;
   }

@@ -7,7 +7,8 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { SourceError } from './errors.js';
-import { SQS_MAX_BATCH } from './source/sqs.js';
+import { classifyBatchEntry } from './failure.js';
+import { SQS_MAX_BATCH, sqsError } from './source/sqs.js';
 
 /** Stays under the 256 KiB batch limit that LocalStack and older queues still enforce. */
 const MAX_BATCH_BYTES = 256 * 1024;
@@ -67,16 +68,17 @@ async function sendBatch(client: SQSClient, queueUrl: string, bodies: readonly s
     try {
       response = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }));
     } catch (err) {
-      throw new SourceError(`SQS SendMessageBatch failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: false });
+      // The SDK has retried already; `send` is run by a person, who sees the error.
+      throw sqsError('SendMessageBatch', err);
     }
     const failed = new Set((response.Failed ?? []).map((f) => f.Id));
-    const permanent = (response.Failed ?? []).filter((f) => f.SenderFault);
+    const permanent = (response.Failed ?? []).filter((f) => classifyBatchEntry(f) === 'row-refused');
     if (permanent.length > 0) {
-      throw new SourceError(`SQS refused ${permanent.length} message(s): ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, retryable: false });
+      throw new SourceError(`SQS refused ${permanent.length} message(s): ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, type: permanent[0]?.Code });
     }
     pending = pending.filter((entry) => failed.has(entry.Id));
     if (pending.length > 0 && attempt >= ATTEMPTS) {
-      throw new SourceError(`SQS did not accept ${pending.length} message(s) after ${ATTEMPTS} attempts`, { cause: response.Failed, retryable: true });
+      throw new SourceError(`SQS did not accept ${pending.length} message(s) after ${ATTEMPTS} attempts`, { cause: response.Failed });
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
- * The HTTP side of `run`: `/healthz` (the process is alive and serving), `/readyz` (Postgres and
- * SQS answered the last time they were used: 200, or 503 while either is unreachable) and, unless
- * turned off, `/metrics` in the Prometheus text format.
+ * The HTTP side of `run`: `/healthz` (the process is alive and serving), `/readyz` (the
+ * dependencies answered the last time they were used and none refuses the work: 200, or 503 with
+ * why) and, unless turned off, `/metrics` in the Prometheus text format.
  */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';

@@ -89,11 +89,12 @@ export function createMetrics(): Metrics {
   statCounter('login_etl_messages_written_total', 'Rows committed to user_logins.', 'written');
   statCounter('login_etl_duplicates_skipped_total', 'Messages skipped because their id was already in the ledger (redeliveries).', 'duplicates');
   statCounter('login_etl_batches_total', 'Batches committed and acknowledged.', 'batches');
-  statCounter('login_etl_write_failures_total', 'Batch writes that failed and were retried or released.', 'writeFailures');
+  statCounter('login_etl_write_failures_total', 'Attempts to commit a batch that failed, transient or broken; the batch is held and retried.', 'writeFailures');
   statCounter('login_etl_delete_failures_total', 'Messages whose delete from SQS failed after their commit (the ledger skips their redelivery).', 'deleteFailures');
   statCounter('login_etl_messages_released_total', 'Messages handed back to the queue uncommitted.', 'released');
   statCounter('login_etl_visibility_extensions_total', 'Visibility timeouts extended for messages still being written.', 'visibilityExtensions');
   statCounter('login_etl_dead_lettered_total', 'Rejected messages forwarded to the dead-letter queue.', 'deadLettered');
+  statCounter('login_etl_dead_letters_unforwardable_total', 'Rejected messages the dead-letter queue refuses for good (recorded in forward_error, not retried).', 'unforwardable');
 
   const rejected = new Counter({
     name: 'login_etl_messages_rejected_total',
@@ -172,6 +173,7 @@ export function createMetrics(): Metrics {
             throw err;
           }
         },
+        recordForwarding: (record) => sink.recordForwarding(record),
       };
     },
   };

@@ -50,15 +50,18 @@ export class TerminalProgress implements ProgressReporter {
   #timer: NodeJS.Timeout | undefined;
   #frame = 0;
   #drawn = false;
-  readonly #startedMs = Date.now();
+  readonly #startedMs: number;
   readonly #samples: { atMs: number; processed: number }[] = [];
   /** The last depth read, and how many had been processed when it was read. */
   #depth: { total: number; processedAt: number } | undefined;
 
+  /** `now` is a monotonic clock in milliseconds: elapsed time and rates must not follow a wall-clock step. */
   constructor(
     private readonly terminal: Terminal,
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.#startedMs = now();
+  }
 
   start(view: ProgressView): void {
     this.#view = view;

@@ -76,7 +76,7 @@ export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
     await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
       const what = pending.length > 0 ? `migration ${pending.join(', ')} is pending and this database user may not apply it` : 'user_logins is missing and this database user may not create it';
-      throw new SinkError(`${what} (${(err as Error).message}): run \`login-etl migrate\` as the owner (login_etl_owner)`, { cause: err, retryable: false });
+      throw new SinkError(`${what} (${(err as Error).message}): run \`login-etl migrate\` as the owner (login_etl_owner)`, { cause: err });
     }
     throw err;
   } finally {

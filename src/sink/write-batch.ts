@@ -49,15 +49,32 @@ vaulted AS (
         AS v(message_id, token, key_id, field, sealed)
       JOIN fresh f USING (message_id)
         ON CONFLICT (token) DO NOTHING
+),
+-- Rejections to forward to the dead-letter queue: those this statement records, and those of
+-- redelivered ids committed earlier whose forwarding is not recorded yet (a crash or a failure
+-- between the commit and the forward). Only duplicates, which are rare, are looked up.
+to_forward AS (
+    SELECT i.message_id, i.reason FROM input i JOIN fresh f USING (message_id) WHERE NOT i.accepted
+    UNION ALL
+    SELECT r.message_id, r.reason
+      FROM login_etl.rejected_messages r
+     WHERE r.message_id IN (SELECT message_id FROM input EXCEPT ALL SELECT message_id FROM fresh)
+       AND r.forwarded_at IS NULL AND r.forward_error IS NULL
 )
 SELECT (SELECT count(*) FROM written)::integer AS written,
-       (SELECT count(*) FROM rejected)::integer AS rejected`;
+       (SELECT count(*) FROM rejected)::integer AS rejected,
+       (SELECT json_agg(json_build_array(message_id, reason)) FROM to_forward) AS forward`;
 
 export interface WriteResult {
   readonly written: number;
   readonly rejected: number;
   /** Messages whose id was already in the ledger: redeliveries, skipped. */
   readonly duplicates: number;
+  /**
+   * Committed rejections not yet forwarded to the dead-letter queue, with their reasons: the new
+   * ones, and redelivered ones whose forwarding was never recorded.
+   */
+  readonly forward: readonly { readonly messageId: string; readonly reason: string }[];
 }
 
 /** Keeps the first outcome of each message id: one statement cannot insert an id twice. */
@@ -68,7 +85,7 @@ function uniqueById(outcomes: readonly Outcome[]): Outcome[] {
 
 export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly Outcome[]): Promise<WriteResult> {
   const unique = uniqueById(outcomes);
-  if (unique.length === 0) return { written: 0, rejected: 0, duplicates: outcomes.length };
+  if (unique.length === 0) return { written: 0, rejected: 0, duplicates: outcomes.length, forward: [] };
   // One JSON document for all rows: JSON.stringify builds it natively as one string, where
   // node-postgres would build thirteen array literals by concatenation, the largest allocation
   // of a run (docs/benchmarks.md). Every object has the same shape (spreading rows of two kinds
@@ -112,12 +129,13 @@ export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly
       vault.sealed.push(Buffer.from(entry.sealed));
     }
   }
-  const { rows } = await db.query<{ written: number; rejected: number }>({
+  const { rows } = await db.query<{ written: number; rejected: number; forward: [string, string][] | null }>({
     name: 'login-etl-write-batch',
     text: WRITE_BATCH,
     values: [JSON.stringify(input), ...Object.values(vault)],
   });
   const written = rows[0]?.written ?? 0;
   const rejected = rows[0]?.rejected ?? 0;
-  return { written, rejected, duplicates: outcomes.length - written - rejected };
+  const forward = (rows[0]?.forward ?? []).map(([messageId, reason]) => ({ messageId, reason }));
+  return { written, rejected, duplicates: outcomes.length - written - rejected, forward };
 }

@@ -12,7 +12,7 @@ import aws4 from 'aws4';
 import { Pool } from 'undici';
 import { SourceError } from '../errors.js';
 import type { QueueMessage } from '../transform/transform.js';
-import { chunks, RETRYABLE_SQS_ERROR_TYPES, SQS_MAX_BATCH, toQueueMessage, type MessageRef, type ReceiveOptions } from './sqs.js';
+import { chunks, SQS_MAX_BATCH, toQueueMessage, type MessageRef, type ReceiveOptions } from './sqs.js';
 
 interface SqsJsonMessage {
   MessageId?: string;
@@ -28,7 +28,7 @@ interface BatchResult {
 /** Distinct ReceiveMessage bodies whose signatures are kept; a pipeline sends one or two. */
 const SIGNATURES_KEPT = 8;
 
-/** The hot SQS operations over undici, with the pipeline's error classification. */
+/** The hot SQS operations over undici; failures are SourceErrors with SQS's status and error type. */
 export class LeanSqsCalls {
   readonly #pool: Pool;
   readonly #credentials: AwsCredentialIdentityProvider;
@@ -105,7 +105,7 @@ export class LeanSqsCalls {
       response = await this.#post(headers, body, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
-      throw new SourceError(`SQS ${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: true });
+      throw new SourceError(`SQS ${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const { statusCode, text } = response;
     if (statusCode >= 200 && statusCode < 300) {
@@ -113,7 +113,7 @@ export class LeanSqsCalls {
         return (text === '' ? {} : JSON.parse(text)) as T;
       } catch {
         // The parser's message quotes the text around the error, which can be a message body.
-        throw new SourceError(`SQS ${action} failed: the response (HTTP ${statusCode}, ${text.length} characters) is not valid JSON`, { cause: { statusCode }, retryable: true });
+        throw new SourceError(`SQS ${action} failed: the response (HTTP ${statusCode}, ${text.length} characters) is not valid JSON`, { cause: { statusCode }, type: 'MalformedResponse' });
       }
     }
     let type = `HTTP ${statusCode}`;
@@ -125,8 +125,7 @@ export class LeanSqsCalls {
     } catch {
       // Not JSON (a proxy's error page): the status says enough.
     }
-    const retryable = statusCode >= 500 || statusCode === 429 || RETRYABLE_SQS_ERROR_TYPES.test(type);
-    throw new SourceError(`SQS ${action} failed: ${type}${message ? `: ${message}` : ''}`, { cause: { statusCode, type }, retryable });
+    throw new SourceError(`SQS ${action} failed: ${type}${message ? `: ${message}` : ''}`, { cause: { statusCode, type }, status: statusCode, type });
   }
 
   /**

@@ -19,6 +19,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
 import { ConfigError, SourceError } from '../errors.js';
+import { classifyBatchEntry } from '../failure.js';
 import type { QueueMessage } from '../transform/transform.js';
 import { LeanSqsCalls } from './lean-sqs.js';
 
@@ -68,14 +69,27 @@ export interface DeadLetter {
   readonly reason: string;
 }
 
+/** What became of letters handed to `DeadLetterQueue.forward`. */
+export interface ForwardResult {
+  /** Ids of the letters the dead-letter queue accepted. */
+  readonly sent: readonly string[];
+  /** Letters refused for good (their content, or their size), with why; never the body. */
+  readonly refused: readonly { readonly messageId: string; readonly reason: string }[];
+  /** What stopped the others, if any were neither sent nor refused: they may be tried again. */
+  readonly failure?: unknown;
+}
+
 /** Where rejected messages are forwarded, when a dead-letter queue is configured. */
 export interface DeadLetterQueue {
-  forward(letters: readonly DeadLetter[]): Promise<void>;
+  forward(letters: readonly DeadLetter[]): Promise<ForwardResult>;
 }
 
 /** Message attributes of a forwarded message; SQS caps an attribute value at 256 KiB. */
 export const DEAD_LETTER_REASON_ATTRIBUTE = 'login_etl_reason';
 export const DEAD_LETTER_MESSAGE_ID_ATTRIBUTE = 'login_etl_message_id';
+
+/** Largest SendMessageBatch request SQS takes: bodies and message attributes of all its entries. */
+export const SQS_MAX_BATCH_BYTES = 1_048_576;
 
 const AWS_HOST = /(^|\.)amazonaws\.com(\.cn)?$|(^|\.)api\.aws$/;
 
@@ -184,7 +198,7 @@ export function sqsCredentialProvider(
           `no usable AWS credentials (${err.message}); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, SSO, web identity, and container or instance roles`,
           { cause: err },
         );
-        // The SDK's name for it: never retried (isRetryableSqsError).
+        // The SDK's name for it: the failure policy counts it broken, never retried as transient.
         missing.name = 'CredentialsProviderError';
         throw missing;
       }
@@ -233,20 +247,6 @@ export function createSqsClient(config: SqsConfig, options: SqsClientOptions): S
       connectionTimeout: 5_000,
     }),
   });
-}
-
-/** SQS error types a later try can get past (throttling, overload, SQS's own failures), whatever their status. */
-export const RETRYABLE_SQS_ERROR_TYPES = /Throttl|OverLimit|ServiceUnavailable|InternalError|InternalFailure/;
-
-/** Throttling, 5xx and network failures can succeed on a later try; other SQS errors cannot. */
-export function isRetryableSqsError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err.name === 'CredentialsProviderError' || err instanceof ConfigError) return false;
-  const meta = (err as { $metadata?: { httpStatusCode?: number }; $retryable?: unknown }).$metadata;
-  const status = meta?.httpStatusCode;
-  if ((err as { $retryable?: unknown }).$retryable) return true;
-  if (status === undefined) return true; // no response at all: network
-  return status >= 500 || status === 429 || RETRYABLE_SQS_ERROR_TYPES.test(err.name);
 }
 
 /** A received SQS message (SDK or JSON protocol shape) as the pipeline sees it; undefined without id or handle. */
@@ -379,17 +379,72 @@ export class SqsQueue implements Queue {
 
 }
 
-/** Wraps an SDK call so that its failure is a SourceError that says whether to retry. */
+/** Wraps an SDK call so that its failure is a SourceError with SQS's status and error type. */
 async function callSqs<T>(operation: string, send: () => Promise<T>): Promise<T> {
   try {
     return await send();
   } catch (err) {
     if (err instanceof Error && err.name === 'AbortError') throw err;
-    throw new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-      retryable: isRetryableSqsError(err),
-    });
+    throw sqsError(operation, err);
   }
+}
+
+/** The SourceError for an SDK failure of `operation`: what SQS answered, if it answered. */
+export function sqsError(operation: string, err: unknown): SourceError {
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  return new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+    status,
+    type: err instanceof Error ? err.name : undefined,
+  });
+}
+
+/**
+ * Groups items into requests SQS takes: at most `maxEntries` each and `maxBytes` in all. An item
+ * larger than `maxBytes` on its own can never be sent and is returned apart.
+ */
+export function batchesBySize<T>(items: readonly T[], bytesOf: (item: T) => number, maxEntries: number, maxBytes: number): { batches: T[][]; oversized: T[] } {
+  const batches: T[][] = [];
+  const oversized: T[] = [];
+  let batch: T[] = [];
+  let batchBytes = 0;
+  for (const item of items) {
+    const bytes = bytesOf(item);
+    if (bytes > maxBytes) {
+      oversized.push(item);
+      continue;
+    }
+    if (batch.length === maxEntries || batchBytes + bytes > maxBytes) {
+      batches.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(item);
+    batchBytes += bytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return { batches, oversized };
+}
+
+/** A dead letter as a SendMessageBatch entry: the body untouched, the reason and the source id as attributes. */
+function deadLetterEntry(letter: DeadLetter, id: string) {
+  return {
+    Id: id,
+    MessageBody: letter.body,
+    MessageAttributes: {
+      [DEAD_LETTER_REASON_ATTRIBUTE]: { DataType: 'String', StringValue: letter.reason.slice(0, 4096) },
+      [DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]: { DataType: 'String', StringValue: letter.messageId },
+    },
+  };
+}
+
+/** Bytes an entry counts against SQS's limits: its body, and each attribute's name, type and value. */
+function entryBytes(entry: ReturnType<typeof deadLetterEntry>): number {
+  let bytes = Buffer.byteLength(entry.MessageBody);
+  for (const [name, value] of Object.entries(entry.MessageAttributes)) {
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value.DataType) + Buffer.byteLength(value.StringValue);
+  }
+  return bytes;
 }
 
 export class SqsDeadLetterQueue implements DeadLetterQueue {
@@ -398,31 +453,43 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
     private readonly queueUrl: string,
   ) {}
 
-  async forward(letters: readonly DeadLetter[]): Promise<void> {
-    for (const batch of chunks(letters, SQS_MAX_BATCH)) {
-      const response = await callSqs('SendMessageBatch (dead-letter queue)', () =>
-        this.client.send(
-          new SendMessageBatchCommand({
-            QueueUrl: this.queueUrl,
-            Entries: batch.map((letter, i) => ({
-              Id: String(i),
-              MessageBody: letter.body,
-              MessageAttributes: {
-                [DEAD_LETTER_REASON_ATTRIBUTE]: { DataType: 'String', StringValue: letter.reason.slice(0, 4096) },
-                [DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]: { DataType: 'String', StringValue: letter.messageId },
-              },
-            })),
-          }),
-        ),
-      );
-      const failed = response.Failed ?? [];
-      if (failed.length > 0) {
-        throw new SourceError(`dead-letter queue refused ${failed.length} message(s): ${failed[0]?.Code ?? 'unknown'}`, {
-          cause: failed,
-          retryable: !failed.every((f) => f.SenderFault),
-        });
+  /**
+   * Sends letters in requests of at most 10 entries and 1 MiB. Entries SQS refuses as the
+   * sender's fault, and letters too large for any request, are refused for good; the first
+   * failure of a whole request stops the rest, which stay to be tried again.
+   */
+  async forward(letters: readonly DeadLetter[]): Promise<ForwardResult> {
+    const entries = letters.map((letter, i) => ({ letter, entry: deadLetterEntry(letter, String(i)) }));
+    const { batches, oversized } = batchesBySize(entries, (e) => entryBytes(e.entry), SQS_MAX_BATCH, SQS_MAX_BATCH_BYTES);
+    const sent: string[] = [];
+    const refused = oversized.map((e) => ({
+      messageId: e.letter.messageId,
+      reason: `too large to forward: ${entryBytes(e.entry)} bytes with its attributes, more than a request can carry (${SQS_MAX_BATCH_BYTES})`,
+    }));
+    const unsent: string[] = [];
+    for (const batch of batches) {
+      let response;
+      try {
+        response = await callSqs('SendMessageBatch (dead-letter queue)', () =>
+          this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: batch.map((e) => e.entry) })),
+        );
+      } catch (err) {
+        return { sent, refused, failure: err };
+      }
+      const failed = new Map((response.Failed ?? []).map((f) => [f.Id, f]));
+      for (const { letter, entry } of batch) {
+        const failure = failed.get(entry.Id);
+        if (failure === undefined) sent.push(letter.messageId);
+        else if (classifyBatchEntry(failure) === 'row-refused') refused.push({ messageId: letter.messageId, reason: `${failure.Code ?? 'refused'}: ${failure.Message ?? ''}` });
+        else unsent.push(`${failure.Code ?? 'unknown'}`);
+      }
+      if (unsent.length > 0) {
+        // Not the sender's fault: SQS's own, which a later try can get past.
+        const failure = new SourceError(`the dead-letter queue did not take ${unsent.length} message(s): ${unsent[0]}`, { cause: response.Failed, type: unsent[0] });
+        return { sent, refused, failure };
       }
     }
+    return { sent, refused };
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DeadLetter, DeadLetterQueue, MessageRef, Queue, QueueDepth, QueueSettings, ReceiveOptions } from '../../src/source/sqs.js';
+import type { DeadLetter, DeadLetterQueue, ForwardResult, MessageRef, Queue, QueueDepth, QueueSettings, ReceiveOptions } from '../../src/source/sqs.js';
 import type { QueueMessage } from '../../src/transform/transform.js';
 
 /** One call seen by a fake, in the order the calls were made (shared by a queue and its DLQ). */
@@ -203,18 +203,33 @@ export class FakeQueue implements Queue {
   }
 }
 
-/** A dead-letter queue that keeps what it is sent; `fault` may throw to fail a forward. */
+/**
+ * A dead-letter queue that keeps what it is sent. `fault` may throw to fail a forward (nothing
+ * is sent, as when SendMessageBatch fails as a whole), or return ids to refuse for good (as SQS
+ * refuses an entry that is the sender's fault).
+ */
 export class FakeDeadLetterQueue implements DeadLetterQueue {
   readonly letters: DeadLetter[] = [];
-  fault: ((call: number, letters: readonly DeadLetter[]) => void | Promise<void>) | undefined;
+  fault: ((call: number, letters: readonly DeadLetter[]) => void | readonly string[] | Promise<void | readonly string[]>) | undefined;
   #calls = 0;
 
   constructor(readonly calls: FakeCall[] = []) {}
 
-  async forward(letters: readonly DeadLetter[]): Promise<void> {
+  async forward(letters: readonly DeadLetter[]): Promise<ForwardResult> {
     this.#calls += 1;
     this.calls.push({ op: 'forward', messageIds: letters.map((l) => l.messageId), atMs: performance.now(), wallMs: Date.now() });
-    await this.fault?.(this.#calls, letters);
-    this.letters.push(...letters.map((l) => ({ ...l })));
+    let refusedIds: void | readonly string[];
+    try {
+      refusedIds = await this.fault?.(this.#calls, letters);
+    } catch (err) {
+      return { sent: [], refused: [], failure: err };
+    }
+    const refused = new Set(refusedIds ?? []);
+    const sent = letters.filter((l) => !refused.has(l.messageId));
+    this.letters.push(...sent.map((l) => ({ ...l })));
+    return {
+      sent: sent.map((l) => l.messageId),
+      refused: [...refused].map((messageId) => ({ messageId, reason: 'InvalidMessageContents: refused by the test' })),
+    };
   }
 }

@@ -12,6 +12,7 @@ import { SqsQueue, createSqsClient, type MessageRef, type Queue } from '../../sr
 import { HmacMasker } from '../../src/transform/mask.js';
 import { transform, type Outcome } from '../../src/transform/transform.js';
 import { SinkError } from '../../src/errors.js';
+import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
 
@@ -61,7 +62,7 @@ describe('exactly once in the table', () => {
         { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 1 },
       );
 
-      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+      const stats = await drainPipeline(pipeline, 30_000);
 
       assert.equal(stats.received, 2, 'the message should have been delivered twice');
       assert.equal(stats.written, 1);
@@ -85,9 +86,9 @@ describe('exactly once in the table', () => {
 
       const result = await new PgSink(pool).write(outcomes);
 
-      assert.deepEqual(result, { written: 1, rejected: 0, duplicates: 1 });
+      assert.deepEqual(result, { written: 1, rejected: 0, duplicates: 1, forward: [] });
       const again = await new PgSink(pool).write(outcomes.slice(0, 1));
-      assert.deepEqual(again, { written: 0, rejected: 0, duplicates: 1 });
+      assert.deepEqual(again, { written: 0, rejected: 0, duplicates: 1, forward: [] });
       assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'twice'`)).length, 1);
     } finally {
       await close();
@@ -97,28 +98,26 @@ describe('exactly once in the table', () => {
   /** The real sink, failing its first `n` writes with `error()`. */
   function failingFirst(real: Sink, n: number, error: () => Error): Sink {
     let failures = n;
-    return {
-      async write(outcomes: readonly Outcome[]) {
-        if (failures > 0) {
-          failures -= 1;
-          throw error();
-        }
-        return await real.write(outcomes);
-      },
-    };
+    return sinkWith(async (outcomes: readonly Outcome[]) => {
+      if (failures > 0) {
+        failures -= 1;
+        throw error();
+      }
+      return await real.write(outcomes);
+    }, real);
   }
 
   test('a transient write failure is retried while the batch is held: no redelivery, no loss', async () => {
     const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
     try {
       await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'retried' })]);
-      const connectionLost = () => new SinkError('Postgres refused the write: Connection terminated', { cause: new Error('x'), retryable: true });
+      const connectionLost = () => new SinkError('Postgres refused the write: Connection terminated unexpectedly', { cause: new Error('Connection terminated unexpectedly') });
       const pipeline = new Pipeline(
         { queue, sink: failingFirst(new PgSink(pool), 2, connectionLost), masker: new HmacMasker(testKey()), log: silentLog },
         { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
       );
 
-      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+      const stats = await drainPipeline(pipeline, 30_000);
 
       assert.deepEqual([stats.writeFailures, stats.received, stats.written, stats.released], [2, 1, 1, 0]);
       assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'retried'`)).length, 1);
@@ -128,7 +127,7 @@ describe('exactly once in the table', () => {
     }
   });
 
-  test('a batch that fails for an unknown reason is not deleted: it goes back to the queue at once and lands later', async () => {
+  test('a batch that fails for an unknown reason is held, not released or deleted, and lands once the sink works: no redelivery', async () => {
     const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
     try {
       await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'late' })]);
@@ -137,11 +136,11 @@ describe('exactly once in the table', () => {
         { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
       );
 
-      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+      const stats = await drainPipeline(pipeline, 30_000);
 
       assert.equal(stats.writeFailures, 1);
-      assert.equal(stats.released, 1);
-      assert.equal(stats.received, 2, 'released at once (visibility 0), not after the 30 s timeout');
+      assert.equal(stats.released, 0, 'an unknown failure is broken, not a reason to hand the batch back');
+      assert.equal(stats.received, 1, 'held and retried in hand, not redelivered');
       assert.equal(stats.written, 1);
       assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'late'`)).length, 1);
       assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);

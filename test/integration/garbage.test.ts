@@ -19,6 +19,7 @@ import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
 import { createSqsClient, SqsQueue } from '../../src/source/sqs.js';
 import { HmacMasker } from '../../src/transform/mask.js';
+import { drainPipeline } from '../helpers/drain.js';
 import { silentLog } from '../helpers/fixtures.js';
 import { dumpAllTables, query, queueDepth, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
 
@@ -251,10 +252,11 @@ describe('garbage through the real path (fast-check)', () => {
           await migrate(pool);
           const sent = await send(servers.sqsClient, queueUrl, bodies);
 
-          const stats: PipelineStats = await new Pipeline(
+          const pipeline = new Pipeline(
             { queue: new SqsQueue(client, queueUrl), sink: new PgSink(pool), masker, log: silentLog },
             { receiveConcurrency: 2, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 30 },
-          ).run(AbortSignal.timeout(60_000));
+          );
+          const stats: PipelineStats = await drainPipeline(pipeline, 60_000);
 
           assert.ok(stats.received >= sent.length, `received ${stats.received} of ${sent.length}`);
           assert.equal(stats.written + stats.rejected, sent.length);

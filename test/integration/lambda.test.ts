@@ -80,6 +80,64 @@ describe('Lambda handler', () => {
     }
   });
 
+  test('a row Postgres refuses (a CHECK of its own user_logins) is split out and rejected with its reason; the others are rows, nothing is reported failed', async () => {
+    const databaseUrl = await servers.database();
+    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    try {
+      assert.deepEqual(await handler(event(record(loginBody({ user_id: 'first' })))), { batchItemFailures: [] });
+      await query(databaseUrl, `ALTER TABLE user_logins ADD CONSTRAINT no_tv CHECK (device_type <> 'tv')`);
+      const records = [
+        record(loginBody({ user_id: 'split-1' })),
+        record(loginBody({ user_id: 'split-2', device_type: 'tv' })),
+        record(loginBody({ user_id: 'split-3' })),
+        record(loginBody({ user_id: 'split-4' })),
+        record('not json'),
+      ];
+
+      const response = await handler(event(...records));
+
+      assert.deepEqual(response, { batchItemFailures: [] });
+      const rows = await query<{ user_id: string }>(databaseUrl, `SELECT user_id FROM user_logins WHERE user_id LIKE 'split-%' ORDER BY user_id`);
+      assert.deepEqual(rows.map((r) => r.user_id), ['split-1', 'split-3', 'split-4']);
+      const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
+      assert.deepEqual(rejected.map((r) => r.message_id).sort(), [records[1]?.messageId, records[4]?.messageId].sort());
+      assert.match(rejected.find((r) => r.message_id === records[1]?.messageId)?.reason ?? '', /^Postgres refused the write: .*"no_tv" \(SQLSTATE 23514\)$/);
+    } finally {
+      await handler.close();
+    }
+  });
+
+  test('a privilege revoked: the records are reported failed, not split, not rejected', async () => {
+    const databaseUrl = await servers.database();
+    const role = `lambda_writer_${process.pid}`;
+    await query(databaseUrl, `CREATE ROLE ${role} LOGIN PASSWORD 'writer'`);
+    const url = new URL(databaseUrl);
+    url.username = role;
+    url.password = 'writer';
+    const admin = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    const handler = createHandler(() => ({ DATABASE_URL: url.toString(), PII_KEY: key }));
+    try {
+      // Migrated by its owner; the function's role may read and write everything but user_logins.
+      assert.deepEqual(await admin(event(record(loginBody({ user_id: 'owner' })))), { batchItemFailures: [] });
+      await query(databaseUrl, `GRANT USAGE, CREATE ON SCHEMA login_etl TO ${role}`);
+      await query(databaseUrl, `GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA login_etl TO ${role}`);
+      await query(databaseUrl, `GRANT SELECT ON user_logins TO ${role}`);
+      const records = [record(loginBody({ user_id: 'denied-1' })), record(loginBody({ user_id: 'denied-2' })), record('not json')];
+
+      const response = await handler(event(...records));
+
+      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
+      const [counts] = await query<{ rejected: number; ledger: number }>(
+        databaseUrl,
+        `SELECT (SELECT count(*) FROM login_etl.rejected_messages)::int AS rejected, (SELECT count(*) FROM login_etl.processed_messages)::int AS ledger`,
+      );
+      assert.deepEqual(counts, { rejected: 0, ledger: 1 });
+    } finally {
+      await handler.close();
+      await admin.close();
+    }
+  });
+
   test('Postgres unreachable: every record is reported in batchItemFailures; they land once it is back', async () => {
     const databaseUrl = await servers.database();
     const closed = await freePort();

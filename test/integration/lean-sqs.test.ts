@@ -10,6 +10,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { SourceError } from '../../src/errors.js';
+import { classify } from '../../src/failure.js';
 import { LeanSqsCalls } from '../../src/source/lean-sqs.js';
 
 const CREDENTIALS = { accessKeyId: 'AKIDLEANTEST', secretAccessKey: 'lean-secret' };
@@ -180,20 +181,20 @@ describe('lean SQS calls', () => {
   it("names SQS's error and tells what a retry can fix", async () => {
     const missing = await failureOf(400, JSON.stringify({ __type: 'com.amazonaws.sqs#QueueDoesNotExist', message: 'The specified queue does not exist.' }));
     assert.equal(missing.message, 'SQS ReceiveMessage failed: QueueDoesNotExist: The specified queue does not exist.');
-    assert.equal(missing.retryable, false);
+    assert.equal(classify(missing, 'sqs').kind, 'broken');
 
     const denied = await failureOf(403, JSON.stringify({ __type: 'com.amazon.coral.service#AccessDeniedException', Message: 'no' }));
-    assert.equal(denied.retryable, false);
+    assert.equal(classify(denied, 'sqs').kind, 'broken');
 
     const throttled = await failureOf(400, JSON.stringify({ __type: 'com.amazonaws.sqs#RequestThrottled', message: 'slow down' }));
-    assert.equal(throttled.retryable, true);
+    assert.equal(classify(throttled, 'sqs').kind, 'transient');
 
     const unavailable = await failureOf(503, JSON.stringify({ __type: 'ServiceUnavailable' }));
-    assert.equal(unavailable.retryable, true);
+    assert.equal(classify(unavailable, 'sqs').kind, 'transient');
 
     const proxyPage = await failureOf(502, '<html>Bad Gateway</html>');
     assert.equal(proxyPage.message, 'SQS ReceiveMessage failed: HTTP 502');
-    assert.equal(proxyPage.retryable, true);
+    assert.equal(classify(proxyPage, 'sqs').kind, 'transient');
   });
 
   it('an abort ends a long poll at once', async () => {
@@ -209,7 +210,7 @@ describe('lean SQS calls', () => {
     assert.equal(seen.length, 1);
   });
 
-  it('a connection that cannot be made is a retryable SourceError', async () => {
+  it('a connection that cannot be made is a transient SourceError', async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
@@ -221,7 +222,7 @@ describe('lean SQS calls', () => {
         (e: unknown) => e,
       );
       assert.ok(err instanceof SourceError);
-      assert.equal(err.retryable, true);
+      assert.equal(classify(err, 'sqs').kind, 'transient');
       assert.match(err.message, /^SQS DeleteMessageBatch failed: .*ECONNREFUSED/);
     } finally {
       await nowhere.close();

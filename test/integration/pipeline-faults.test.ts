@@ -16,6 +16,7 @@ import { PgSink, type Sink } from '../../src/sink/postgres.js';
 import type { WriteResult } from '../../src/sink/write-batch.js';
 import { HmacMasker } from '../../src/transform/mask.js';
 import type { Outcome } from '../../src/transform/transform.js';
+import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { FakeDeadLetterQueue, FakeQueue, type FakeCall } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { query, startServers, testKey, type Servers } from '../helpers/servers.js';
@@ -74,14 +75,12 @@ function gated(real: Sink): { sink: Sink; open: () => void; waiting: () => numbe
   const gate = new Promise<void>((resolve) => (open = resolve));
   let waiting = 0;
   return {
-    sink: {
-      async write(outcomes: readonly Outcome[]): Promise<WriteResult> {
-        waiting += 1;
-        await gate;
-        waiting -= 1;
-        return await real.write(outcomes);
-      },
-    },
+    sink: sinkWith(async (outcomes: readonly Outcome[]): Promise<WriteResult> => {
+      waiting += 1;
+      await gate;
+      waiting -= 1;
+      return await real.write(outcomes);
+    }, real),
     open,
     waiting: () => waiting,
   };
@@ -99,7 +98,8 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000)
 const throttled = () =>
   new SourceError('SQS ReceiveMessage failed: Rate exceeded', {
     cause: Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }),
-    retryable: true,
+    status: 400,
+    type: 'ThrottlingException',
   });
 
 describe('pipeline faults behind a fake queue, real Postgres', () => {
@@ -118,7 +118,7 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       // Full jitter draws Math.random(); pinned at its top, the delays are the caps: 20, 40, 80 ms.
       t.mock.method(Math, 'random', () => 0.999_999);
 
-      const stats = await pipeline({ queue, sink }, { retryBaseDelayMs: 20, retryMaxDelayMs: 1_000 }).run(AbortSignal.timeout(20_000));
+      const stats = await drainPipeline(pipeline({ queue, sink }, { retryBaseDelayMs: 20, retryMaxDelayMs: 1_000 }));
 
       assert.ok(queue.receiveAttempts > 3, `receive was called ${queue.receiveAttempts} times`);
       const firstSuccess = queue.callsOf('receive')[0];
@@ -149,14 +149,14 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         }
         if (call === 2) {
           queue.makeVisible(ids);
-          throw new SourceError('SQS DeleteMessageBatch failed: Access to the resource is denied', { cause: new Error('AccessDenied'), retryable: false });
+          throw new SourceError('SQS DeleteMessageBatch failed: Access to the resource is denied', { cause: new Error('AccessDenied'), status: 403, type: 'AccessDenied' });
         }
         return undefined;
       };
 
-      const stats = await pipeline({ queue, sink }).run(AbortSignal.timeout(20_000));
+      const stats = await drainPipeline(pipeline({ queue, sink }));
 
-      assert.equal(queue.callsOf('delete').length, 3, 'a non-retryable delete failure is not retried');
+      assert.equal(queue.callsOf('delete').length, 3, 'a delete failure that is not transient is not retried');
       assert.equal(stats.deleteFailures, 20);
       assert.equal(stats.received, 30, 'each message came back twice');
       assert.deepEqual([stats.written, stats.duplicates, stats.batches], [10, 20, 3]);
@@ -174,17 +174,15 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       const queue = new FakeQueue({ visibilityTimeoutSeconds: 1 });
       const ids = queue.send(logins('slow', 5));
       let committedAtMs = Number.POSITIVE_INFINITY;
-      const slow: Sink = {
-        async write(outcomes) {
-          await sleep(2_500);
-          const result = await real.write(outcomes);
-          committedAtMs = performance.now();
-          return result;
-        },
-      };
+      const slow: Sink = sinkWith(async (outcomes) => {
+        await sleep(2_500);
+        const result = await real.write(outcomes);
+        committedAtMs = performance.now();
+        return result;
+      }, real);
 
       // A second receive loop polls all the while: a lapse in the heartbeat would hand it the batch again.
-      const stats = await pipeline({ queue, sink: slow }, { visibilityTimeoutSeconds: 1, receiveConcurrency: 2 }).run(AbortSignal.timeout(20_000));
+      const stats = await drainPipeline(pipeline({ queue, sink: slow }, { visibilityTimeoutSeconds: 1, receiveConcurrency: 2 }));
 
       const [received] = queue.callsOf('receive').filter((c) => c.messageIds.length > 0);
       assert.ok(received !== undefined);
@@ -207,7 +205,7 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
     }
   });
 
-  test('the heartbeat never asks for visibility past 12 hours from the receive, and stops there', { timeout: 30_000 }, async (t) => {
+  test('the heartbeat never asks for visibility past 12 hours from the receive, and stops there', { timeout: 30_000 }, async () => {
     const { databaseUrl, sink: real, close } = await database();
     try {
       const queue = new FakeQueue({ visibilityTimeoutSeconds: 2 });
@@ -216,27 +214,28 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       const lines: string[] = [];
       const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
 
-      // Date.now is stubbed from the first beat on: after it the batch looks received 43,198.5 s
-      // ago (1.5 s left), after the second 43,199.5 s ago (0.5 s left, less than SQS's 1 s unit).
-      const realNow = Date.now;
-      let stubbedNow: number | undefined;
-      t.mock.method(Date, 'now', () => stubbedNow ?? realNow());
-      let receivedWallMs = 0;
+      // The pipeline's monotonic clock jumps from the first beat on: after it the batch looks
+      // received 43,198.5 s ago (1.5 s left), after the second 43,199.5 s ago (0.5 s left, less
+      // than SQS's 1 s unit). The fake queue keeps real time.
+      let offsetMs = 0;
+      const clock = () => performance.now() + offsetMs;
+      const beatClock: number[] = [];
+      let receivedAt = 0;
       queue.faults.changeVisibility = (call) => {
+        beatClock.push(clock());
         const [received] = queue.callsOf('receive').filter((c) => c.messageIds.length > 0);
-        receivedWallMs = received?.wallMs ?? 0;
-        if (call === 1) stubbedNow = receivedWallMs + 43_198_500;
-        if (call === 2) stubbedNow = receivedWallMs + 43_199_500;
+        receivedAt = received?.atMs ?? 0;
+        if (call === 1) offsetMs = receivedAt + 43_198_500 - performance.now();
+        if (call === 2) offsetMs = receivedAt + 43_199_500 - performance.now();
         return undefined;
       };
 
-      const run = pipeline({ queue, sink, log }, { visibilityTimeoutSeconds: 2 }).run(AbortSignal.timeout(25_000));
+      const run = drainPipeline(pipeline({ queue, sink, log, clock }, { visibilityTimeoutSeconds: 2 }), 25_000);
       await until(() => lines.some((l) => l.includes('reached the 12-hour visibility limit')), 'the heartbeat gives up at 12 hours');
       const extensionsAtLimit = queue.callsOf('changeVisibility').length;
       // Past the limit SQS may deliver the messages again; a later beat can only belong to such a
       // new receive, never to the batch that reached the limit.
       const beats = queue.callsOf('changeVisibility').slice(0, extensionsAtLimit);
-      t.mock.restoreAll();
       open();
       const stats = await run;
 
@@ -245,11 +244,11 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         [2, 1],
         'the full timeout while far from the limit, then only what is left of the 12 hours',
       );
-      for (const beat of beats) {
-        const remainingSeconds = MAX_VISIBILITY_SECONDS - (beat.wallMs - receivedWallMs) / 1000;
+      beats.forEach((beat, i) => {
+        const remainingSeconds = MAX_VISIBILITY_SECONDS - ((beatClock[i] ?? 0) - receivedAt) / 1000;
         assert.ok((beat.timeoutSeconds ?? 0) <= remainingSeconds, `asked for ${beat.timeoutSeconds} s with ${remainingSeconds} s left`);
         assert.deepEqual([...beat.messageIds].sort(), [...ids].sort());
-      }
+      });
       assert.ok(stats.visibilityExtensions >= 2 * 3);
       await assertEachWrittenOnce(databaseUrl, 'twelve-hours', 3);
     } finally {
@@ -265,7 +264,7 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         const [poison] = queue.send([loginBody({ user_id: 'poison' })], { receiveCount: 2 }); // the next receive is the 3rd
         queue.send([loginBody({ user_id: 'healthy' })]);
 
-        const stats = await pipeline({ queue, sink }, { maxReceiveCount: 2 }).run(AbortSignal.timeout(20_000));
+        const stats = await drainPipeline(pipeline({ queue, sink }, { maxReceiveCount: 2 }));
 
         assert.deepEqual([stats.poisoned, stats.rejected, stats.written], [1, 1, 1]);
         const rejected = await query<{ message_id: string; reason: string; body: string; receive_count: number }>(
@@ -290,30 +289,32 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
     test('the poison reason carries the last error this process saw for the message', { timeout: 30_000 }, async () => {
       const { databaseUrl, sink: real, close } = await database();
       try {
-        const queue = new FakeQueue();
+        const queue = new FakeQueue({ visibilityTimeoutSeconds: 1 });
         const [id] = queue.send([loginBody({ user_id: 'keeps-failing' })]);
-        let writes = 0;
-        const failing: Sink = {
-          async write(outcomes) {
-            writes += 1;
-            // Not a SinkError: nothing says a retry can help, so the batch is handed back.
-            if (writes <= 2) throw new Error(`disk quota exceeded on /var/lib/postgresql (attempt ${writes})`);
-            return await real.write(outcomes);
-          },
-        };
+        // The heartbeat's extensions are refused (as for an expired receipt handle): the held
+        // message becomes visible again, and the other receive loop gets it a second time.
+        queue.faults.changeVisibility = (_call, messages, timeoutSeconds) => (timeoutSeconds > 0 ? messages.map((m) => m.messageId) : undefined);
+        let rejectionCommitted = false;
+        const busy: Sink = sinkWith(async (outcomes) => {
+          if (!rejectionCommitted && outcomes.some((o) => o.kind === 'accepted')) {
+            const cause = Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
+            throw new SinkError('Postgres refused the write: sorry, too many clients already (SQLSTATE 53300)', { cause });
+          }
+          const result = await real.write(outcomes);
+          if (outcomes.some((o) => o.kind === 'rejected')) rejectionCommitted = true;
+          return result;
+        }, real);
 
-        const stats = await pipeline({ queue, sink: failing }, { maxReceiveCount: 2 }).run(AbortSignal.timeout(20_000));
+        const stats = await drainPipeline(pipeline({ queue, sink: busy }, { maxReceiveCount: 1, receiveConcurrency: 2, visibilityTimeoutSeconds: 1 }));
 
-        assert.deepEqual([stats.received, stats.writeFailures, stats.released, stats.poisoned, stats.rejected, stats.written], [3, 2, 2, 1, 1, 0]);
-        assert.deepEqual(
-          queue.callsOf('changeVisibility').map((c) => c.timeoutSeconds),
-          [0, 0],
-          'each failed batch was handed back at once',
-        );
+        assert.deepEqual([stats.received, stats.poisoned, stats.rejected, stats.written, stats.duplicates, stats.released], [2, 1, 1, 0, 1, 0]);
+        assert.ok(stats.writeFailures > 0);
         const [row] = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages');
         assert.equal(row?.message_id, id);
-        assert.match(row?.reason ?? '', /^received 3 times without being committed \(limit 2\); last error: /);
-        assert.ok(row?.reason.includes('; last error: Error: disk quota exceeded on /var/lib/postgresql (attempt 2)'), row?.reason);
+        assert.equal(
+          row?.reason,
+          'received 2 times without being committed (limit 1); last error: SinkError: Postgres refused the write: sorry, too many clients already (SQLSTATE 53300)',
+        );
         assert.deepEqual(await rowsPerUser(databaseUrl), new Map());
         assert.deepEqual(queue.remaining(), []);
       } finally {
@@ -337,7 +338,16 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
 
     const indexOf = (calls: readonly FakeCall[], op: FakeCall['op']) => calls.findIndex((c) => c.op === op);
 
-    test('rejected messages are forwarded with their original bodies and reasons, before the commit and the delete', { timeout: 30_000 }, async () => {
+    /** Forwarding recorded per rejected message id. */
+    async function forwarding(databaseUrl: string) {
+      const rows = await query<{ message_id: string; forwarded: boolean; forward_error: string | null }>(
+        databaseUrl,
+        'SELECT message_id, forwarded_at IS NOT NULL AS forwarded, forward_error FROM login_etl.rejected_messages ORDER BY message_id',
+      );
+      return new Map(rows.map((r) => [r.message_id, { forwarded: r.forwarded, error: r.forward_error }]));
+    }
+
+    test('rejected messages are forwarded once, with their original bodies and reasons, after the commit and before the delete', { timeout: 30_000 }, async () => {
       const { databaseUrl, sink, close } = await database();
       try {
         const calls: FakeCall[] = [];
@@ -354,9 +364,9 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
           atForward.push(row!);
         };
 
-        const stats = await pipeline({ queue, sink, deadLetters }).run(AbortSignal.timeout(20_000));
+        const stats = await drainPipeline(pipeline({ queue, sink, deadLetters }));
 
-        assert.deepEqual(atForward, [{ rejected: 0, ledger: 0 }], 'forwarded once, before anything was committed');
+        assert.deepEqual(atForward, [{ rejected: 2, ledger: 5 }], 'forwarded once, after the commit that recorded the rejections');
         assert.ok(indexOf(calls, 'forward') < indexOf(calls, 'delete'), `call order: ${calls.map((c) => c.op).join(', ')}`);
         assert.deepEqual(
           deadLetters.letters.map((l) => [l.messageId, l.body]),
@@ -375,6 +385,11 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         assert.match(deadLetters.letters[0]?.reason ?? '', /^app_version /);
         assert.equal(deadLetters.letters[1]?.reason, 'body is not valid JSON');
         assert.ok(rejected.every((r) => !r.body.includes('198.51.100.')), 'the kept copy is sealed; only the dead letter is raw');
+        assert.deepEqual(
+          await forwarding(databaseUrl),
+          new Map(invalidIds.map((id) => [id, { forwarded: true, error: null }])),
+          'the forwarding is recorded with each rejection',
+        );
         assert.equal(stats.deadLettered, 2);
         assert.deepEqual([stats.written, stats.rejected], [3, 2]);
         await assertEachWrittenOnce(databaseUrl, 'dlq', 3);
@@ -384,8 +399,40 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       }
     });
 
-    test('a forward that fails with a retryable error is retried while the batch is held; nothing is deleted before it succeeds', { timeout: 30_000 }, async () => {
+    test('a redelivery of a committed, forwarded rejection is not forwarded again', { timeout: 30_000 }, async () => {
       const { databaseUrl, sink, close } = await database();
+      try {
+        const calls: FakeCall[] = [];
+        const queue = new FakeQueue({ calls });
+        const deadLetters = new FakeDeadLetterQueue(calls);
+        const invalidIds = sendMixed(queue);
+        // The first delete is refused (an expired receipt handle): all five come back.
+        queue.faults.delete = (call, messages) => {
+          if (call > 1) return undefined;
+          const ids = messages.map((m) => m.messageId);
+          queue.makeVisible(ids);
+          return ids;
+        };
+
+        const stats = await drainPipeline(pipeline({ queue, sink, deadLetters }));
+
+        assert.deepEqual([stats.received, stats.duplicates, stats.deadLettered], [10, 5, 2]);
+        assert.equal(queue.callsOf('delete').length, 2, 'the batch was delivered twice');
+        assert.deepEqual(
+          calls.filter((c) => c.op === 'forward').map((c) => [...c.messageIds].sort()),
+          [[...invalidIds].sort()],
+          'one forward, for the first delivery only',
+        );
+        assert.equal(deadLetters.letters.length, 2);
+        await assertEachWrittenOnce(databaseUrl, 'dlq', 3);
+        assert.deepEqual(queue.remaining(), []);
+      } finally {
+        await close();
+      }
+    });
+
+    test('a forward that fails transiently is retried while the batch is held; nothing is written twice or deleted before it succeeds', { timeout: 30_000 }, async () => {
+      const { databaseUrl, sink: real, close } = await database();
       try {
         const calls: FakeCall[] = [];
         const queue = new FakeQueue({ calls });
@@ -393,18 +440,21 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         const invalidIds = sendMixed(queue);
         deadLetters.fault = (call) => {
           if (call === 1) {
-            throw new SourceError('SQS SendMessageBatch (dead-letter queue) failed: Service Unavailable', {
-              cause: new Error('ServiceUnavailable'),
-              retryable: true,
-            });
+            throw new SourceError('SQS SendMessageBatch (dead-letter queue) failed: Service Unavailable', { cause: new Error('ServiceUnavailable'), status: 503 });
           }
         };
+        let writes = 0;
+        const sink = sinkWith(async (outcomes) => {
+          writes += 1;
+          return await real.write(outcomes);
+        }, real);
 
-        const stats = await pipeline({ queue, sink, deadLetters }).run(AbortSignal.timeout(20_000));
+        const stats = await drainPipeline(pipeline({ queue, sink, deadLetters }));
 
         const forwards = calls.flatMap((c, i) => (c.op === 'forward' ? [i] : []));
         assert.equal(forwards.length, 2);
         assert.ok(calls.slice(0, forwards[1]).every((c) => c.op !== 'delete'), `call order: ${calls.map((c) => c.op).join(', ')}`);
+        assert.equal(writes, 1, 'the retry only forwards: the rows were committed by the first attempt');
         assert.deepEqual(
           deadLetters.letters.map((l) => [l.messageId, l.body]),
           [
@@ -423,6 +473,73 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       }
     });
 
+    test('forwarding is durable: rejections committed but not forwarded when the process stopped are forwarded by the next one, once', { timeout: 30_000 }, async () => {
+      const { databaseUrl, sink, close } = await database();
+      try {
+        const calls: FakeCall[] = [];
+        const queue = new FakeQueue({ calls });
+        const denied = new FakeDeadLetterQueue();
+        const invalidIds = sendMixed(queue);
+        denied.fault = () => {
+          throw new SourceError('SQS SendMessageBatch (dead-letter queue) failed: Access to the resource is denied', {
+            cause: new Error('AccessDenied'),
+            status: 403,
+            type: 'AccessDenied',
+          });
+        };
+        const stop = new AbortController();
+        const first = pipeline({ queue, sink, deadLetters: denied }, { shutdownTimeoutMs: 300 });
+        const stopped = first.run(stop.signal);
+        await until(() => first.stats.writeFailures >= 2, 'the batch is held on the broken dead-letter queue');
+        stop.abort();
+        const firstStats = await stopped;
+        assert.deepEqual([firstStats.written, firstStats.rejected, firstStats.deadLettered, firstStats.released], [3, 2, 0, 5]);
+        assert.deepEqual(denied.letters, []);
+        assert.deepEqual(queue.callsOf('delete'), [], 'nothing deleted while its rejections were not forwarded');
+
+        const deadLetters = new FakeDeadLetterQueue();
+        const stats = await drainPipeline(pipeline({ queue, sink, deadLetters }));
+
+        assert.deepEqual([stats.received, stats.duplicates, stats.deadLettered], [5, 5, 2]);
+        assert.deepEqual(deadLetters.letters.map((l) => l.messageId).sort(), [...invalidIds].sort());
+        assert.deepEqual(deadLetters.letters.map((l) => l.body).sort(), [...invalid].sort());
+        assert.deepEqual(await forwarding(databaseUrl), new Map(invalidIds.map((id) => [id, { forwarded: true, error: null }])));
+        await assertEachWrittenOnce(databaseUrl, 'dlq', 3);
+        assert.deepEqual(queue.remaining(), []);
+      } finally {
+        await close();
+      }
+    });
+
+    test('a body the dead-letter queue refuses for good is recorded as such, logged without its body, and not tried again', { timeout: 30_000 }, async () => {
+      const { databaseUrl, sink, close } = await database();
+      try {
+        const queue = new FakeQueue();
+        const deadLetters = new FakeDeadLetterQueue();
+        const invalidIds = sendMixed(queue);
+        const refusedId = invalidIds[1] as string;
+        deadLetters.fault = () => [refusedId];
+        const lines: string[] = [];
+        const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+
+        const stats = await drainPipeline(pipeline({ queue, sink, deadLetters, log }));
+
+        assert.equal(deadLetters.calls.length, 1, 'one forward, not a retry loop');
+        assert.deepEqual(deadLetters.letters.map((l) => l.messageId), [invalidIds[0]]);
+        assert.deepEqual([stats.deadLettered, stats.unforwardable, stats.writeFailures, stats.released], [1, 1, 0, 0]);
+        const recorded = await forwarding(databaseUrl);
+        assert.deepEqual(recorded.get(invalidIds[0] as string), { forwarded: true, error: null });
+        assert.equal(recorded.get(refusedId)?.forwarded, false);
+        assert.match(recorded.get(refusedId)?.error ?? '', /^InvalidMessageContents/);
+        const logged = lines.filter((l) => l.includes(refusedId) && l.includes('refuses'));
+        assert.equal(logged.length, 1, lines.join(''));
+        assert.ok(!lines.join('').includes('987-65-4321'), 'no body in the log');
+        assert.deepEqual(queue.remaining(), []);
+      } finally {
+        await close();
+      }
+    });
+
     test('without a dead-letter queue nothing is forwarded and rejections are still kept', { timeout: 30_000 }, async () => {
       const { databaseUrl, sink, close } = await database();
       try {
@@ -430,12 +547,11 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         const queue = new FakeQueue({ calls });
         const invalidIds = sendMixed(queue);
 
-        const stats = await pipeline({ queue, sink }).run(AbortSignal.timeout(20_000));
+        const stats = await drainPipeline(pipeline({ queue, sink }));
 
         assert.equal(stats.deadLettered, 0);
         assert.equal(indexOf(calls, 'forward'), -1);
-        const rejected = await query<{ message_id: string }>(databaseUrl, 'SELECT message_id FROM login_etl.rejected_messages');
-        assert.deepEqual(new Set(rejected.map((r) => r.message_id)), new Set(invalidIds));
+        assert.deepEqual(await forwarding(databaseUrl), new Map(invalidIds.map((id) => [id, { forwarded: false, error: null }])));
         await assertEachWrittenOnce(databaseUrl, 'dlq', 3);
       } finally {
         await close();
@@ -448,11 +564,9 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
     try {
       const queue = new FakeQueue();
       const ids = queue.send(logins('held', 15));
-      const down: Sink = {
-        async write() {
-          throw new SinkError('Postgres refused the write: Connection terminated unexpectedly', { cause: new Error('ECONNRESET'), retryable: true });
-        },
-      };
+      const down: Sink = sinkWith(async () => {
+        throw new SinkError('Postgres refused the write: read ECONNRESET', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) });
+      });
       const stop = new AbortController();
       const p = pipeline({ queue, sink: down }, { receiveConcurrency: 2, shutdownTimeoutMs: 500, retryBaseDelayMs: 20, retryMaxDelayMs: 200 });
       const run = p.run(stop.signal);
@@ -489,7 +603,7 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
       queue.send(logins('bounded', 10));
       const { sink, open, waiting } = gated(real);
       const p = pipeline({ queue, sink }, { receiveConcurrency: 2, maxInFlightMessages: 10 });
-      const run = p.run(AbortSignal.timeout(25_000));
+      const run = drainPipeline(p, 25_000);
       // One loop holds all 10; the other finds no room for a receive of 10 and does not poll.
       await until(() => waiting() === 1, 'one batch is held');
 

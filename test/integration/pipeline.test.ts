@@ -10,6 +10,7 @@ import { HmacMasker } from '../../src/transform/mask.js';
 import { describeShape } from '../../src/transform/shape.js';
 import { defaultRunConfig, type RunConfig } from '../../src/config.js';
 import { KeyRing, type PiiKey } from '../../src/transform/key.js';
+import { safetyStop } from '../helpers/drain.js';
 import { shapeFields, silentLog } from '../helpers/fixtures.js';
 import {
   dumpAllTables,
@@ -45,11 +46,14 @@ function config(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides
 }
 
 async function drain(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides: Partial<RunConfig> = {}) {
-  return await runPipeline(config(queueUrl, databaseUrl, piiKey, overrides), {
+  const safety = safetyStop(60_000);
+  const summary = await runPipeline(config(queueUrl, databaseUrl, piiKey, overrides), {
     log: silentLog,
-    stop: AbortSignal.timeout(60_000),
+    stop: safety.signal,
     credentials: TEST_CREDENTIALS,
   });
+  safety.assertDrained();
+  return summary;
 }
 
 describe('run --drain on the exercise-shaped data set', () => {

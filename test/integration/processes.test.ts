@@ -11,6 +11,7 @@ import { createSqsClient, SqsQueue } from '../../src/source/sqs.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { HmacMasker } from '../../src/transform/mask.js';
 import { startCli, summaryOf } from '../helpers/cli.js';
+import { drainPipeline } from '../helpers/drain.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
 import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
@@ -170,7 +171,7 @@ describe('processes', () => {
         { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 30 },
       );
 
-      const stats = await pipeline.run(AbortSignal.timeout(30_000));
+      const stats = await drainPipeline(pipeline, 30_000);
 
       assert.equal(stats.received, 10);
       assert.equal(stats.written, 8);

@@ -16,6 +16,7 @@ import type { RejectedRow } from '../../src/sink/rejected.js';
 import { generateKeyText, generateVaultKey, KeyRing, parseKeyRing, parsePiiKey } from '../../src/transform/key.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
 import { cli } from '../helpers/cli.js';
+import { safetyStop } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
 import {
   dumpAllTables,
@@ -78,10 +79,12 @@ describe('rejected messages stored before sealing', () => {
     const key = testKey();
     const queueUrl = await servers.queue();
     const config = defaultRunConfig({ sqs: { queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint }, databaseUrl, piiKey: key });
+    const safety = safetyStop(30_000);
     await runPipeline(
       { ...config, waitTimeSeconds: 1, drain: true, http: undefined, logLevel: 'silent' },
-      { log: silentLog, stop: AbortSignal.timeout(30_000), credentials: TEST_CREDENTIALS },
+      { log: silentLog, stop: safety.signal, credentials: TEST_CREDENTIALS },
     );
+    safety.assertDrained();
 
     const rows = await storedRejections(databaseUrl);
     assert.equal(rows.length, 2);

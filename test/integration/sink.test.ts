@@ -57,7 +57,17 @@ describe('PgSink.write', () => {
       };
       const unsent: Outcome = { ...rejected, message: queueMessage('y', { messageId: 'unsent', sentTimestampMs: undefined }) };
 
-      assert.deepEqual(await sink.write([full, sparse, rejected, unsent]), { written: 2, rejected: 2, duplicates: 0 });
+      const result = await sink.write([full, sparse, rejected, unsent]);
+      const forward = [...result.forward].sort((a, b) => a.messageId.localeCompare(b.messageId));
+      assert.deepEqual({ ...result, forward }, {
+        written: 2,
+        rejected: 2,
+        duplicates: 0,
+        forward: [
+          { messageId: 'bad', reason: 'user_id is required; "quoted" reason' },
+          { messageId: 'unsent', reason: 'user_id is required; "quoted" reason' },
+        ],
+      });
 
       const rows = await query(
         databaseUrl,
@@ -86,7 +96,25 @@ describe('PgSink.write', () => {
       const [legacy] = await query<{ legacy: number }>(databaseUrl, 'SELECT count(legacy_body)::int AS legacy FROM login_etl.rejected_messages');
       assert.equal(legacy?.legacy, 0);
 
-      assert.deepEqual(await sink.write([full, rejected]), { written: 0, rejected: 0, duplicates: 2 }, 'ids in the ledger are skipped');
+      assert.deepEqual(
+        await sink.write([full, rejected]),
+        { written: 0, rejected: 0, duplicates: 2, forward: [{ messageId: 'bad', reason: rejected.reason }] },
+        'ids in the ledger are skipped; a committed rejection not yet forwarded is reported again',
+      );
+      await sink.recordForwarding({ forwarded: ['bad'], refused: [{ messageId: 'unsent', reason: 'InvalidMessageContents: refused' }] });
+      assert.deepEqual(
+        await sink.write([rejected, unsent]),
+        { written: 0, rejected: 0, duplicates: 2, forward: [] },
+        'once forwarded, or refused for good, a redelivered rejection is not reported for forwarding',
+      );
+      const forwarding = await query<{ message_id: string; forwarded: boolean; forward_error: string | null }>(
+        databaseUrl,
+        'SELECT message_id, forwarded_at IS NOT NULL AS forwarded, forward_error FROM login_etl.rejected_messages ORDER BY message_id',
+      );
+      assert.deepEqual(forwarding, [
+        { message_id: 'bad', forwarded: true, forward_error: null },
+        { message_id: 'unsent', forwarded: false, forward_error: 'InvalidMessageContents: refused' },
+      ]);
       const [counts] = await query<{ logins: number; rejections: number }>(
         databaseUrl,
         'SELECT (SELECT count(*) FROM user_logins)::int AS logins, (SELECT count(*) FROM login_etl.rejected_messages)::int AS rejections',

@@ -38,6 +38,7 @@ describe('collectSettings', () => {
       maxInFlightBytes: '67108864',
       maxReceiveCount: '10',
       shutdownTimeoutSeconds: '25',
+      unreachableTimeoutSeconds: '60',
       pruneIntervalSeconds: '600',
       httpPort: '8080',
       httpHost: '0.0.0.0',
@@ -124,6 +125,12 @@ describe('parseRunConfig: valid configurations', () => {
     assert.equal(config.pgPoolMax, 10);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.drain, false);
+    assert.equal(config.unreachableTimeoutSeconds, 60);
+  });
+
+  it('reads the unreachable timeout from LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS, and --unreachable-timeout-seconds over it', () => {
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS: '5' }).unreachableTimeoutSeconds, 5);
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS: '5' }, { 'unreachable-timeout-seconds': '120' }).unreachableTimeoutSeconds, 120);
   });
 
   it('parses a full environment into numbers and booleans', () => {
@@ -239,6 +246,8 @@ describe('parseRunConfig: invalid configurations', () => {
     ['LOGIN_ETL_RECEIVE_CONCURRENCY', '0', 'LOGIN_ETL_RECEIVE_CONCURRENCY (--receive-concurrency): must be at least 1'],
     ['LOGIN_ETL_RECEIVE_CONCURRENCY', '65', 'LOGIN_ETL_RECEIVE_CONCURRENCY (--receive-concurrency): must be at most 64'],
     ['LOGIN_ETL_PG_POOL_MAX', '101', 'LOGIN_ETL_PG_POOL_MAX (--pg-pool-max): must be at most 100'],
+    ['LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS', '0', 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS (--unreachable-timeout-seconds): must be at least 1'],
+    ['LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS', '86401', 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS (--unreachable-timeout-seconds): must be at most 86400'],
   ];
   for (const [name, value, message] of badNumbers) {
     it(`refuses ${name}=${value}`, () => {

@@ -120,3 +120,93 @@ describe('InFlight.waitForRoom', () => {
     );
   });
 });
+
+/** Watches an acquire, recording what it resolved with once it settles. */
+function watchAcquire(promise: Promise<boolean>): { readonly result: boolean | undefined } {
+  const state: { result: boolean | undefined } = { result: undefined };
+  void promise.then((taken) => {
+    state.result = taken;
+  });
+  return state;
+}
+
+describe('InFlight.acquire and release', () => {
+  it('takes room at once when it fits, and the room taken counts against the bound for the next one', async () => {
+    const inFlight = new InFlight(20, 1_000_000);
+    const first = watchAcquire(inFlight.acquire(10, never()));
+    const second = watchAcquire(inFlight.acquire(10, never()));
+    const third = watchAcquire(inFlight.acquire(10, never())); // 10 + 10 reserved: no room for 10 more
+
+    await settle();
+
+    assert.deepEqual([first.result, second.result, third.result], [true, true, undefined]);
+    assert.deepEqual([inFlight.messages, inFlight.bytes], [0, 0], 'room reserved is not messages held');
+  });
+
+  it('loops waiting together cannot all pass the check before any of them counts', async () => {
+    const inFlight = new InFlight(20, 1_000_000);
+    inFlight.add(10, 0);
+    const acquires = Array.from({ length: 4 }, () => watchAcquire(inFlight.acquire(10, never())));
+    await settle();
+    assert.deepEqual(
+      acquires.map((a) => a.result),
+      [true, undefined, undefined, undefined],
+    );
+
+    inFlight.remove(10, 0); // room for one more receive of 10, not three
+    await settle();
+
+    assert.equal(acquires.filter((a) => a.result === true).length, 2);
+  });
+
+  it('release gives back room a receive did not fill and wakes a waiting acquire', async () => {
+    const inFlight = new InFlight(20, 1_000_000);
+    assert.equal(await inFlight.acquire(10, never()), true);
+    assert.equal(await inFlight.acquire(10, never()), true);
+    const waiting = watchAcquire(inFlight.acquire(10, never()));
+    await settle();
+    assert.equal(waiting.result, undefined);
+
+    // One receive brought 3 messages: they are held, and its reservation is given back.
+    inFlight.add(3, 300);
+    inFlight.release(10);
+    await settle();
+    assert.equal(waiting.result, undefined, '10 reserved + 3 held + 10 more > 20');
+
+    // The other receive came back empty.
+    inFlight.release(10);
+    await settle();
+    assert.equal(waiting.result, true);
+    assert.deepEqual([inFlight.messages, inFlight.bytes], [3, 300]);
+  });
+
+  it('resolves false, taking nothing, when the signal aborts first or already has', async () => {
+    const inFlight = new InFlight(10, 1_000_000);
+    assert.equal(await inFlight.acquire(10, never()), true);
+    const stop = new AbortController();
+    const waiting = watchAcquire(inFlight.acquire(10, stop.signal));
+    await settle();
+    assert.equal(waiting.result, undefined);
+
+    stop.abort();
+    await settle();
+    assert.equal(waiting.result, false);
+    assert.equal(await inFlight.acquire(1, stop.signal), false);
+
+    // Nothing was taken by the aborted ones: releasing the first reservation leaves room for a full receive.
+    inFlight.release(10);
+    assert.equal(await inFlight.acquire(10, never()), true);
+  });
+
+  it('waits on the byte bound as well as the count', async () => {
+    const inFlight = new InFlight(100, 1_000);
+    inFlight.add(1, 1_000);
+    const waiting = watchAcquire(inFlight.acquire(10, never()));
+    await settle();
+    assert.equal(waiting.result, undefined);
+
+    inFlight.remove(1, 1_000);
+    await settle();
+    assert.equal(waiting.result, true);
+  });
+});

@@ -18,12 +18,13 @@ import {
   createQueue,
   createSqsClient,
   isLocalEndpoint,
-  isRetryableSqsError,
+  sqsError,
   LOCAL_DUMMY_CREDENTIALS,
   sdkRegion,
   sqsCredentialProvider,
   sqsRegionProvider,
 } from '../../src/source/sqs.js';
+import { classify } from '../../src/failure.js';
 
 const AWS_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
 const LOCALSTACK_QUEUE = 'http://sqs.eu-central-1.localhost.localstack.cloud:4566/000000000000/login-queue';
@@ -153,7 +154,7 @@ describe('sqsRegionProvider', () => {
 
   it('rejects with the ConfigError, which is never retried', async () => {
     const provider = sqsRegionProvider(sqs(AWS_QUEUE), async () => 'us-west-2');
-    await assert.rejects(provider(), (err: unknown) => err instanceof ConfigError && !isRetryableSqsError(err));
+    await assert.rejects(provider(), (err: unknown) => err instanceof ConfigError && classify(sqsError('ReceiveMessage', err), 'sqs').kind === 'broken');
   });
 });
 
@@ -228,7 +229,7 @@ describe('sqsCredentialProvider', () => {
         assert.ok(err instanceof Error);
         assert.equal(err.name, 'CredentialsProviderError');
         assert.match(err.message, /^no usable AWS credentials \(Could not load credentials from any providers\); the SDK looks in AWS_ACCESS_KEY_ID/);
-        assert.equal(isRetryableSqsError(err), false);
+        assert.equal(classify(sqsError('ReceiveMessage', err), 'sqs').kind, 'broken');
         return true;
       });
     }

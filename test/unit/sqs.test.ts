@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { QueueDoesNotExist } from '@aws-sdk/client-sqs';
-import { chunks, isRetryableSqsError, resolveSqsEndpoint } from '../../src/source/sqs.js';
+import fc from 'fast-check';
+import { classify } from '../../src/failure.js';
+import { batchesBySize, chunks, resolveSqsEndpoint, sqsError } from '../../src/source/sqs.js';
 
 const AWS_QUEUE = 'https://sqs.us-east-1.amazonaws.com/123456789012/q';
 
@@ -51,37 +53,84 @@ describe('resolveSqsEndpoint', () => {
   });
 });
 
-describe('isRetryableSqsError', () => {
-  it('retries server errors and throttling', () => {
-    assert.equal(isRetryableSqsError(sdkError('InternalError', 500)), true);
-    assert.equal(isRetryableSqsError(sdkError('ServiceUnavailable', 503)), true);
-    assert.equal(isRetryableSqsError(sdkError('TooManyRequests', 429)), true);
-    assert.equal(isRetryableSqsError(sdkError('ThrottlingException', 400)), true);
-    assert.equal(isRetryableSqsError(sdkError('RequestThrottled', 403)), true);
+/** What the failure policy makes of an SDK failure, wrapped as the SDK path wraps it. */
+const kindOf = (err: unknown) => classify(sqsError('ReceiveMessage', err), 'sqs').kind;
+
+describe('SDK failures, classified', () => {
+  it('server errors and throttling are transient', () => {
+    assert.equal(kindOf(sdkError('InternalError', 500)), 'transient');
+    assert.equal(kindOf(sdkError('ServiceUnavailable', 503)), 'transient');
+    assert.equal(kindOf(sdkError('TooManyRequests', 429)), 'transient');
+    assert.equal(kindOf(sdkError('ThrottlingException', 400)), 'transient');
+    assert.equal(kindOf(sdkError('RequestThrottled', 403)), 'transient');
   });
 
-  it('retries failures with no HTTP response (network errors)', () => {
-    assert.equal(isRetryableSqsError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })), true);
+  it('failures with no HTTP response (network errors) are transient', () => {
+    assert.equal(kindOf(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })), 'transient');
   });
 
-  it('retries errors the SDK marks $retryable', () => {
-    assert.equal(isRetryableSqsError(Object.assign(sdkError('Whatever', 400), { $retryable: {} })), true);
+  it('errors the SDK marks $retryable are transient', () => {
+    assert.equal(kindOf(Object.assign(sdkError('Whatever', 400), { $retryable: {} })), 'transient');
   });
 
-  it('does not retry a missing queue or other client errors', () => {
-    assert.equal(isRetryableSqsError(new QueueDoesNotExist({ message: 'The specified queue does not exist.', $metadata: { httpStatusCode: 400 } })), false);
-    assert.equal(isRetryableSqsError(sdkError('QueueDoesNotExist', 400)), false);
-    assert.equal(isRetryableSqsError(sdkError('AccessDenied', 403)), false);
-    assert.equal(isRetryableSqsError(sdkError('InvalidParameterValue', 400)), false);
+  it('a missing queue and other client errors are broken', () => {
+    assert.equal(kindOf(new QueueDoesNotExist({ message: 'The specified queue does not exist.', $metadata: { httpStatusCode: 400 } })), 'broken');
+    assert.equal(kindOf(sdkError('QueueDoesNotExist', 400)), 'broken');
+    assert.equal(kindOf(sdkError('AccessDenied', 403)), 'broken');
+    assert.equal(kindOf(sdkError('InvalidParameterValue', 400)), 'broken');
   });
 
-  it('does not retry missing credentials', () => {
-    assert.equal(isRetryableSqsError(sdkError('CredentialsProviderError')), false);
+  it('missing credentials are broken', () => {
+    assert.equal(kindOf(sdkError('CredentialsProviderError')), 'broken');
   });
 
-  it('does not retry things that are not errors', () => {
-    assert.equal(isRetryableSqsError('boom'), false);
-    assert.equal(isRetryableSqsError(undefined), false);
+  it('things that are not errors, unwrapped, are broken', () => {
+    assert.equal(classify('boom', 'sqs').kind, 'broken');
+    assert.equal(classify(undefined, 'sqs').kind, 'broken');
+  });
+
+  it('keeps the status and the error type on the SourceError', () => {
+    const err = sqsError('DeleteMessageBatch', sdkError('AccessDenied', 403));
+    assert.deepEqual([err.status, err.type, err.message], [403, 'AccessDenied', 'SQS DeleteMessageBatch failed: AccessDenied happened']);
+  });
+});
+
+describe('batchesBySize', () => {
+  const size = (n: number) => n;
+
+  it('splits by count: at most 10 entries a request', () => {
+    const { batches, oversized } = batchesBySize(Array.from({ length: 25 }, () => 1), size, 10, 1_048_576);
+    assert.deepEqual(batches.map((b) => b.length), [10, 10, 5]);
+    assert.deepEqual(oversized, []);
+  });
+
+  it('splits by bytes: two 600,000-byte entries go in two requests', () => {
+    const { batches } = batchesBySize([600_000, 600_000], size, 10, 1_048_576);
+    assert.deepEqual(batches, [[600_000], [600_000]]);
+  });
+
+  it('fills a request up to exactly the limit, keeping order', () => {
+    const { batches } = batchesBySize([500_000, 548_576, 1, 2], size, 10, 1_048_576);
+    assert.deepEqual(batches, [[500_000, 548_576], [1, 2]]);
+  });
+
+  it('sets apart an entry larger than any request, never sending it', () => {
+    const { batches, oversized } = batchesBySize([5, 1_048_577, 7], size, 10, 1_048_576);
+    assert.deepEqual(batches, [[5, 7]]);
+    assert.deepEqual(oversized, [1_048_577]);
+  });
+
+  it('never makes a request over either limit', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 1_200_000 }), { maxLength: 60 }), (sizes) => {
+        const { batches, oversized } = batchesBySize(sizes, size, 10, 1_048_576);
+        for (const batch of batches) {
+          assert.ok(batch.length >= 1 && batch.length <= 10);
+          assert.ok(batch.reduce((a, b) => a + b, 0) <= 1_048_576);
+        }
+        assert.deepEqual([...batches.flat(), ...oversized].sort((a, b) => a - b), [...sizes].sort((a, b) => a - b));
+      }),
+    );
   });
 });
 

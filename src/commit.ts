@@ -1,0 +1,144 @@
+/**
+ * The commit algorithm, shared by `run`'s pipeline and the Lambda handler: write a batch of
+ * outcomes in one statement; when Postgres refuses rows for their content, split the batch in
+ * halves until those rows are found and reject exactly them; then forward the committed
+ * rejections to the dead-letter queue and record that they were.
+ *
+ * Forwarding comes after the commit that recorded the rejection, once per message id: the write
+ * statement reports which rejections still need forwarding (the new ones, and redelivered ones
+ * whose forwarding was never recorded), and `recordForwarding` marks them done, so a redelivery
+ * of a rejection already forwarded is not forwarded again. A crash between the send and the
+ * record forwards that message a second time; dead-letter consumers can deduplicate on the
+ * `login_etl_message_id` attribute.
+ *
+ * Any other failure (`classify` says transient or broken) ends the attempt with the failure
+ * thrown; what is committed or forwarded stays so, and the next attempt goes on from there.
+ */
+import { DeadLetterError, describeError, UnstorableRejectionError } from './errors.js';
+import { classify } from './failure.js';
+import type { Logger } from './observability/logger.js';
+import type { Sink } from './sink/postgres.js';
+import type { DeadLetter, DeadLetterQueue } from './source/sqs.js';
+import type { Masker } from './transform/mask.js';
+import { reject, type Outcome } from './transform/transform.js';
+
+export interface CommitDeps {
+  readonly sink: Sink;
+  readonly masker: Masker;
+  readonly log: Logger;
+  readonly deadLetters?: DeadLetterQueue | undefined;
+}
+
+/** What a batch's attempts have done so far. */
+export interface CommitTally {
+  written: number;
+  rejected: number;
+  duplicates: number;
+  /** Rows Postgres refused, rejected with its reason. */
+  refused: number;
+  deadLettered: number;
+  /** Rejections the dead-letter queue refuses for good; recorded in `forward_error`. */
+  unforwardable: number;
+}
+
+/** One batch on its way into Postgres and the dead-letter queue, across attempts. */
+export class BatchCommit {
+  readonly tally: CommitTally = { written: 0, rejected: 0, duplicates: 0, refused: 0, deadLettered: 0, unforwardable: 0 };
+  readonly #outcomes: readonly Outcome[];
+  readonly #committed = new Set<string>();
+  /** Committed rejections still to be forwarded, by message id. */
+  readonly #toForward = new Map<string, DeadLetter>();
+  /** Forwarded or refused for good, not yet recorded in Postgres. */
+  #unrecorded: { forwarded: string[]; refused: { messageId: string; reason: string }[] } = { forwarded: [], refused: [] };
+
+  constructor(
+    outcomes: readonly Outcome[],
+    private readonly deps: CommitDeps,
+  ) {
+    this.#outcomes = outcomes;
+  }
+
+  /** Outcomes not committed yet. */
+  get uncommitted(): Outcome[] {
+    return this.#outcomes.filter((o) => !this.#committed.has(o.message.messageId));
+  }
+
+  /** Whether everything is committed, forwarded and recorded. */
+  get done(): boolean {
+    return this.uncommitted.length === 0 && this.#toForward.size === 0 && this.#unrecorded.forwarded.length + this.#unrecorded.refused.length === 0;
+  }
+
+  /** Takes the batch as far as it can go; throws the transient or broken failure that stopped it. */
+  async attempt(): Promise<void> {
+    await this.#write(this.uncommitted);
+    if (this.deps.deadLetters !== undefined) await this.#forward(this.deps.deadLetters);
+  }
+
+  async #write(outcomes: readonly Outcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    let result;
+    try {
+      result = await this.deps.sink.write(outcomes);
+    } catch (err) {
+      if (classify(err, 'postgres').kind !== 'row-refused') throw err;
+      if (outcomes.length > 1) {
+        const middle = Math.ceil(outcomes.length / 2);
+        await this.#write(outcomes.slice(0, middle));
+        await this.#write(outcomes.slice(middle));
+        return;
+      }
+      const only = outcomes[0] as Outcome;
+      const reason = err instanceof Error ? err.message : String(err);
+      if (only.kind === 'rejected') {
+        throw new UnstorableRejectionError(`the rejection of message ${only.message.messageId} cannot be stored: ${reason}`, { cause: err });
+      }
+      this.deps.log.warn({ messageId: only.message.messageId, err: reason }, 'row refused by Postgres; rejecting it');
+      this.tally.refused += 1;
+      await this.#write([reject(only.message, reason, this.deps.masker)]);
+      return;
+    }
+    this.tally.written += result.written;
+    this.tally.rejected += result.rejected;
+    this.tally.duplicates += result.duplicates;
+    for (const outcome of outcomes) this.#committed.add(outcome.message.messageId);
+    if (this.deps.deadLetters === undefined) return;
+    // In the batch's order, whatever order the statement returned them in.
+    const reasons = new Map(result.forward.map((f) => [f.messageId, f.reason]));
+    for (const { message } of outcomes) {
+      const reason = reasons.get(message.messageId);
+      if (reason !== undefined) this.#toForward.set(message.messageId, { messageId: message.messageId, body: message.body, reason });
+    }
+  }
+
+  async #forward(deadLetters: DeadLetterQueue): Promise<void> {
+    const { log, sink } = this.deps;
+    let failure: unknown;
+    if (this.#toForward.size > 0) {
+      let result;
+      try {
+        result = await deadLetters.forward([...this.#toForward.values()]);
+      } catch (err) {
+        result = { sent: [], refused: [], failure: err };
+      }
+      for (const messageId of result.sent) this.#toForward.delete(messageId);
+      for (const refused of result.refused) {
+        this.#toForward.delete(refused.messageId);
+        log.error({ messageId: refused.messageId, reason: refused.reason }, 'the dead-letter queue refuses this rejected message; recorded, not retried');
+      }
+      this.tally.deadLettered += result.sent.length;
+      this.tally.unforwardable += result.refused.length;
+      this.#unrecorded = {
+        forwarded: [...this.#unrecorded.forwarded, ...result.sent],
+        refused: [...this.#unrecorded.refused, ...result.refused],
+      };
+      failure = result.failure;
+    }
+    if (this.#unrecorded.forwarded.length + this.#unrecorded.refused.length > 0) {
+      await sink.recordForwarding(this.#unrecorded);
+      this.#unrecorded = { forwarded: [], refused: [] };
+    }
+    if (failure !== undefined) {
+      throw new DeadLetterError(`forwarding to the dead-letter queue failed: ${describeError(failure)}`, { cause: failure });
+    }
+  }
+}

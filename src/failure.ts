@@ -1,0 +1,164 @@
+/**
+ * The failure policy of login-etl, in one place. Whoever catches a failure from Postgres, SQS or
+ * the dead-letter queue asks `classify` what it is and does what its kind says:
+ *
+ * - `transient`: the dependency is down or busy (connection refused or lost, throttling, 5xx,
+ *   server shutdown, too many connections, serialization failure, deadlock, lock timeout). Back
+ *   off with jitter, report not ready, keep the messages (their visibility is extended) and try
+ *   again.
+ * - `row-refused`: the dependency refuses one item for its content and would take the others:
+ *   a row Postgres rejects with an SQLSTATE of class 22 (data exception) or 23 (integrity
+ *   constraint), or an entry SQS refuses in a batch call as the sender's fault. Split, and
+ *   reject exactly those items.
+ * - `broken`: the dependency answers but refuses the work itself: no privilege (42501), an
+ *   undefined table or column (42P01, 42703), a read-only transaction (25006), a queue that does
+ *   not exist, denied access, missing credentials, and anything not listed. Hold the messages,
+ *   back off up to the cap, report not ready; never split, never poison, never forward.
+ *
+ * Poison is not a failure kind: a message is poison because of its own receive count, never
+ * because a dependency is broken. Every change of state is logged once, not every attempt.
+ */
+import { ConfigError, DeadLetterError, describeError as describe, SinkError, SourceError, UnstorableRejectionError } from './errors.js';
+import type { Dependency, Health } from './observability/health.js';
+import type { Logger } from './observability/logger.js';
+
+export type FailureKind = 'transient' | 'row-refused' | 'broken';
+
+export interface Failure {
+  readonly kind: FailureKind;
+  /** The dependency at fault. */
+  readonly dependency: Dependency;
+  /** A short, PII-free description, for logs and /readyz. */
+  readonly reason: string;
+}
+
+/** How people read a dependency's name in messages. */
+export const DEPENDENCY_NAMES: Readonly<Record<Dependency, string>> = {
+  postgres: 'Postgres',
+  sqs: 'SQS',
+  'dead-letter-queue': 'the dead-letter queue',
+};
+
+/**
+ * SQLSTATEs after which the same statement can succeed: connection failures (08), resource
+ * exhaustion such as too many connections (53), server shutdown (57P01-57P03), serialization
+ * failures (40001), deadlocks (40P01) and lock timeouts (55P03).
+ */
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-3]|40001|40P01|55P03)/;
+/** Data exceptions (22) and integrity constraint violations (23): the row, not the database. */
+const ROW_REFUSED_SQLSTATE = /^(22|23)/;
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** node-postgres reports a dropped connection or a pool time-out without a code. */
+const PG_CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i;
+/** SQS error types a later try can get past (throttling, overload, SQS's own failures), whatever their status. */
+const TRANSIENT_SQS_TYPES = /Throttl|OverLimit|ServiceUnavailable|InternalError|InternalFailure/;
+
+/**
+ * What a failure is. `dependency` is what the caller was talking to; errors that know their
+ * dependency (a SinkError, a SourceError, a DeadLetterError) say so themselves.
+ */
+export function classify(err: unknown, dependency: Dependency): Failure {
+  if (err instanceof DeadLetterError) {
+    const inner = classify(err.cause, 'dead-letter-queue');
+    return { kind: inner.kind === 'row-refused' ? 'broken' : inner.kind, dependency: 'dead-letter-queue', reason: describe(err) };
+  }
+  if (err instanceof UnstorableRejectionError) return { kind: 'broken', dependency: 'postgres', reason: describe(err) };
+  if (err instanceof SinkError) return { kind: postgresKind(err.cause), dependency: 'postgres', reason: describe(err) };
+  if (err instanceof SourceError) {
+    return { kind: sqsKind(err), dependency: dependency === 'postgres' ? 'sqs' : dependency, reason: describe(err) };
+  }
+  if (dependency === 'postgres') return { kind: postgresKind(err), dependency, reason: describe(err) };
+  return { kind: 'broken', dependency, reason: describe(err) };
+}
+
+/**
+ * An entry SQS did not accept in a batch call (SendMessageBatch, DeleteMessageBatch, ...): the
+ * sender's fault is about that entry and lasts (`row-refused`); SQS's own can pass later.
+ */
+export function classifyBatchEntry(entry: { readonly SenderFault?: boolean | undefined }): 'row-refused' | 'transient' {
+  return entry.SenderFault === true ? 'row-refused' : 'transient';
+}
+
+function postgresKind(err: unknown): FailureKind {
+  if (!(err instanceof Error)) return 'broken';
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (TRANSIENT_SQLSTATE.test(code) || NETWORK_CODES.has(code)) return 'transient';
+    if (ROW_REFUSED_SQLSTATE.test(code)) return 'row-refused';
+    return 'broken';
+  }
+  return PG_CONNECTION_MESSAGES.test(err.message) ? 'transient' : 'broken';
+}
+
+function sqsKind(err: SourceError): FailureKind {
+  // No credentials, or a region that contradicts the queue URL: a setting to fix, not a wait.
+  if (err.type === 'CredentialsProviderError' || err.cause instanceof ConfigError) return 'broken';
+  if ((err.cause as { $retryable?: unknown } | undefined)?.$retryable) return 'transient';
+  if (err.type !== undefined && TRANSIENT_SQS_TYPES.test(err.type)) return 'transient';
+  // No answer at all: the network.
+  if (err.status === undefined) return 'transient';
+  return err.status >= 500 || err.status === 429 ? 'transient' : 'broken';
+}
+
+/** Exponential backoff with full jitter: a random delay up to min(max, base * 2^(attempt-1)). */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 20));
+}
+
+/**
+ * The state of one dependency as the pipeline sees it: working, or failing (transient or broken)
+ * since a moment. A change of state is logged once, and attempts in between only at debug;
+ * readiness follows it; a drain reads how long it has been failing.
+ */
+export class DependencyState {
+  #failure: Failure | undefined;
+  /** Monotonic time of the first failure since the last success. */
+  #since: number | undefined;
+
+  constructor(
+    readonly dependency: Dependency,
+    private readonly context: { readonly log: Logger; readonly health?: Health | undefined; readonly clock: () => number },
+  ) {}
+
+  /** The failure that holds now, if any. */
+  get failure(): Failure | undefined {
+    return this.#failure;
+  }
+
+  /** Milliseconds since the dependency started failing without a success in between; 0 while it works. */
+  failingForMs(): number {
+    return this.#since === undefined ? 0 : this.context.clock() - this.#since;
+  }
+
+  /** Records a failed attempt; logs `message` at warn (transient) or error (broken) when the state changes. */
+  failed(failure: Failure, message: string, fields: Readonly<Record<string, unknown>> = {}): void {
+    const { log, health, clock } = this.context;
+    const changed = this.#failure?.kind !== failure.kind;
+    this.#since ??= clock();
+    this.#failure = failure;
+    const text = `${failure.kind}: ${failure.reason}`;
+    if (failure.kind === 'broken') {
+      health?.hold(this.dependency, text);
+    } else {
+      health?.hold(this.dependency, undefined);
+      health?.report(this.dependency, false, text);
+    }
+    const entry = { dependency: this.dependency, kind: failure.kind, err: failure.reason, ...fields };
+    if (!changed) log.debug(entry, message);
+    else if (failure.kind === 'broken') log.error(entry, message);
+    else log.warn(entry, message);
+  }
+
+  /** Records a successful call; logs the end of a failure once. */
+  succeeded(): void {
+    const { log, health, clock } = this.context;
+    if (this.#failure !== undefined) {
+      const failedForMs = Math.round(clock() - (this.#since ?? clock()));
+      log.info({ dependency: this.dependency, kind: this.#failure.kind, failedForMs }, `${DEPENDENCY_NAMES[this.dependency]} works again`);
+      this.#failure = undefined;
+      this.#since = undefined;
+      health?.hold(this.dependency, undefined);
+    }
+    health?.report(this.dependency, true);
+  }
+}

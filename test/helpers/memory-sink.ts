@@ -1,0 +1,79 @@
+/**
+ * An in-memory sink that keeps a ledger, rows and rejections the way write-batch.ts does, for
+ * unit tests of the commit algorithm and the pipeline: a statement commits all its outcomes or
+ * none, ids already in the ledger are duplicates, and the committed rejections still to forward
+ * are reported back. `fault` may throw to fail a statement before anything is committed.
+ */
+import { SinkError } from '../../src/errors.js';
+import type { Sink } from '../../src/sink/postgres.js';
+import type { ForwardingRecord } from '../../src/sink/record-forwarding.js';
+import type { WriteResult } from '../../src/sink/write-batch.js';
+import type { Outcome } from '../../src/transform/transform.js';
+
+export interface StoredRejection {
+  readonly reason: string;
+  forwarded: boolean;
+  forwardError: string | undefined;
+}
+
+export class MemorySink implements Sink {
+  readonly ledger = new Map<string, 'written' | 'rejected'>();
+  /** user_id of each row written, in order. */
+  readonly rows: string[] = [];
+  readonly rejections = new Map<string, StoredRejection>();
+  /** The outcomes of every statement tried, failed ones included. */
+  readonly statements: (readonly Outcome[])[] = [];
+  readonly records: ForwardingRecord[] = [];
+  fault: ((outcomes: readonly Outcome[]) => void) | undefined;
+  recordFault: ((record: ForwardingRecord) => void) | undefined;
+
+  async write(outcomes: readonly Outcome[]): Promise<WriteResult> {
+    this.statements.push(outcomes);
+    await Promise.resolve();
+    this.fault?.(outcomes);
+    let written = 0;
+    let rejected = 0;
+    const forward: { messageId: string; reason: string }[] = [];
+    const seen = new Set<string>();
+    for (const outcome of outcomes) {
+      const id = outcome.message.messageId;
+      if (this.ledger.has(id) || seen.has(id)) {
+        const stored = this.rejections.get(id);
+        if (!seen.has(id) && stored !== undefined && !stored.forwarded && stored.forwardError === undefined) forward.push({ messageId: id, reason: stored.reason });
+        seen.add(id);
+        continue;
+      }
+      seen.add(id);
+      if (outcome.kind === 'accepted') {
+        this.ledger.set(id, 'written');
+        this.rows.push(outcome.row.user_id);
+        written += 1;
+      } else {
+        this.ledger.set(id, 'rejected');
+        this.rejections.set(id, { reason: outcome.reason, forwarded: false, forwardError: undefined });
+        forward.push({ messageId: id, reason: outcome.reason });
+        rejected += 1;
+      }
+    }
+    return { written, rejected, duplicates: outcomes.length - written - rejected, forward };
+  }
+
+  async recordForwarding(record: ForwardingRecord): Promise<void> {
+    await Promise.resolve();
+    this.recordFault?.(record);
+    this.records.push(record);
+    for (const id of record.forwarded) {
+      const stored = this.rejections.get(id);
+      if (stored !== undefined) stored.forwarded = true;
+    }
+    for (const { messageId, reason } of record.refused) {
+      const stored = this.rejections.get(messageId);
+      if (stored !== undefined) stored.forwardError = reason;
+    }
+  }
+}
+
+/** A SinkError as PgSink throws it for a Postgres error with this SQLSTATE. */
+export function pgError(code: string, message: string): SinkError {
+  return new SinkError(`Postgres refused the write: ${message} (SQLSTATE ${code})`, { cause: Object.assign(new Error(message), { code }) });
+}
