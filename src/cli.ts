@@ -470,10 +470,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop
     return await command.action({ flags, positionals, env, stop });
   } catch (err) {
     if (err instanceof ConfigError || err instanceof UsageError) {
-      process.stderr.write(`login-etl: ${err.message}\n`);
+      process.stderr.write(`login-etl: ${printable(err.message)}\n`);
       return 2;
     }
-    process.stderr.write(`login-etl: ${describeError(err)}\n`);
+    // Postgres's messages can quote stored text (and the user's own SQL): escaped like any output.
+    process.stderr.write(`login-etl: ${printable(describeError(err))}\n`);
     return 1;
   }
 }
@@ -502,7 +503,7 @@ main(process.argv.slice(2), process.env, controller.signal).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`login-etl: ${describeError(err)}\n`);
+    process.stderr.write(`login-etl: ${printable(describeError(err))}\n`);
     process.exit(1);
   },
 );
