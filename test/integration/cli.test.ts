@@ -95,7 +95,7 @@ describe('login-etl run', () => {
       [base, ['--wait-time-seconds', '30'], /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/],
       [{ ...base, LOGIN_ETL_RECEIVE_CONCURRENCY: 'many' }, [], /LOGIN_ETL_RECEIVE_CONCURRENCY \(--receive-concurrency\): must be a whole number/],
       [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],
-      [base, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
+      [base, ['--no-such-flag'], /^login-etl: unknown option '--no-such-flag'; see login-etl run --help\n$/],
     ];
     for (const [env, args, expected] of cases) {
       const result = await cli(['run', ...args], env);
@@ -123,6 +123,33 @@ describe('login-etl run', () => {
     assert.equal(result.code, 0);
     for (const expected of ['--queue-url', 'SQS_QUEUE_URL', '--database-url', 'DATABASE_URL', 'PII_KEY_FILE', 'AWS_ENDPOINT_URL_SQS', 'LOGIN_ETL_RECEIVE_CONCURRENCY', 'Default: 20.']) {
       assert.ok(result.stdout.includes(expected), `${expected} missing from --help`);
+    }
+  });
+});
+
+describe('--help and unknown options, per command', () => {
+  const helpLine = async (command: string, flag: string) => {
+    const result = await cli([command, '--help']);
+    assert.equal(result.code, 0, result.stderr);
+    return result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${flag} `)) ?? '';
+  };
+
+  test('each command describes a setting as that command uses it', async () => {
+    assert.match(await helpLine('send', 'queue-url'), /URL of the SQS queue to send to \(required\)\.$/);
+    assert.match(await helpLine('run', 'queue-url'), /URL of the SQS queue to read from/);
+    assert.match(await helpLine('demo', 'log-level'), /Default: error\.$/);
+    assert.match(await helpLine('run', 'log-level'), /Default: info\.$/);
+    const rekeyMode = await helpLine('rekey', 'mask-mode');
+    assert.match(rekeyMode, /siv or vault/);
+    assert.doesNotMatch(rekeyMode, /hmac \(|Default: hmac/);
+  });
+
+  test('an unknown option is a usage error naming the command\'s --help, exit 2', async () => {
+    for (const [command, option] of [['unmask', '--mask-mode'], ['check', '--drain'], ['send', '-x']] as const) {
+      const result = await cli([command, option]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr, `login-etl: unknown option '${option}'; see login-etl ${command} --help\n`);
+      assert.equal(result.stdout, '');
     }
   });
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
-import { RUN_SETTINGS, SETTINGS, type SettingSpec } from '../../src/config.js';
+import { SETTINGS, type SettingSpec } from '../../src/config.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
@@ -135,11 +135,14 @@ describe('login-etl check', () => {
     assert.ok(!result.stdout.includes('secret-password'));
   });
 
-  test('--help lists every setting of run with its environment twin and default', async () => {
+  test('--help lists the settings check uses, with their environment twins and defaults, and none it ignores', async () => {
     const result = await cli(['check', '--help']);
 
     assert.equal(result.code, 0);
-    for (const name of RUN_SETTINGS) {
+    for (const flag of ['drain', 'receive-concurrency', 'http-port', 'no-metrics', 'log-level']) {
+      assert.ok(!result.stdout.includes(`--${flag}`), `--${flag} is listed, but check does not use it`);
+    }
+    for (const name of ['queueUrl', 'region', 'sqsEndpoint', 'databaseUrl', 'piiKeyFile', 'piiKeysFile', 'maskMode'] as const) {
       const spec: SettingSpec = SETTINGS[name];
       const line = result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${spec.flag} `) || l.trim() === `--${spec.flag}` || l.trimStart().startsWith(`--${spec.flag}  `));
       assert.ok(line !== undefined, `--${spec.flag} missing`);
@@ -153,6 +156,10 @@ describe('login-etl check', () => {
 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /PII_KEY: is required/);
+    // Run's settings that check has no flag for are still read from the environment and checked.
+    const tuning = await cli(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl, PII_KEY: key, LOGIN_ETL_WAIT_TIME_SECONDS: '30' });
+    assert.equal(tuning.code, 2);
+    assert.match(tuning.stderr, /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/);
   });
 
   test('a ring holding a vault private key, in hmac mode: exit 2 naming the key setting, nothing checked', async () => {
