@@ -29,6 +29,7 @@ import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 import { printable, printableJson } from './observability/printable.js';
+import { plural } from './plural.js';
 import { TerminalProgress } from './observability/progress.js';
 import { listRejected, printBodies, replayBodies, type Output } from './rejected.js';
 import { rekey } from './rekey.js';
@@ -198,7 +199,7 @@ const COMMANDS: Record<string, Command> = {
       const client = createSqsClient(sqs, { maxSockets: 16 });
       try {
         const sent = await sendLines(client, sqs.queueUrl, openLines(file));
-        out(`sent ${sent} messages`);
+        out(`sent ${plural(sent, 'message')}`);
       } finally {
         client.destroy();
       }
@@ -296,7 +297,7 @@ const COMMANDS: Record<string, Command> = {
             err(`value ${index + 1} (${printable(result.value.slice(0, 80))}): refused: ${printable(result.reason)}`);
           }
         });
-        err(`recovered ${report.recovered} of ${values.length} values (audit record ${report.auditId})`);
+        err(`recovered ${report.recovered} of ${plural(values.length, 'value')} (audit record ${report.auditId})`);
         // Success means every value that can be recovered was, and at least one was.
         return report.recovered > 0 && refused === 0 ? 0 : 1;
       } finally {

@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { printable } from './observability/printable.js';
+import { plural } from './plural.js';
 
 export interface LoginReport {
   readonly logins: number;
@@ -80,7 +81,7 @@ export function formatReport(report: LoginReport): string {
     ['Most repeated masked ip values', ['masked_ip', 'logins'], report.repeatedIps.map((r) => [r.maskedIp, String(r.logins)])],
     ['Most repeated masked device_id values', ['masked_device_id', 'logins'], report.repeatedDeviceIds.map((r) => [r.maskedDeviceId, String(r.logins)])],
   ];
-  const lines = [`user_logins: ${report.logins} logins` + (report.rejected === null ? '' : `; login_etl.rejected_messages: ${report.rejected} rejected messages`)];
+  const lines = [`user_logins: ${plural(report.logins, 'login')}` + (report.rejected === null ? '' : `; login_etl.rejected_messages: ${plural(report.rejected, 'rejected message')}`)];
   for (const [title, header, rows] of sections) {
     lines.push('', `${title}:`, rows.length === 0 ? '  (none)' : formatTable([header, ...rows]));
   }

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { SourceError } from './errors.js';
 import { classifyBatchEntry } from './failure.js';
+import { plural } from './plural.js';
 import { SQS_MAX_BATCH, sqsError } from './source/sqs.js';
 
 /** Stays under the 256 KiB batch limit that LocalStack and older queues still enforce. */
@@ -74,11 +75,11 @@ async function sendBatch(client: SQSClient, queueUrl: string, bodies: readonly s
     const failed = new Set((response.Failed ?? []).map((f) => f.Id));
     const permanent = (response.Failed ?? []).filter((f) => classifyBatchEntry(f) === 'row-refused');
     if (permanent.length > 0) {
-      throw new SourceError(`SQS refused ${permanent.length} message(s): ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, type: permanent[0]?.Code });
+      throw new SourceError(`SQS refused ${plural(permanent.length, 'message')}: ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, type: permanent[0]?.Code });
     }
     pending = pending.filter((entry) => failed.has(entry.Id));
     if (pending.length > 0 && attempt >= ATTEMPTS) {
-      throw new SourceError(`SQS did not accept ${pending.length} message(s) after ${ATTEMPTS} attempts`, { cause: response.Failed });
+      throw new SourceError(`SQS did not accept ${plural(pending.length, 'message')} after ${ATTEMPTS} attempts`, { cause: response.Failed });
     }
   }
 }

@@ -169,7 +169,9 @@ describe('login-etl send, migrate, keygen and generate', () => {
     assert.equal(fromFile.code, 0, fromFile.stderr);
     assert.equal(fromFile.stdout, 'sent 25 messages\n');
     assert.equal(fromStdin.stdout, 'sent 25 messages\n');
-    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 50);
+    const one = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, `${generated.stdout.split('\n')[0]}\n`);
+    assert.equal(one.stdout, 'sent 1 message\n');
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 51);
 
     const databaseUrl = await servers.database();
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
