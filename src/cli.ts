@@ -196,9 +196,12 @@ const COMMANDS: Record<string, Command> = {
       const raw = collectSettings([...SQS_SETTINGS, 'file'], flags, env);
       const sqs = parseSqsConfig(raw);
       const file = parseSetting('file', raw, true) ?? '-';
+      const input = await openLines(file);
+      // Otherwise a person who forgot --file sees nothing happen.
+      if (file === '-' && process.stdin.isTTY) err('reading JSON Lines from standard input until end of file (Ctrl-D)');
       const client = createSqsClient(sqs, { maxSockets: 16 });
       try {
-        const sent = await sendLines(client, sqs.queueUrl, openLines(file));
+        const sent = await sendLines(client, sqs.queueUrl, input);
         out(`sent ${plural(sent, 'message')}`);
       } finally {
         client.destroy();
