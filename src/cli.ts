@@ -181,6 +181,10 @@ const COMMANDS: Record<string, Command> = {
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
       try {
         const report = await buildReport(pool, options);
+        if (report === undefined) {
+          err('the database has no user_logins yet; run `login-etl run` or `login-etl migrate` first');
+          return 1;
+        }
         out(flags.json === true ? printableJson(report, 2) : formatReport(report));
         return 0;
       } finally {

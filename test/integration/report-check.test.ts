@@ -90,6 +90,34 @@ describe('login-etl report', () => {
   });
 });
 
+describe('login-etl report before run', () => {
+  test('a database without user_logins: one line saying what to run first, exit 1', async () => {
+    const result = await cli(['report'], { DATABASE_URL: await servers.database() });
+
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, 'login-etl: the database has no user_logins yet; run `login-etl run` or `login-etl migrate` first\n');
+    assert.equal(result.stdout, '');
+  });
+
+  test('a user_logins made by other means, without the login_etl schema: reported, versions as text', async () => {
+    const databaseUrl = await servers.database();
+    await query(databaseUrl, `CREATE TABLE user_logins(user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
+                                masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)`);
+    const empty = await cli(['report'], { DATABASE_URL: databaseUrl });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(empty.stdout.split('\n')[0], 'user_logins: 0 logins');
+
+    await query(databaseUrl, `INSERT INTO user_logins(user_id, device_type, app_version, create_date) VALUES ('u', 'ios', 2003001, '2026-11-29')`);
+    const result = await cli(['report', '--json'], { DATABASE_URL: databaseUrl });
+
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as Report;
+    assert.equal(report.logins, 1);
+    assert.equal(report.rejected, null);
+    assert.deepEqual(report.perAppVersion, [{ appVersion: '2.3.1', logins: 1 }]);
+  });
+});
+
 describe('login-etl check', () => {
   const env = () => ({ PII_KEY: key, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
 
