@@ -29,6 +29,7 @@ import { generateSampleEvents } from './embedded/sample-data.js';
 import { ConfigError, describeError, UsageError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 import { printable, printableJson } from './observability/printable.js';
+import { plural } from './plural.js';
 import { TerminalProgress } from './observability/progress.js';
 import { listRejected, printBodies, replayBodies, type Output } from './rejected.js';
 import { rekey } from './rekey.js';
@@ -47,9 +48,18 @@ interface ExtraOption {
   readonly description: string;
 }
 
+/** What a command's --help says about a setting, where the shared description does not fit it. */
+interface SettingHelp {
+  readonly description: string;
+  /** Shown as the default; none is shown when absent. */
+  readonly default?: string;
+}
+
 interface Command {
   readonly summary: string;
   readonly settings: readonly SettingName[];
+  /** Replaces the shared description and default of a setting in this command's --help. */
+  readonly settingHelp?: Partial<Record<SettingName, SettingHelp>>;
   readonly extra?: Record<string, ExtraOption>;
   /** Takes operands after the options (unmask's values). */
   readonly positionals?: boolean;
@@ -97,18 +107,25 @@ async function createPrivateFile(path: string): Promise<FileHandle> {
   }
 }
 
+/** The demo prints its own summary; log lines would bury it. */
+const DEMO_LOG_LEVEL = 'error';
+
+/** What check reads: the queue, the database and the keys. It parses run's environment too, as run would. */
+const CHECK_SETTINGS = [...SQS_SETTINGS, 'databaseUrl', ...KEY_SETTINGS, 'maskMode'] as const satisfies readonly SettingName[];
+
 const COMMANDS: Record<string, Command> = {
   demo: {
     summary: 'Run the pipeline on an embedded SQS emulator and Postgres loaded with sample events.',
     settings: ['logLevel'],
+    settingHelp: { logLevel: { description: 'fatal, error, warn, info, debug, trace or silent.', default: DEMO_LOG_LEVEL } },
     extra: {
       keep: { type: 'boolean', description: 'Stay up afterwards and print how to reach the queue and the database.' },
       count: { type: 'string', default: '100', description: 'Sample events to load.' },
       seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
     },
     async action({ flags, env, stop }) {
-      const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || 'error') }, {});
-      const logLevel = parseSetting('logLevel', raw, true) ?? 'error';
+      const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || DEMO_LOG_LEVEL) }, {});
+      const logLevel = parseSetting('logLevel', raw, true) ?? DEMO_LOG_LEVEL;
       const summary = await runDemo({
         count: wholeNumber('count', flags.count, 1, 1_000_000),
         seed: wholeNumber('seed', flags.seed, 0, 2 ** 32 - 1),
@@ -140,8 +157,9 @@ const COMMANDS: Record<string, Command> = {
   },
   check: {
     summary: 'Verify a run configuration without consuming anything: settings and key, the queue (GetQueueAttributes), the database and the columns of user_logins. Exit 0 if all pass, 1 if any fails.',
-    settings: RUN_SETTINGS,
+    settings: CHECK_SETTINGS,
     async action({ flags, env }) {
+      // Run's other settings come from the environment only here, and a bad one fails check as it would fail run.
       const config = parseRunConfig(collectSettings(RUN_SETTINGS, flags, env), env);
       for (const warning of config.keyWarnings ?? []) err(`warning: ${warning}`);
       const results = await runChecks(config);
@@ -163,6 +181,10 @@ const COMMANDS: Record<string, Command> = {
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
       try {
         const report = await buildReport(pool, options);
+        if (report === undefined) {
+          err('the database has no user_logins yet; run `login-etl run` or `login-etl migrate` first');
+          return 1;
+        }
         out(flags.json === true ? printableJson(report, 2) : formatReport(report));
         return 0;
       } finally {
@@ -173,14 +195,18 @@ const COMMANDS: Record<string, Command> = {
   send: {
     summary: 'Send one SQS message per line of a JSON Lines file (SendMessageBatch).',
     settings: [...SQS_SETTINGS, 'file'],
+    settingHelp: { queueUrl: { description: 'URL of the SQS queue to send to (required).' } },
     async action({ flags, env }) {
       const raw = collectSettings([...SQS_SETTINGS, 'file'], flags, env);
       const sqs = parseSqsConfig(raw);
       const file = parseSetting('file', raw, true) ?? '-';
+      const input = await openLines(file);
+      // Otherwise a person who forgot --file sees nothing happen.
+      if (file === '-' && process.stdin.isTTY) err('reading JSON Lines from standard input until end of file (Ctrl-D)');
       const client = createSqsClient(sqs, { maxSockets: 16 });
       try {
-        const sent = await sendLines(client, sqs.queueUrl, openLines(file));
-        out(`sent ${sent} messages`);
+        const sent = await sendLines(client, sqs.queueUrl, input);
+        out(`sent ${plural(sent, 'message')}`);
       } finally {
         client.destroy();
       }
@@ -278,7 +304,7 @@ const COMMANDS: Record<string, Command> = {
             err(`value ${index + 1} (${printable(result.value.slice(0, 80))}): refused: ${printable(result.reason)}`);
           }
         });
-        err(`recovered ${report.recovered} of ${values.length} values (audit record ${report.auditId})`);
+        err(`recovered ${report.recovered} of ${plural(values.length, 'value')} (audit record ${report.auditId})`);
         // Success means every value that can be recovered was, and at least one was.
         return report.recovered > 0 && refused === 0 ? 0 : 1;
       } finally {
@@ -355,6 +381,7 @@ const COMMANDS: Record<string, Command> = {
   rekey: {
     summary: 'After a key change, rewrite siv or vault values of earlier keys to the active key, in batches, while the pipeline runs.',
     settings: ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'],
+    settingHelp: { maskMode: { description: 'siv or vault, the mode the pipeline masks with (required: hmac values are one-way and cannot be rewritten).' } },
     extra: {
       'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
     },
@@ -423,8 +450,8 @@ function help(name?: string): string {
     const flag = `--${spec.flag}${spec.type === 'string' ? ' <value>' : ''}`;
     const env = spec.env ? `env ${spec.env}` : '';
     // A negated flag's default is the setting's, not the flag's: its description says it.
-    const shownDefault = spec.default === undefined || spec.negates === true ? '' : ` Default: ${spec.default}.`;
-    return [flag, env, `${spec.description}${shownDefault}`];
+    const { description, default: shown } = command.settingHelp?.[setting] ?? { description: spec.description, default: spec.negates === true ? undefined : spec.default };
+    return [flag, env, `${description}${shown === undefined ? '' : ` Default: ${shown}.`}`];
   });
   for (const [flag, spec] of Object.entries(command.extra ?? {})) {
     rows.push([`--${flag}${spec.type === 'string' ? ' <value>' : ''}`, '', `${spec.description}${spec.default === undefined ? '' : ` Default: ${spec.default}.`}`]);
@@ -461,7 +488,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop
       flags = parsed.values as typeof flags;
       positionals = parsed.positionals;
     } catch (err) {
-      throw new UsageError(`${err instanceof Error ? err.message : String(err)}; see login-etl ${name} --help`);
+      // Node's own text for an unknown option suggests `--` for positionals, which misleads here.
+      const unknownOption = err instanceof Error && (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'([^']*)'/.exec(err.message)?.[1] : undefined;
+      const message = unknownOption === undefined ? (err instanceof Error ? err.message : String(err)) : `unknown option '${unknownOption}'`;
+      throw new UsageError(`${message}; see login-etl ${name} --help`);
     }
     if (flags.help === true) {
       out(help(name));

@@ -10,6 +10,7 @@ import { generateSampleEvents } from './embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
 import { createLogger } from './observability/logger.js';
 import { printable } from './observability/printable.js';
+import { plural } from './plural.js';
 import { formatTable } from './report.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
@@ -43,7 +44,7 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
 
     const events = generateSampleEvents({ count: options.count, seed: options.seed });
     await sendLines(sqs.client, queueUrl, events.map((e) => e.body));
-    print(`Loaded ${events.length} sample login events into ${QUEUE_NAME} (${events.filter((e) => !e.valid).length} malformed).`);
+    print(`Loaded ${plural(events.length, 'sample login event')} into ${QUEUE_NAME} (${events.filter((e) => !e.valid).length} malformed).`);
 
     const summary = await runPipeline(
       {
@@ -106,9 +107,10 @@ async function showTables(databaseUrl: string, print: (line: string) => void): P
       'SELECT message_id, reason, body_bytes, body_shape FROM login_etl.rejected_messages ORDER BY rejected_at LIMIT 3',
     );
     print('');
-    print(`user_logins: ${total.rows[0]?.n ?? 0} rows, the first 5 (masked values shortened here):`);
+    print(`user_logins: ${plural(total.rows[0]?.n ?? 0, 'row')}, the first 5 (masked values shortened here):`);
     print(formatRows(rows.rows));
-    print(`${repeated.rows[0]?.n ?? 0} masked device ids appear more than once: repeat logins stay visible after masking.`);
+    const repeats = repeated.rows[0]?.n ?? 0;
+    print(`${plural(repeats, 'masked device id')} ${repeats === 1 ? 'appears' : 'appear'} more than once: repeat logins stay visible after masking.`);
     print('');
     print('login_etl.rejected_messages (bodies sealed for key holders: `login-etl rejected show`):');
     for (const row of rejected.rows) print(printable(`  ${row.message_id}: ${row.reason}; ${row.body_bytes} bytes, ${describeShape(row.body_shape)}`));

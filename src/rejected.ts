@@ -11,6 +11,7 @@ import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { recordAudit, type AuditSource } from './audit.js';
 import { printable, printableJson } from './observability/printable.js';
+import { plural } from './plural.js';
 import { formatTable } from './report.js';
 import { markReplayed, readRejected, type RejectedFilter, type RejectedRow } from './sink/rejected.js';
 import type { KeyRing } from './transform/key.js';
@@ -59,9 +60,6 @@ function summary(row: RejectedRow) {
   };
 }
 
-function plural(count: number, word: string): string {
-  return `${count} ${count === 1 ? word : `${word}s`}`;
-}
 
 /** `rejected list`: what is stored in clear, as a table or JSON Lines. Opens nothing. */
 export async function listRejected(pool: pg.Pool, filter: RejectedFilter, json: boolean, output: Output): Promise<number> {

@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { printable } from './observability/printable.js';
+import { plural } from './plural.js';
 
 export interface LoginReport {
   readonly logins: number;
@@ -30,8 +31,10 @@ const PER_DAY = `SELECT create_date::text AS day, count(*)::int AS logins
                    FROM user_logins GROUP BY create_date ORDER BY create_date DESC NULLS LAST LIMIT $1`;
 const PER_DEVICE_TYPE = `SELECT device_type AS "deviceType", count(*)::int AS logins
                            FROM user_logins GROUP BY device_type ORDER BY logins DESC, device_type LIMIT $1`;
-const PER_APP_VERSION = `SELECT login_etl.app_version_text(app_version) AS "appVersion", count(*)::int AS logins
+const perAppVersion = (versionText: string) => `SELECT ${versionText} AS "appVersion", count(*)::int AS logins
                            FROM user_logins GROUP BY app_version ORDER BY logins DESC, app_version DESC NULLS LAST LIMIT $1`;
+/** login_etl.app_version_text of migrations/001_login_etl.sql, for a user_logins without the login_etl schema. */
+const APP_VERSION_TEXT_INLINE = `(app_version / 1000000)::text || '.' || (app_version / 1000 % 1000)::text || '.' || (app_version % 1000)::text`;
 const REPEATED_IPS = `SELECT masked_ip AS "maskedIp", count(*)::int AS logins FROM user_logins
                        WHERE masked_ip IS NOT NULL GROUP BY masked_ip HAVING count(*) > 1
                        ORDER BY logins DESC, masked_ip LIMIT $1`;
@@ -39,12 +42,23 @@ const REPEATED_DEVICE_IDS = `SELECT masked_device_id AS "maskedDeviceId", count(
                               WHERE masked_device_id IS NOT NULL GROUP BY masked_device_id HAVING count(*) > 1
                               ORDER BY logins DESC, masked_device_id LIMIT $1`;
 
-/** Runs every query in one read-only transaction, so the sections agree with each other. */
-export async function buildReport(pool: pg.Pool, options: ReportOptions): Promise<LoginReport> {
+/**
+ * Runs every query in one read-only transaction, so the sections agree with each other.
+ * Undefined when the database has no user_logins yet.
+ */
+export async function buildReport(pool: pg.Pool, options: ReportOptions): Promise<LoginReport | undefined> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const one = async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await client.query<T>(text, values)).rows;
+    const [found] = await one<{ hasTable: boolean; versionText: boolean }>(
+      `SELECT to_regclass('user_logins') IS NOT NULL AS "hasTable",
+              to_regprocedure('login_etl.app_version_text(integer)') IS NOT NULL AS "versionText"`,
+    );
+    if (found?.hasTable !== true) {
+      await client.query('ROLLBACK');
+      return undefined;
+    }
     const [total] = await one<{ logins: number; pipeline: boolean }>(
       `SELECT count(*)::int AS logins, to_regclass('login_etl.rejected_messages') IS NOT NULL AS pipeline FROM user_logins`,
     );
@@ -55,7 +69,7 @@ export async function buildReport(pool: pg.Pool, options: ReportOptions): Promis
       rejected,
       perDay: await one(PER_DAY, [options.days]),
       perDeviceType: await one(PER_DEVICE_TYPE, [options.top]),
-      perAppVersion: await one(PER_APP_VERSION, [options.top]),
+      perAppVersion: await one(perAppVersion(found.versionText ? 'login_etl.app_version_text(app_version)' : APP_VERSION_TEXT_INLINE), [options.top]),
       repeatedIps: await one(REPEATED_IPS, [options.top]),
       repeatedDeviceIds: await one(REPEATED_DEVICE_IDS, [options.top]),
     };
@@ -80,7 +94,7 @@ export function formatReport(report: LoginReport): string {
     ['Most repeated masked ip values', ['masked_ip', 'logins'], report.repeatedIps.map((r) => [r.maskedIp, String(r.logins)])],
     ['Most repeated masked device_id values', ['masked_device_id', 'logins'], report.repeatedDeviceIds.map((r) => [r.maskedDeviceId, String(r.logins)])],
   ];
-  const lines = [`user_logins: ${report.logins} logins` + (report.rejected === null ? '' : `; login_etl.rejected_messages: ${report.rejected} rejected messages`)];
+  const lines = [`user_logins: ${plural(report.logins, 'login')}` + (report.rejected === null ? '' : `; login_etl.rejected_messages: ${plural(report.rejected, 'rejected message')}`)];
   for (const [title, header, rows] of sections) {
     lines.push('', `${title}:`, rows.length === 0 ? '  (none)' : formatTable([header, ...rows]));
   }

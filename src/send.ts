@@ -3,11 +3,12 @@
  * Bodies are sent as they are, malformed ones included, so any stream can be replayed.
  */
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { SourceError } from './errors.js';
+import { ConfigError, SourceError } from './errors.js';
 import { classifyBatchEntry } from './failure.js';
+import { plural } from './plural.js';
 import { SQS_MAX_BATCH, sqsError } from './source/sqs.js';
 
 /** Stays under the 256 KiB batch limit that LocalStack and older queues still enforce. */
@@ -15,8 +16,19 @@ const MAX_BATCH_BYTES = 256 * 1024;
 const CONCURRENT_BATCHES = 8;
 const ATTEMPTS = 5;
 
-export function openLines(file: string): Readable {
-  return file === '-' ? process.stdin : createReadStream(file, { encoding: 'utf8' });
+/** The input of `send`: `-` is standard input. A file that cannot be read is bad usage, named with its error code. */
+export async function openLines(file: string): Promise<Readable> {
+  if (file === '-') return process.stdin;
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(file, 'r');
+    // Opening a directory succeeds; reading it would fail later, as a run-time error.
+    if ((await handle.stat()).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    return handle.createReadStream({ encoding: 'utf8' });
+  } catch (err) {
+    await handle?.close();
+    throw new ConfigError('--file', `cannot read ${file} (${(err as { code?: string }).code ?? 'error'})`);
+  }
 }
 
 /** Sends every non-empty line; resolves with the number sent. */
@@ -74,11 +86,11 @@ async function sendBatch(client: SQSClient, queueUrl: string, bodies: readonly s
     const failed = new Set((response.Failed ?? []).map((f) => f.Id));
     const permanent = (response.Failed ?? []).filter((f) => classifyBatchEntry(f) === 'row-refused');
     if (permanent.length > 0) {
-      throw new SourceError(`SQS refused ${permanent.length} message(s): ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, type: permanent[0]?.Code });
+      throw new SourceError(`SQS refused ${plural(permanent.length, 'message')}: ${permanent[0]?.Code ?? 'unknown'}`, { cause: permanent, type: permanent[0]?.Code });
     }
     pending = pending.filter((entry) => failed.has(entry.Id));
     if (pending.length > 0 && attempt >= ATTEMPTS) {
-      throw new SourceError(`SQS did not accept ${pending.length} message(s) after ${ATTEMPTS} attempts`, { cause: response.Failed });
+      throw new SourceError(`SQS did not accept ${plural(pending.length, 'message')} after ${ATTEMPTS} attempts`, { cause: response.Failed });
     }
   }
 }

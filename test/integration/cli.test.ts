@@ -2,6 +2,7 @@
  * The command line as a user runs it: the built CLI in a child process, against real servers.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { cli } from '../helpers/cli.js';
+import { CLI, cli } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
 
@@ -95,7 +96,7 @@ describe('login-etl run', () => {
       [base, ['--wait-time-seconds', '30'], /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/],
       [{ ...base, LOGIN_ETL_RECEIVE_CONCURRENCY: 'many' }, [], /LOGIN_ETL_RECEIVE_CONCURRENCY \(--receive-concurrency\): must be a whole number/],
       [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],
-      [base, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
+      [base, ['--no-such-flag'], /^login-etl: unknown option '--no-such-flag'; see login-etl run --help\n$/],
     ];
     for (const [env, args, expected] of cases) {
       const result = await cli(['run', ...args], env);
@@ -127,6 +128,33 @@ describe('login-etl run', () => {
   });
 });
 
+describe('--help and unknown options, per command', () => {
+  const helpLine = async (command: string, flag: string) => {
+    const result = await cli([command, '--help']);
+    assert.equal(result.code, 0, result.stderr);
+    return result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${flag} `)) ?? '';
+  };
+
+  test('each command describes a setting as that command uses it', async () => {
+    assert.match(await helpLine('send', 'queue-url'), /URL of the SQS queue to send to \(required\)\.$/);
+    assert.match(await helpLine('run', 'queue-url'), /URL of the SQS queue to read from/);
+    assert.match(await helpLine('demo', 'log-level'), /Default: error\.$/);
+    assert.match(await helpLine('run', 'log-level'), /Default: info\.$/);
+    const rekeyMode = await helpLine('rekey', 'mask-mode');
+    assert.match(rekeyMode, /siv or vault/);
+    assert.doesNotMatch(rekeyMode, /hmac \(|Default: hmac/);
+  });
+
+  test('an unknown option is a usage error naming the command\'s --help, exit 2', async () => {
+    for (const [command, option] of [['unmask', '--mask-mode'], ['check', '--drain'], ['send', '-x']] as const) {
+      const result = await cli([command, option]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr, `login-etl: unknown option '${option}'; see login-etl ${command} --help\n`);
+      assert.equal(result.stdout, '');
+    }
+  });
+});
+
 describe('login-etl send, migrate, keygen and generate', () => {
   test('generate | send loads one message per line; migrate creates the schema', async () => {
     const generated = await cli(['generate', '--count', '25', '--seed', '5']);
@@ -142,7 +170,10 @@ describe('login-etl send, migrate, keygen and generate', () => {
     assert.equal(fromFile.code, 0, fromFile.stderr);
     assert.equal(fromFile.stdout, 'sent 25 messages\n');
     assert.equal(fromStdin.stdout, 'sent 25 messages\n');
-    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 50);
+    assert.equal(fromStdin.stderr, '', 'piped input needs no hint');
+    const one = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, `${generated.stdout.split('\n')[0]}\n`);
+    assert.equal(one.stdout, 'sent 1 message\n');
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 51);
 
     const databaseUrl = await servers.database();
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
@@ -152,6 +183,30 @@ describe('login-etl send, migrate, keygen and generate', () => {
     assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');
+  });
+
+  test('send: an input file that cannot be read is bad usage, exit 2, in one line naming it and the error code', async () => {
+    const queueUrl = await servers.queue();
+    for (const [file, code] of [['/nonexistent/events.jsonl', 'ENOENT'], [tmpdir(), 'EISDIR']] as const) {
+      const result = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint, '--file', file], aws);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr, `login-etl: --file: cannot read ${file} (${code})\n`);
+      assert.equal(result.stdout, '');
+    }
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
+  });
+
+  test('send: with standard input on a terminal, says it reads JSON Lines until end of file', (t) => {
+    // util-linux `script` gives the CLI a terminal; its stdin (empty here) becomes the end of file.
+    const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+    const command = [process.execPath, CLI, 'send', '--queue-url', 'http://127.0.0.1:1/000000000000/q'].map(quote).join(' ');
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { input: '', encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH ?? '', ...aws } });
+    if (result.error !== undefined) {
+      t.skip(`no util-linux script to provide a terminal: ${result.error.message}`);
+      return;
+    }
+    assert.equal(result.status, 0, result.stdout);
+    assert.deepEqual(result.stdout.split(/\r?\n/).filter((l) => l !== ''), ['login-etl: reading JSON Lines from standard input until end of file (Ctrl-D)', 'sent 0 messages']);
   });
 
   test('keygen prints a fresh key that run accepts', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
-import { RUN_SETTINGS, SETTINGS, type SettingSpec } from '../../src/config.js';
+import { SETTINGS, type SettingSpec } from '../../src/config.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
 import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
@@ -90,6 +90,34 @@ describe('login-etl report', () => {
   });
 });
 
+describe('login-etl report before run', () => {
+  test('a database without user_logins: one line saying what to run first, exit 1', async () => {
+    const result = await cli(['report'], { DATABASE_URL: await servers.database() });
+
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, 'login-etl: the database has no user_logins yet; run `login-etl run` or `login-etl migrate` first\n');
+    assert.equal(result.stdout, '');
+  });
+
+  test('a user_logins made by other means, without the login_etl schema: reported, versions as text', async () => {
+    const databaseUrl = await servers.database();
+    await query(databaseUrl, `CREATE TABLE user_logins(user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
+                                masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)`);
+    const empty = await cli(['report'], { DATABASE_URL: databaseUrl });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(empty.stdout.split('\n')[0], 'user_logins: 0 logins');
+
+    await query(databaseUrl, `INSERT INTO user_logins(user_id, device_type, app_version, create_date) VALUES ('u', 'ios', 2003001, '2026-11-29')`);
+    const result = await cli(['report', '--json'], { DATABASE_URL: databaseUrl });
+
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as Report;
+    assert.equal(report.logins, 1);
+    assert.equal(report.rejected, null);
+    assert.deepEqual(report.perAppVersion, [{ appVersion: '2.3.1', logins: 1 }]);
+  });
+});
+
 describe('login-etl check', () => {
   const env = () => ({ PII_KEY: key, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
 
@@ -135,11 +163,14 @@ describe('login-etl check', () => {
     assert.ok(!result.stdout.includes('secret-password'));
   });
 
-  test('--help lists every setting of run with its environment twin and default', async () => {
+  test('--help lists the settings check uses, with their environment twins and defaults, and none it ignores', async () => {
     const result = await cli(['check', '--help']);
 
     assert.equal(result.code, 0);
-    for (const name of RUN_SETTINGS) {
+    for (const flag of ['drain', 'receive-concurrency', 'http-port', 'no-metrics', 'log-level']) {
+      assert.ok(!result.stdout.includes(`--${flag}`), `--${flag} is listed, but check does not use it`);
+    }
+    for (const name of ['queueUrl', 'region', 'sqsEndpoint', 'databaseUrl', 'piiKeyFile', 'piiKeysFile', 'maskMode'] as const) {
       const spec: SettingSpec = SETTINGS[name];
       const line = result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${spec.flag} `) || l.trim() === `--${spec.flag}` || l.trimStart().startsWith(`--${spec.flag}  `));
       assert.ok(line !== undefined, `--${spec.flag} missing`);
@@ -153,6 +184,10 @@ describe('login-etl check', () => {
 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /PII_KEY: is required/);
+    // Run's settings that check has no flag for are still read from the environment and checked.
+    const tuning = await cli(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl, PII_KEY: key, LOGIN_ETL_WAIT_TIME_SECONDS: '30' });
+    assert.equal(tuning.code, 2);
+    assert.match(tuning.stderr, /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/);
   });
 
   test('a ring holding a vault private key, in hmac mode: exit 2 naming the key setting, nothing checked', async () => {
