@@ -13,6 +13,7 @@
 import type pg from 'pg';
 import type { Logger } from './observability/logger.js';
 import { resealBodies } from './sink/rejected.js';
+import { inTransaction } from './sink/transaction.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
 import { createMasker, PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './transform/mask.js';
@@ -80,21 +81,6 @@ async function insertVault(client: pg.PoolClient, entries: readonly VaultEntry[]
          ON CONFLICT (token) DO NOTHING`,
     [entries.map((e) => e.token), entries.map((e) => e.keyId), entries.map((e) => e.field), entries.map((e) => Buffer.from(e.sealed))],
   );
-}
-
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
 }
 
 /**

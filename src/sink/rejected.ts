@@ -10,6 +10,7 @@ import type { KeyRing } from '../transform/key.js';
 import { openBody, type BodySealer, type SealedBody, type SealScheme } from '../transform/seal.js';
 import type { SealedBox } from '../transform/sealed-box.js';
 import { bodyShape, type BodyShape } from '../transform/shape.js';
+import { inTransaction } from './transaction.js';
 
 /** Rows rewritten per transaction. */
 const BATCH_ROWS = 200;
@@ -20,21 +21,6 @@ interface Resealed {
   readonly token: string;
   readonly shape: BodyShape | undefined;
   readonly sealed: SealedBody;
-}
-
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
 }
 
 async function writeSealed(client: pg.PoolClient, rows: readonly Resealed[]): Promise<void> {

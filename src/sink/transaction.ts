@@ -1,0 +1,20 @@
+/**
+ * One transaction on a pooled connection: committed when `work` resolves, rolled back when it
+ * throws, and the connection handed back either way.
+ */
+import type pg from 'pg';
+
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
