@@ -74,7 +74,7 @@ export async function sealLegacyBodies(pool: pg.Pool, sealer: BodySealer, log: L
   }
   if (sealed > 0) {
     log.warn(
-      { sealed },
+      { bodies: sealed },
       'rejected bodies stored before sealing are sealed now; their old text stays on disk until the table owner runs VACUUM FULL login_etl.rejected_messages and ANALYZE login_etl.rejected_messages (docs/pii.md)',
     );
   }
