@@ -138,6 +138,25 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   );
   assert.deepEqual(record, { db_user: 'etl_keyholder', reason: 'roles test', values_recovered: 2 });
 
+  // The analyst lists rejected messages (what is kept in clear); the key holder opens and replays
+  // them, each use recorded under its own name.
+  const listed = await cli(['rejected', 'list', '--json'], { DATABASE_URL: as(databaseUrl, 'etl_analyst') });
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.equal(listed.stdout.trim().split('\n').length, 2);
+  const replayTarget = await servers.queue();
+  const replayed = await cli(['rejected', 'replay', '--reason', 'roles test'], {
+    DATABASE_URL: as(databaseUrl, 'etl_keyholder'),
+    PII_KEYS: holderRing,
+    SQS_QUEUE_URL: replayTarget,
+    AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
+  });
+  assert.equal(replayed.code, 0, replayed.stderr);
+  assert.deepEqual(await query(databaseUrl, 'SELECT count(*)::int AS n FROM login_etl.rejected_messages WHERE replayed_at IS NULL'), [{ n: 0 }]);
+  assert.deepEqual(
+    await query(databaseUrl, `SELECT db_user, action FROM login_etl.unmask_audit WHERE action = 'rejected-replay'`),
+    [{ db_user: 'etl_keyholder', action: 'rejected-replay' }],
+  );
+
   // ...and rekey after a key change: rows, the rejected body and the vault move to the new key.
   const rekeyed = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: as(databaseUrl, 'etl_keyholder'), PII_KEYS: rotatedRing });
   assert.equal(rekeyed.code, 0, rekeyed.stderr);
