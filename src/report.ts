@@ -4,6 +4,7 @@
  * (repeat devices and addresses stay countable after masking). Only masked values are read.
  */
 import type pg from 'pg';
+import { inTransaction } from './sink/transaction.js';
 import { printable } from './observability/printable.js';
 import { plural } from './plural.js';
 
@@ -47,24 +48,19 @@ const REPEATED_DEVICE_IDS = `SELECT masked_device_id AS "maskedDeviceId", count(
  * Undefined when the database has no user_logins yet.
  */
 export async function buildReport(pool: pg.Pool, options: ReportOptions): Promise<LoginReport | undefined> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  return await inTransaction(pool, async (client) => {
     const one = async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await client.query<T>(text, values)).rows;
     const [found] = await one<{ hasTable: boolean; versionText: boolean }>(
       `SELECT to_regclass('user_logins') IS NOT NULL AS "hasTable",
               to_regprocedure('login_etl.app_version_text(integer)') IS NOT NULL AS "versionText"`,
     );
-    if (found?.hasTable !== true) {
-      await client.query('ROLLBACK');
-      return undefined;
-    }
+    if (found?.hasTable !== true) return undefined;
     const [total] = await one<{ logins: number; pipeline: boolean }>(
       `SELECT count(*)::int AS logins, to_regclass('login_etl.rejected_messages') IS NOT NULL AS pipeline FROM user_logins`,
     );
     // A user_logins filled by other means has no rejected_messages beside it.
     const rejected = total?.pipeline ? ((await one<{ n: number }>('SELECT count(*)::int AS n FROM login_etl.rejected_messages'))[0]?.n ?? 0) : null;
-    const report: LoginReport = {
+    return {
       logins: total?.logins ?? 0,
       rejected,
       perDay: await one(PER_DAY, [options.days]),
@@ -73,14 +69,7 @@ export async function buildReport(pool: pg.Pool, options: ReportOptions): Promis
       repeatedIps: await one(REPEATED_IPS, [options.top]),
       repeatedDeviceIds: await one(REPEATED_DEVICE_IDS, [options.top]),
     };
-    await client.query('COMMIT');
-    return report;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  }, { snapshotReadOnly: true });
 }
 
 /** The report as text tables, for people. */
