@@ -13,7 +13,7 @@
 import type pg from 'pg';
 import type { Logger } from './observability/logger.js';
 import { resealBodies } from './sink/rejected.js';
-import { inTransaction } from './sink/transaction.js';
+import { withTransaction } from './sink/transaction.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
 import { createMasker, PII_FIELDS, type Masker, type PiiField, type VaultEntry } from './transform/mask.js';
@@ -73,7 +73,7 @@ class Rewriter {
   }
 }
 
-async function insertVault(client: pg.PoolClient, entries: readonly VaultEntry[]): Promise<void> {
+async function insertVault(client: pg.ClientBase, entries: readonly VaultEntry[]): Promise<void> {
   if (entries.length === 0) return;
   await client.query(
     `INSERT INTO login_etl.pii_vault (token, key_id, field, sealed)
@@ -127,7 +127,7 @@ DELETE FROM login_etl.pii_vault v
  * The pipeline's writes wait for this one statement instead. An entry still referenced is never
  * deleted, whether its value was left behind as unrecoverable or written after the rewrite.
  */
-async function deleteUnreferencedVault(client: pg.PoolClient, activePrefix: string, activeKeyId: string): Promise<number> {
+async function deleteUnreferencedVault(client: pg.ClientBase, activePrefix: string, activeKeyId: string): Promise<number> {
   await client.query('LOCK TABLE user_logins IN SHARE MODE');
   const { rowCount } = await client.query(DELETE_UNREFERENCED_VAULT, [activePrefix, activeKeyId]);
   return rowCount ?? 0;
@@ -147,7 +147,7 @@ export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions)
     if (start >= (size?.pages ?? 0)) break;
     const skipped: string[] = [];
     for (;;) {
-      const done = await inTransaction(pool, async (client) => {
+      const done = await withTransaction(pool, async (client) => {
         const { rows } = await client.query<{ ctid: string; masked_ip: string | null; masked_device_id: string | null }>(
           `SELECT ctid::text AS ctid, masked_ip, masked_device_id FROM user_logins
             WHERE ctid >= format('(%s,0)', $1::int)::tid AND ctid < format('(%s,0)', $1::int + $2::int)::tid
@@ -209,7 +209,7 @@ export async function rekey(pool: pg.Pool, ring: KeyRing, options: RekeyOptions)
   log.info({ table: 'login_etl.rejected_messages', bodies: resealed.resealed }, 'rekey of rejected bodies done');
 
   if (mode === 'vault') {
-    report.vaultEntriesRemoved = await inTransaction(pool, (client) => deleteUnreferencedVault(client, rewriter.activePrefix, ring.active.id));
+    report.vaultEntriesRemoved = await withTransaction(pool, (client) => deleteUnreferencedVault(client, rewriter.activePrefix, ring.active.id));
   }
   return report;
 }

@@ -4,7 +4,7 @@
  * (repeat devices and addresses stay countable after masking). Only masked values are read.
  */
 import type pg from 'pg';
-import { inTransaction } from './sink/transaction.js';
+import { withTransaction } from './sink/transaction.js';
 import { printable } from './observability/printable.js';
 import { plural } from './plural.js';
 
@@ -48,7 +48,7 @@ const REPEATED_DEVICE_IDS = `SELECT masked_device_id AS "maskedDeviceId", count(
  * Undefined when the database has no user_logins yet.
  */
 export async function buildReport(pool: pg.Pool, options: ReportOptions): Promise<LoginReport | undefined> {
-  return await inTransaction(pool, async (client) => {
+  return await withTransaction(pool, async (client) => {
     const one = async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await client.query<T>(text, values)).rows;
     const [found] = await one<{ hasTable: boolean; versionText: boolean }>(
       `SELECT to_regclass('user_logins') IS NOT NULL AS "hasTable",

@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { recordAudit } from './audit.js';
 import { UsageError } from './errors.js';
+import { withTransaction } from './sink/transaction.js';
 import { readVault } from './sink/vault.js';
 import type { KeyRing } from './transform/key.js';
 import type { PiiField } from './transform/mask.js';
@@ -66,34 +67,34 @@ export async function valuesFromQuery(databaseUrl: string, sql: string): Promise
   client.on('error', () => undefined);
   await client.connect();
   try {
-    await client.query('BEGIN READ ONLY');
-    await client.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(QUERY_TIMEOUT_MS)]);
-    const [columns] = (await client.query<{ table_id: string | null; ip_column: number | null; device_id_column: number | null }>(MASKED_COLUMNS)).rows;
-    let result: pg.QueryResult<unknown[]>;
-    try {
-      // A cursor takes only SELECT, VALUES or TABLE: no COPY ... TO a file or a program, which a
-      // READ ONLY transaction still allows a privileged user.
-      await client.query({ name: 'login-etl-unmask-query', text: `DECLARE login_etl_unmask NO SCROLL CURSOR FOR ${sql}` });
-      result = await client.query<unknown[]>({ text: 'FETCH ALL FROM login_etl_unmask', rowMode: 'array' });
-    } catch (err) {
-      if (err instanceof Error && /cannot insert multiple commands into a prepared statement/.test(err.message)) {
-        throw new UsageError('--query must be exactly one SQL statement, a SELECT, VALUES or TABLE');
+    return await withTransaction(client, async () => {
+      await client.query(`SELECT pg_catalog.set_config('statement_timeout', $1, true)`, [String(QUERY_TIMEOUT_MS)]);
+      const [columns] = (await client.query<{ table_id: string | null; ip_column: number | null; device_id_column: number | null }>(MASKED_COLUMNS)).rows;
+      let result: pg.QueryResult<unknown[]>;
+      try {
+        // A cursor takes only SELECT, VALUES or TABLE: no COPY ... TO a file or a program, which a
+        // READ ONLY transaction still allows a privileged user.
+        await client.query({ name: 'login-etl-unmask-query', text: `DECLARE login_etl_unmask NO SCROLL CURSOR FOR ${sql}` });
+        result = await client.query<unknown[]>({ text: 'FETCH ALL FROM login_etl_unmask', rowMode: 'array' });
+      } catch (err) {
+        if (err instanceof Error && /cannot insert multiple commands into a prepared statement/.test(err.message)) {
+          throw new UsageError('--query must be exactly one SQL statement, a SELECT, VALUES or TABLE');
+        }
+        if ((err as { code?: unknown }).code === SYNTAX_ERROR) {
+          throw new UsageError(`--query must be exactly one SQL statement, a SELECT, VALUES or TABLE (${err instanceof Error ? err.message : 'syntax error'})`);
+        }
+        throw err;
       }
-      if ((err as { code?: unknown }).code === SYNTAX_ERROR) {
-        throw new UsageError(`--query must be exactly one SQL statement, a SELECT, VALUES or TABLE (${err instanceof Error ? err.message : 'syntax error'})`);
+      const first = result.fields[0];
+      let field: PiiField | undefined;
+      if (first !== undefined && columns?.table_id !== null && columns?.table_id !== undefined && String(first.tableID) === columns.table_id) {
+        if (first.columnID === columns.ip_column) field = 'ip';
+        else if (first.columnID === columns.device_id_column) field = 'device_id';
       }
-      throw err;
-    }
-    const first = result.fields[0];
-    let field: PiiField | undefined;
-    if (first !== undefined && columns?.table_id !== null && columns?.table_id !== undefined && String(first.tableID) === columns.table_id) {
-      if (first.columnID === columns.ip_column) field = 'ip';
-      else if (first.columnID === columns.device_id_column) field = 'device_id';
-    }
-    const values = result.rows.map((row) => row[0]).filter((v): v is string => typeof v === 'string');
-    return { values, field };
+      const values = result.rows.map((row) => row[0]).filter((v): v is string => typeof v === 'string');
+      return { values, field };
+    }, { readOnly: true, rollback: true });
   } finally {
-    await client.query('ROLLBACK').catch(() => undefined);
     await client.end().catch(() => undefined);
   }
 }

@@ -6,6 +6,7 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import type pg from 'pg';
+import { withTransaction } from './transaction.js';
 import { SinkError } from '../errors.js';
 
 const MIGRATIONS_DIR = new URL('../../../migrations/', import.meta.url);
@@ -42,45 +43,41 @@ export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
       return { applied: [] };
     }
   }
-  const client = await pool.connect();
   const applied: string[] = [];
   const pending = files.filter((f) => !before?.has(versionOf(f)));
   try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
-    // Not IF NOT EXISTS alone: Postgres checks the privilege to create before it looks, and the
-    // owner of an existing schema need not be allowed to create schemas in the database.
-    const [exists] = (
-      await client.query<{ schema: boolean; table: boolean }>(
-        `SELECT to_regnamespace('login_etl') IS NOT NULL AS schema, to_regclass('user_logins') IS NOT NULL AS table`,
-      )
-    ).rows;
-    if (exists?.schema !== true) await client.query('CREATE SCHEMA IF NOT EXISTS login_etl');
-    await client.query(`CREATE TABLE IF NOT EXISTS login_etl.schema_migrations (
-        version    integer     PRIMARY KEY,
-        name       text        NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now())`);
-    const done = new Set(
-      (await client.query<{ version: number }>('SELECT version FROM login_etl.schema_migrations')).rows.map((r) => r.version),
-    );
-    for (const file of files) {
-      const version = versionOf(file);
-      if (done.has(version)) continue;
-      await client.query(await readFile(new URL(file, MIGRATIONS_DIR), 'utf8'));
-      await client.query('INSERT INTO login_etl.schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
-      applied.push(file);
-    }
-    if (exists?.table !== true) await client.query(await readFile(new URL('user_logins.sql', MIGRATIONS_DIR), 'utf8'));
-    await client.query('COMMIT');
+    await withTransaction(pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
+      // Not IF NOT EXISTS alone: Postgres checks the privilege to create before it looks, and the
+      // owner of an existing schema need not be allowed to create schemas in the database.
+      const [exists] = (
+        await client.query<{ schema: boolean; table: boolean }>(
+          `SELECT to_regnamespace('login_etl') IS NOT NULL AS schema, to_regclass('user_logins') IS NOT NULL AS table`,
+        )
+      ).rows;
+      if (exists?.schema !== true) await client.query('CREATE SCHEMA IF NOT EXISTS login_etl');
+      await client.query(`CREATE TABLE IF NOT EXISTS login_etl.schema_migrations (
+          version    integer     PRIMARY KEY,
+          name       text        NOT NULL,
+          applied_at timestamptz NOT NULL DEFAULT now())`);
+      const done = new Set(
+        (await client.query<{ version: number }>('SELECT version FROM login_etl.schema_migrations')).rows.map((r) => r.version),
+      );
+      for (const file of files) {
+        const version = versionOf(file);
+        if (done.has(version)) continue;
+        await client.query(await readFile(new URL(file, MIGRATIONS_DIR), 'utf8'));
+        await client.query('INSERT INTO login_etl.schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
+        applied.push(file);
+      }
+      if (exists?.table !== true) await client.query(await readFile(new URL('user_logins.sql', MIGRATIONS_DIR), 'utf8'));
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) {
       const what = pending.length > 0 ? `migration ${pending.join(', ')} is pending and this database user may not apply it` : 'user_logins is missing and this database user may not create it';
       throw new SinkError(`${what} (${(err as Error).message}): run \`login-etl migrate\` as the owner (login_etl_owner)`, { cause: err });
     }
     throw err;
-  } finally {
-    client.release();
   }
   assertUserLoginsShape(await missingUserLoginsColumns(pool));
   return { applied };

@@ -5,6 +5,7 @@
  * pruning never holds long locks or competes with the pipeline's writes.
  */
 import type pg from 'pg';
+import { withTransaction } from './transaction.js';
 
 /** Arbitrary but fixed: the advisory lock the pruning instance holds. */
 const PRUNE_LOCK_ID = 7_221_904_312;
@@ -42,21 +43,10 @@ export async function pruneLedger(pool: pg.Pool, options: PruneOptions): Promise
  * its transaction, so pruning also works behind a pooler in transaction mode (PgBouncer).
  */
 async function pruneBatch(pool: pg.Pool, olderThanSeconds: number, batchSize: number): Promise<number | null> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return await withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [PRUNE_LOCK_ID]);
-    if (!rows[0]?.locked) {
-      await client.query('ROLLBACK');
-      return null;
-    }
+    if (!rows[0]?.locked) return null;
     const { rowCount } = await client.query(DELETE_BATCH, [olderThanSeconds, batchSize]);
-    await client.query('COMMIT');
     return rowCount ?? 0;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

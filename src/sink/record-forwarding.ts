@@ -21,7 +21,7 @@ export interface ForwardingRecord {
   readonly refused: readonly { readonly messageId: string; readonly reason: string }[];
 }
 
-export async function recordForwarding(db: pg.Pool | pg.PoolClient, record: ForwardingRecord): Promise<void> {
+export async function recordForwarding(db: pg.Pool | pg.ClientBase, record: ForwardingRecord): Promise<void> {
   if (record.forwarded.length === 0 && record.refused.length === 0) return;
   await db.query({
     name: 'login-etl-record-forwarding',

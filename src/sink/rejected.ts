@@ -10,7 +10,7 @@ import type { KeyRing } from '../transform/key.js';
 import { openBody, type BodySealer, type SealedBody, type SealScheme } from '../transform/seal.js';
 import type { SealedBox } from '../transform/sealed-box.js';
 import { bodyShape, type BodyShape } from '../transform/shape.js';
-import { inTransaction } from './transaction.js';
+import { withTransaction } from './transaction.js';
 
 /** Rows rewritten per transaction. */
 const BATCH_ROWS = 200;
@@ -23,7 +23,7 @@ interface Resealed {
   readonly sealed: SealedBody;
 }
 
-async function writeSealed(client: pg.PoolClient, rows: readonly Resealed[]): Promise<void> {
+async function writeSealed(client: pg.ClientBase, rows: readonly Resealed[]): Promise<void> {
   if (rows.length === 0) return;
   await client.query(
     `UPDATE login_etl.rejected_messages r
@@ -59,7 +59,7 @@ function reseal(messageId: string, body: string, sealer: BodySealer, shape: Body
 export async function sealLegacyBodies(pool: pg.Pool, sealer: BodySealer, log: Logger): Promise<number> {
   let sealed = 0;
   for (;;) {
-    const count = await inTransaction(pool, async (client) => {
+    const count = await withTransaction(pool, async (client) => {
       const { rows } = await client.query<{ message_id: string; legacy_body: string }>(
         `SELECT message_id, legacy_body FROM login_etl.rejected_messages
           WHERE legacy_body IS NOT NULL
@@ -94,7 +94,7 @@ export async function resealBodies(pool: pg.Pool, ring: KeyRing, box: SealedBox 
   let unopened = 0;
   const skipped: string[] = [];
   for (;;) {
-    const count = await inTransaction(pool, async (client) => {
+    const count = await withTransaction(pool, async (client) => {
       const { rows } = await client.query<{ message_id: string; sealed_body: Buffer; seal_key_id: string; seal_scheme: SealScheme; body_token: string | null }>(
         `SELECT message_id, sealed_body, seal_key_id, seal_scheme, body_token FROM login_etl.rejected_messages
           WHERE seal_key_id <> $1 AND message_id <> ALL($2::text[])
@@ -145,7 +145,7 @@ export interface RejectedFilter {
 }
 
 /** Rejected messages, oldest first, with or without their sealed bodies. */
-export async function readRejected(db: pg.Pool | pg.PoolClient, filter: RejectedFilter, withBodies: boolean): Promise<RejectedRow[]> {
+export async function readRejected(db: pg.Pool | pg.ClientBase, filter: RejectedFilter, withBodies: boolean): Promise<RejectedRow[]> {
   const { rows } = await db.query<{
     message_id: string;
     reason: string;
@@ -189,7 +189,7 @@ export async function readRejected(db: pg.Pool | pg.PoolClient, filter: Rejected
 }
 
 /** Marks rejected messages as sent back to a queue. */
-export async function markReplayed(db: pg.Pool | pg.PoolClient, messageIds: readonly string[]): Promise<void> {
+export async function markReplayed(db: pg.Pool | pg.ClientBase, messageIds: readonly string[]): Promise<void> {
   if (messageIds.length === 0) return;
   await db.query('UPDATE login_etl.rejected_messages SET replayed_at = now() WHERE message_id = ANY($1::text[])', [messageIds]);
 }

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { PiiField } from '../transform/mask.js';
 import type { VaultRow } from '../transform/recover.js';
 
-export async function readVault(db: pg.Pool | pg.PoolClient, tokens: readonly string[]): Promise<Map<string, VaultRow>> {
+export async function readVault(db: pg.Pool | pg.ClientBase, tokens: readonly string[]): Promise<Map<string, VaultRow>> {
   const found = new Map<string, VaultRow>();
   if (tokens.length === 0) return found;
   const { rows } = await db.query<{ token: string; key_id: string; field: PiiField; sealed: Buffer }>(

@@ -83,7 +83,7 @@ function uniqueById(outcomes: readonly Outcome[]): Outcome[] {
   return outcomes.filter((o) => !seen.has(o.message.messageId) && (seen.add(o.message.messageId), true));
 }
 
-export async function writeBatch(db: pg.Pool | pg.PoolClient, outcomes: readonly Outcome[]): Promise<WriteResult> {
+export async function writeBatch(db: pg.Pool | pg.ClientBase, outcomes: readonly Outcome[]): Promise<WriteResult> {
   const unique = uniqueById(outcomes);
   if (unique.length === 0) return { written: 0, rejected: 0, duplicates: outcomes.length, forward: [] };
   // One JSON document for all rows: JSON.stringify builds it natively as one string, where
