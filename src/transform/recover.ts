@@ -59,7 +59,7 @@ export class Recoverer {
     if (field !== undefined && entry.field !== field) {
       return { kind: 'refused', value, reason: `its vault entry is of ${entry.field}, not ${field} (moved from the other column)` };
     }
-    return this.#open(value, parsed, key, entry);
+    return this.#open(value, key, entry);
   }
 
   #decrypt(value: string, parsed: ParsedValue, key: PiiKey, field: PiiField | undefined): Recovery {
@@ -75,7 +75,7 @@ export class Recoverer {
     return { kind: 'refused', value, reason: `does not authenticate with key ${key.id}${field === undefined ? '' : ` as ${field}`} (altered, moved, or made with another key)` };
   }
 
-  #open(value: string, parsed: ParsedValue, key: PiiKey, vault: VaultRow): Recovery {
+  #open(value: string, key: PiiKey, vault: VaultRow): Recovery {
     const privateKey = key.privateKey();
     if (privateKey === undefined || key.publicKey === undefined || this.box === undefined) {
       return { kind: 'refused', value, reason: `needs the vault private_key of key ${key.id}` };
