@@ -1,6 +1,12 @@
 /**
- * Real servers for integration tests, started by the suite itself: an embedded Postgres and the
- * fauxqs SQS emulator, one pair per test file, with a fresh database and queue per test.
+ * Real servers for integration tests, started by the suite itself: a Postgres and the fauxqs SQS
+ * emulator, with a fresh database and queue per test.
+ *
+ * `npm test` (test/run.ts) starts one Postgres for the whole run and names it in
+ * LOGIN_ETL_TEST_POSTGRES_URL; each test file then only creates databases on it, and drops them
+ * when it stops. A file run on its own, or a test that stops, restarts or reconfigures its server
+ * (`ownPostgres`), starts a Postgres of its own. Each file has its own emulator (in-process, and
+ * quick to start).
  */
 import {
   GetQueueAttributesCommand,
@@ -21,6 +27,9 @@ import type { SealedBox } from '../../src/transform/sealed-box.js';
 
 export { EMULATOR_CREDENTIALS as TEST_CREDENTIALS } from '../../src/embedded/sqs.js';
 
+/** A superuser connection string of a Postgres that test files share (set by test/run.ts). */
+export const SHARED_POSTGRES_VARIABLE = 'LOGIN_ETL_TEST_POSTGRES_URL';
+
 export interface Servers {
   readonly postgres: LocalPostgres;
   readonly sqs: LocalSqs;
@@ -36,42 +45,78 @@ let counter = 0;
 const unique = (prefix: string) => `${prefix}_${process.pid}_${(counter += 1)}`;
 
 export interface ServerOptions {
+  /**
+   * A Postgres for this file alone: for tests that stop and start it, read its data directory or
+   * change its configuration. Implied by `onPostgresLog`.
+   */
+  readonly ownPostgres?: boolean;
   /** Receives every line the Postgres server writes to its log (its stderr). */
   readonly onPostgresLog?: (line: string) => void;
 }
 
+/** The run's shared server, seen through the LocalPostgres interface; it is not this file's to stop. */
+function sharedPostgres(url: string): LocalPostgres {
+  const base = new URL(url);
+  const notOwned = (what: string) => () =>
+    Promise.reject(new Error(`the shared test Postgres cannot be ${what}: start the servers with { ownPostgres: true }`));
+  return {
+    url,
+    port: Number(base.port),
+    get dataDir(): string {
+      throw new Error('the shared test Postgres has no data directory of this file: start the servers with { ownPostgres: true }');
+    },
+    urlFor(database) {
+      const next = new URL(base);
+      next.pathname = `/${database}`;
+      return next.toString();
+    },
+    pause: notOwned('paused'),
+    resume: notOwned('resumed'),
+    stop: () => Promise.resolve(),
+  };
+}
+
 export async function startServers(options: ServerOptions = {}): Promise<Servers> {
   const onLog = options.onPostgresLog;
-  const [postgres, sqs] = await Promise.all([startLocalPostgres(onLog === undefined ? {} : { onLog }), startLocalSqs()]);
+  const shared = process.env[SHARED_POSTGRES_VARIABLE];
+  const own = options.ownPostgres === true || onLog !== undefined || shared === undefined || shared === '';
+  const [postgres, sqs] = await Promise.all([
+    own ? startLocalPostgres(onLog === undefined ? {} : { onLog }) : sharedPostgres(shared),
+    startLocalSqs(),
+  ]);
   const sqsClient = sqs.client;
+  const databases: string[] = [];
   return {
     postgres,
     sqs,
     sqsClient,
     async database() {
       const name = unique('test');
-      const admin = new pg.Client({ connectionString: postgres.url });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${name}`);
-      await admin.end();
+      await query(postgres.url, `CREATE DATABASE ${name}`);
+      databases.push(name);
       return postgres.urlFor(name);
     },
     queue: (attributes) => sqs.createQueue(unique('q'), attributes),
     async stop() {
       // pg's Pool.end() resolves before its connections have closed; stopping the server under
       // them would raise errors in clients no test listens to any more.
-      await waitForNoClients(postgres.url);
+      await waitForNoClients(postgres.url, databases);
+      if (!own) {
+        for (const name of databases) await query(postgres.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      }
       await Promise.all([sqs.stop(), postgres.stop()]);
     },
   };
 }
 
-async function waitForNoClients(url: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+async function waitForNoClients(url: string, databases: readonly string[], timeoutMs = 5_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     const [row] = await query<{ n: number }>(
       url,
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = ANY($1)`,
+      [databases],
     );
     if ((row?.n ?? 0) === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 50));

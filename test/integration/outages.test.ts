@@ -13,7 +13,7 @@ import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 let servers: Servers;
 before(async () => {
-  servers = await startServers();
+  servers = await startServers({ ownPostgres: true });
 });
 after(async () => {
   await servers?.stop();

@@ -1,0 +1,56 @@
+/**
+ * `npm test`: one Postgres for the whole run, then Node's test runner over every test file.
+ *
+ * Starting a Postgres costs an initdb and a server start (seconds on a small machine); one per
+ * test file made that most of the suite's time. The server started here is shared: each test
+ * asks test/helpers/servers.ts for a new database on it, and the few tests that stop or
+ * reconfigure a server start their own. With LOGIN_ETL_TEST_POSTGRES_URL already set (a
+ * superuser connection string), that server is used and none is started.
+ *
+ * Prints the suite's wall time last, and exits with the test runner's code.
+ */
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
+import { SHARED_POSTGRES_VARIABLE } from './helpers/servers.js';
+
+/** A test that runs longer than this has hung; the slowest (the leak campaign) takes about 2 min. */
+const TEST_TIMEOUT_MS = 8 * 60_000;
+const PATTERNS = ['dist/test/**/*.test.js', 'dist/bench/**/*.test.js'];
+
+async function main(): Promise<number> {
+  const startedAt = performance.now();
+  let postgres: LocalPostgres | undefined;
+  const env = { ...process.env };
+  if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
+    postgres = await startLocalPostgres();
+    env[SHARED_POSTGRES_VARIABLE] = postgres.url;
+  }
+  const child = spawn(
+    process.execPath,
+    ['--test', '--test-concurrency=2', `--test-timeout=${TEST_TIMEOUT_MS}`, ...process.argv.slice(2), ...PATTERNS],
+    { stdio: 'inherit', env },
+  );
+  // Ctrl-C reaches the runner through the process group; a SIGTERM sent to this process alone is
+  // passed on, so the runner ends its test processes before the shared server stops.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGTERM', forward);
+  process.on('SIGINT', () => undefined);
+  const code = await new Promise<number>((resolve) => {
+    child.on('exit', (status, signal) => resolve(status ?? (signal === null ? 1 : 128 + 15)));
+  });
+  await postgres?.stop();
+  const seconds = (performance.now() - startedAt) / 1000;
+  process.stdout.write(`test suite wall time: ${seconds.toFixed(1)} s\n`);
+  return code;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`could not start the test suite's Postgres: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
