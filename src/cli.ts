@@ -11,10 +11,11 @@ import {
   assertKeysFitMode,
   collectSettings,
   KEY_SETTINGS,
-  loadKeyRing,
   type LoadedKeys,
   parseRunConfig,
-  parseSetting,
+  requiredSetting,
+  settingDescription,
+  requireKeyRing,
   parseSqsConfig,
   RUN_SETTINGS,
   settingLabel,
@@ -79,7 +80,7 @@ const err = (line: string) => process.stderr.write(`login-etl: ${line}\n`);
 
 /** The key ring of unmask and rekey; findings such as a readable key file go to stderr. */
 function keysFor(raw: ReturnType<typeof collectSettings>, env: NodeJS.ProcessEnv): LoadedKeys {
-  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  const keys = requireKeyRing(raw, env);
   for (const warning of keys.warnings) err(`warning: ${warning}`);
   return keys;
 }
@@ -125,7 +126,7 @@ const COMMANDS: Record<string, Command> = {
     },
     async action({ flags, env, stop }) {
       const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || DEMO_LOG_LEVEL) }, {});
-      const logLevel = parseSetting('logLevel', raw, true) ?? DEMO_LOG_LEVEL;
+      const logLevel = requiredSetting('logLevel', raw);
       const summary = await runDemo({
         count: wholeNumber('count', flags.count, 1, 1_000_000),
         seed: wholeNumber('seed', flags.seed, 0, 2 ** 32 - 1),
@@ -176,7 +177,7 @@ const COMMANDS: Record<string, Command> = {
       top: { type: 'string', default: '10', description: 'Rows in each of the other sections (1-1000).' },
     },
     async action({ flags, env }) {
-      const databaseUrl = parseSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env), true) ?? '';
+      const databaseUrl = requiredSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env));
       const options = { days: wholeNumber('days', flags.days, 1, 3_660), top: wholeNumber('top', flags.top, 1, 1_000) };
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: 'login-etl report' });
       try {
@@ -199,7 +200,7 @@ const COMMANDS: Record<string, Command> = {
     async action({ flags, env }) {
       const raw = collectSettings([...SQS_SETTINGS, 'file'], flags, env);
       const sqs = parseSqsConfig(raw);
-      const file = parseSetting('file', raw, true) ?? '-';
+      const file = requiredSetting('file', raw);
       const input = await openLines(file);
       // Otherwise a person who forgot --file sees nothing happen.
       if (file === '-' && process.stdin.isTTY) err('reading JSON Lines from standard input until end of file (Ctrl-D)');
@@ -217,7 +218,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Create the login_etl schema and user_logins if missing (run does this too).',
     settings: ['databaseUrl'],
     async action({ flags, env }) {
-      const databaseUrl = parseSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env), true) ?? '';
+      const databaseUrl = requiredSetting('databaseUrl', collectSettings(['databaseUrl'], flags, env));
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
       try {
         const { applied } = await migrate(pool);
@@ -264,7 +265,7 @@ const COMMANDS: Record<string, Command> = {
     positionals: true,
     async action({ flags, env, positionals }) {
       const raw = collectSettings(['databaseUrl', ...KEY_SETTINGS], flags, env);
-      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+      const databaseUrl = requiredSetting('databaseUrl', raw);
       const { ring } = keysFor(raw, env);
       const query = typeof flags.query === 'string' ? flags.query : undefined;
       if (query !== undefined && positionals.length > 0) throw new UsageError('give values as arguments or --query, not both');
@@ -335,7 +336,7 @@ const COMMANDS: Record<string, Command> = {
       if (verb === 'list' && ids.length > 0) throw new UsageError('rejected list takes no message ids; choose with --since, --until and --limit');
       if (verb !== 'export' && flags.out !== undefined) throw new UsageError('--out goes with rejected export');
       const raw = collectSettings(['databaseUrl', ...KEY_SETTINGS, ...SQS_SETTINGS], flags, env);
-      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
+      const databaseUrl = requiredSetting('databaseUrl', raw);
       const filter = {
         ...(ids.length > 0 ? { messageIds: ids } : {}),
         ...(typeof flags.since === 'string' ? { since: timeFlag('since', flags.since) } : {}),
@@ -388,8 +389,8 @@ const COMMANDS: Record<string, Command> = {
     async action({ flags, env }) {
       const names = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
       const raw = collectSettings(names, flags, env);
-      const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
-      const mode = parseSetting('maskMode', raw, true) ?? 'hmac';
+      const databaseUrl = requiredSetting('databaseUrl', raw);
+      const mode = requiredSetting('maskMode', raw);
       if (mode === 'hmac') {
         throw new ConfigError(settingLabel('maskMode'), 'rekey needs siv or vault: hmac values are one-way and cannot be rewritten');
       }
@@ -397,7 +398,7 @@ const COMMANDS: Record<string, Command> = {
       // A key holder: private keys are expected here, so only the fit to the mode is checked.
       assertKeysFitMode(keys, mode);
       const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
-      const log = createLogger(parseSetting('logLevel', raw, true) ?? 'info', 1, { format: parseSetting('logFormat', raw, true) ?? 'auto' });
+      const log = createLogger(requiredSetting('logLevel', raw), 1, { format: requiredSetting('logFormat', raw) });
       const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });
       try {
         await migrate(pool);
@@ -450,7 +451,7 @@ function help(name?: string): string {
     const flag = `--${spec.flag}${spec.type === 'string' ? ' <value>' : ''}`;
     const env = spec.env ? `env ${spec.env}` : '';
     // A negated flag's default is the setting's, not the flag's: its description says it.
-    const { description, default: shown } = command.settingHelp?.[setting] ?? { description: spec.description, default: spec.negates === true ? undefined : spec.default };
+    const { description, default: shown } = command.settingHelp?.[setting] ?? { description: settingDescription(setting), default: spec.negates === true ? undefined : spec.default };
     return [flag, env, `${description}${shown === undefined ? '' : ` Default: ${shown}.`}`];
   });
   for (const [flag, spec] of Object.entries(command.extra ?? {})) {

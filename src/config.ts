@@ -4,64 +4,113 @@
  * A flag wins over its environment twin, which wins over the default. Nothing else in the
  * code base reads `process.env`; the composition root passes the parsed config down.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { KeyRing, parseKeyRing, parsePiiKey, type PiiKey } from './transform/key.js';
+import { checkKeysFitMode, checkWriterKeys, readKeys, type LoadedKeys } from './keys.js';
+
+export type { LoadedKeys } from './keys.js';
+import type { PiiKey } from './transform/key.js';
 import { MASK_MODES, type MaskMode } from './transform/mask.js';
 
-/** One setting as the user sees it: a flag, usually an environment twin, a default and help. */
+/**
+ * One setting, the only place it is spelled out: its flag, its environment twin, the schema that
+ * validates it (and so its range and unit), its default and its help text. Help output, the
+ * README's table (checked by a test) and the run configuration all come from here.
+ */
 export interface SettingSpec {
   readonly flag: string;
   readonly env?: string;
+  /** Read when `env` is unset or empty: the name other AWS tools use for the same thing. */
+  readonly fallbackEnv?: string;
   readonly type: 'string' | 'boolean';
   readonly default?: string;
+  readonly schema: z.ZodType;
   readonly description: string;
   /** The flag turns the setting off (`--no-metrics` sets `metrics` to false). */
   readonly negates?: true;
 }
 
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http or https URL' });
+
+/** The range (and unit) of each whole-number setting, for its help text and the README. */
+const RANGES = new WeakMap<z.ZodType, string>();
+
+const integer = (min: number, max: number, unit?: 'seconds' | 'milliseconds' | 'bytes') => {
+  const schema = z
+    .string()
+    .regex(/^\d+$/, { error: `must be a whole number from ${min} to ${max}` })
+    .transform(Number)
+    .pipe(z.number().int().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
+  RANGES.set(schema, `${min}-${max}${unit === undefined ? '' : ` ${unit}`}`);
+  return schema;
+};
+
+const BOOLEAN_TEXT = ['true', 'false', '1', '0', 'yes', 'no'];
+const bool = z
+  .custom<boolean | string>((v) => typeof v === 'boolean' || (typeof v === 'string' && BOOLEAN_TEXT.includes(v)), {
+    error: 'must be true or false',
+  })
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+
+const AWS_REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export const SETTINGS = {
   queueUrl: {
     flag: 'queue-url',
+    schema: httpUrl,
     env: 'SQS_QUEUE_URL',
     type: 'string',
     description: 'URL of the SQS queue to read from (required).',
   },
   region: {
     flag: 'region',
+    schema: z.string().regex(AWS_REGION_PATTERN, { error: 'must be an AWS region such as us-east-1' }),
     env: 'AWS_REGION',
+    // The AWS CLI's name for it; the JavaScript SDK reads only AWS_REGION.
+    fallbackEnv: 'AWS_DEFAULT_REGION',
     type: 'string',
     description:
       "AWS region requests are signed for (AWS_DEFAULT_REGION is read too). By default the SDK's (the profile's region, instance metadata), else the one the queue URL names, else us-east-1 for a local endpoint.",
   },
   sqsEndpoint: {
     flag: 'sqs-endpoint',
+    schema: httpUrl,
     env: 'AWS_ENDPOINT_URL_SQS',
+    fallbackEnv: 'AWS_ENDPOINT_URL',
     type: 'string',
     description:
       'Send every SQS request here (LocalStack, an emulator), whatever host the queue URL names. AWS_ENDPOINT_URL is read too.',
   },
   databaseUrl: {
     flag: 'database-url',
+    schema: z
+    .string()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), { error: 'must be a postgres:// or postgresql:// URL' }),
     env: 'DATABASE_URL',
     type: 'string',
     description: 'Postgres connection string, postgres://user:pass@host:5432/db (required).',
   },
   piiKeyFile: {
     flag: 'pii-key-file',
+    schema: z.string().min(1),
     env: 'PII_KEY_FILE',
     type: 'string',
     description: 'File holding the PII key. Alternatively set PII_KEY itself (there is no flag for the key: argv is visible to every user).',
   },
   piiKeysFile: {
     flag: 'pii-keys-file',
+    schema: z.string().min(1),
     env: 'PII_KEYS_FILE',
     type: 'string',
     description: 'JSON or YAML key ring (id, status, secret per key), instead of a single key. Alternatively set PII_KEYS to the JSON itself.',
   },
   maskMode: {
     flag: 'mask-mode',
+    schema: z.enum(MASK_MODES, { error: `must be one of ${MASK_MODES.join(', ')}` }),
     env: 'LOGIN_ETL_MASK_MODE',
     type: 'string',
     default: 'hmac',
@@ -69,27 +118,31 @@ export const SETTINGS = {
   },
   receiveConcurrency: {
     flag: 'receive-concurrency',
+    schema: integer(1, 64),
     env: 'LOGIN_ETL_RECEIVE_CONCURRENCY',
     type: 'string',
     default: '4',
-    description: 'Receive loops (long polls) running at once (1-64).',
+    description: 'Receive loops (long polls) running at once.',
   },
   waitTimeSeconds: {
     flag: 'wait-time-seconds',
+    schema: integer(1, 20, 'seconds'),
     env: 'LOGIN_ETL_WAIT_TIME_SECONDS',
     type: 'string',
     default: '20',
-    description: 'Long-poll wait of each ReceiveMessage, in seconds (1-20).',
+    description: 'Long-poll wait of each ReceiveMessage.',
   },
   pgPoolMax: {
     flag: 'pg-pool-max',
+    schema: integer(1, 100),
     env: 'LOGIN_ETL_PG_POOL_MAX',
     type: 'string',
     default: '10',
-    description: 'Largest number of pooled Postgres connections (1-100).',
+    description: 'Largest number of pooled Postgres connections.',
   },
   logLevel: {
     flag: 'log-level',
+    schema: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
     env: 'LOG_LEVEL',
     type: 'string',
     default: 'info',
@@ -97,6 +150,7 @@ export const SETTINGS = {
   },
   logFormat: {
     flag: 'log-format',
+    schema: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
     env: 'LOG_FORMAT',
     type: 'string',
     default: 'auto',
@@ -104,6 +158,7 @@ export const SETTINGS = {
   },
   drain: {
     flag: 'drain',
+    schema: bool,
     env: 'LOGIN_ETL_DRAIN',
     type: 'boolean',
     default: 'false',
@@ -111,88 +166,101 @@ export const SETTINGS = {
   },
   visibilityTimeoutSeconds: {
     flag: 'visibility-timeout-seconds',
+    schema: integer(1, 43_200, 'seconds'),
     env: 'LOGIN_ETL_VISIBILITY_TIMEOUT_SECONDS',
     type: 'string',
-    description: "Visibility timeout asked for on each receive (1-43200); by default the queue's own. Batches still being written are extended at half of it.",
+    description: "Visibility timeout asked for on each receive; by default the queue's own. Batches still being written are extended at half of it.",
   },
   maxInFlightMessages: {
     flag: 'max-in-flight-messages',
+    schema: integer(10, 100_000),
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
     type: 'string',
     default: '1000',
-    description: 'Most messages held at once; receiving pauses at this many (10-100000).',
+    description: 'Most messages held at once; receiving pauses at this many.',
   },
   maxInFlightBytes: {
     flag: 'max-in-flight-bytes',
+    schema: integer(1_048_576, 4_294_967_296, 'bytes'),
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
     type: 'string',
     default: '67108864',
-    description: 'Most message bytes held at once; receiving pauses above this (1 MiB to 4 GiB).',
+    description: 'Most message bytes held at once; receiving pauses above this.',
   },
   maxReceiveCount: {
     flag: 'max-receive-count',
+    schema: integer(1, 1_000),
     env: 'LOGIN_ETL_MAX_RECEIVE_COUNT',
     type: 'string',
     default: '10',
-    description: 'A message received more often than this without being committed is rejected as poison (1-1000).',
+    description: 'A message received more often than this without being committed is rejected as poison.',
   },
   deadLetterQueueUrl: {
     flag: 'dead-letter-queue-url',
+    schema: httpUrl,
     env: 'LOGIN_ETL_DEAD_LETTER_QUEUE_URL',
     type: 'string',
     description: 'Queue that gets every rejected message, body untouched, with the reason as a message attribute.',
   },
   shutdownTimeoutSeconds: {
     flag: 'shutdown-timeout-seconds',
+    schema: integer(1, 3_600, 'seconds'),
     env: 'LOGIN_ETL_SHUTDOWN_TIMEOUT_SECONDS',
     type: 'string',
     default: '25',
-    description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue (1-3600).',
+    description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue.',
   },
   unreachableTimeoutSeconds: {
     flag: 'unreachable-timeout-seconds',
+    schema: integer(1, 86_400, 'seconds'),
     env: 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS',
     type: 'string',
     default: '60',
     description:
-      'With --drain, exit 1 once SQS, Postgres or the dead-letter queue has failed this long without a success, naming it (1-86400). Without --drain, run keeps retrying and /readyz says why.',
+      'With --drain, exit 1 once SQS, Postgres or the dead-letter queue has failed this long without a success, naming it. Without --drain, run keeps retrying and /readyz says why.',
   },
   ledgerRetentionSeconds: {
     flag: 'ledger-retention-seconds',
+    schema: integer(60, 31_536_000, 'seconds'),
     env: 'LOGIN_ETL_LEDGER_RETENTION_SECONDS',
     type: 'string',
     description: "Age after which ledger rows are pruned; by default the queue's message retention period plus one hour.",
   },
   pruneIntervalSeconds: {
     flag: 'prune-interval-seconds',
+    schema: integer(10, 86_400, 'seconds'),
     env: 'LOGIN_ETL_PRUNE_INTERVAL_SECONDS',
     type: 'string',
     default: '600',
-    description: 'How often the ledger is pruned (10-86400).',
+    description: 'How often the ledger is pruned.',
   },
   maxBatchMessages: {
     flag: 'max-batch-messages',
+    schema: integer(10, 10_000),
     env: 'LOGIN_ETL_MAX_BATCH_MESSAGES',
     type: 'string',
     default: '500',
-    description: 'Most messages committed in one transaction; several receives are gathered up to this (10-10000).',
+    description: 'Most messages committed in one transaction; several receives are gathered up to this.',
   },
   flushIntervalMs: {
     flag: 'flush-interval-ms',
+    schema: integer(0, 10_000, 'milliseconds'),
     env: 'LOGIN_ETL_FLUSH_INTERVAL_MS',
     type: 'string',
     default: '50',
-    description: 'Longest a received message waits for others to share its transaction, in milliseconds (0-10000).',
+    description: 'Longest a received message waits for others to share its transaction.',
   },
   writeConcurrency: {
     flag: 'write-concurrency',
+    schema: integer(1, 32),
     env: 'LOGIN_ETL_WRITE_CONCURRENCY',
     type: 'string',
     default: '2',
-    description: 'Transactions written at once (1-32).',
+    description: 'Transactions written at once.',
   },
   sqsClient: {
     flag: 'sqs-client',
+    schema: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
     env: 'LOGIN_ETL_SQS_CLIENT',
     type: 'string',
     default: 'lean',
@@ -200,6 +268,7 @@ export const SETTINGS = {
   },
   httpPort: {
     flag: 'http-port',
+    schema: integer(0, 65_535),
     env: 'LOGIN_ETL_HTTP_PORT',
     type: 'string',
     default: '8080',
@@ -207,6 +276,7 @@ export const SETTINGS = {
   },
   metrics: {
     flag: 'no-metrics',
+    schema: bool,
     env: 'LOGIN_ETL_METRICS',
     type: 'boolean',
     default: 'true',
@@ -215,6 +285,7 @@ export const SETTINGS = {
   },
   httpHost: {
     flag: 'http-host',
+    schema: z.string().min(1),
     env: 'LOGIN_ETL_HTTP_HOST',
     type: 'string',
     default: '0.0.0.0',
@@ -222,6 +293,7 @@ export const SETTINGS = {
   },
   file: {
     flag: 'file',
+    schema: z.string().min(1),
     type: 'string',
     default: '-',
     description: 'JSON Lines file to send, one message per line; - reads standard input.',
@@ -251,92 +323,56 @@ export function collectSettings(
     const flag = flags[spec.flag];
     const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
     let fromEnv = spec.env === undefined ? undefined : env[spec.env];
-    if (name === 'sqsEndpoint' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_ENDPOINT_URL;
-    // The AWS CLI's name for it; the JavaScript SDK reads only AWS_REGION.
-    if (name === 'region' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_DEFAULT_REGION;
+    if ((fromEnv === undefined || fromEnv === '') && spec.fallbackEnv !== undefined) fromEnv = env[spec.fallbackEnv];
     const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
     if (value !== undefined) raw[name] = value;
   }
   return raw;
 }
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http or https URL' });
 
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, { error: `must be a whole number from ${min} to ${max}` })
-    .transform(Number)
-    .pipe(z.number().int().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
 
-const BOOLEAN_TEXT = ['true', 'false', '1', '0', 'yes', 'no'];
-const bool = z
-  .custom<boolean | string>((v) => typeof v === 'boolean' || (typeof v === 'string' && BOOLEAN_TEXT.includes(v)), {
-    error: 'must be true or false',
-  })
-  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
-const AWS_REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
+/** The validated value of a setting. */
+export type SettingValue<K extends SettingName> = z.output<(typeof SETTINGS)[K]['schema']>;
 
-const fieldSchemas = {
-  queueUrl: httpUrl,
-  region: z.string().regex(AWS_REGION_PATTERN, { error: 'must be an AWS region such as us-east-1' }),
-  sqsEndpoint: httpUrl,
-  databaseUrl: z
-    .string()
-    .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), { error: 'must be a postgres:// or postgresql:// URL' }),
-  piiKeyFile: z.string().min(1),
-  piiKeysFile: z.string().min(1),
-  maskMode: z.enum(MASK_MODES, { error: `must be one of ${MASK_MODES.join(', ')}` }),
-  receiveConcurrency: integer(1, 64),
-  waitTimeSeconds: integer(1, 20),
-  pgPoolMax: integer(1, 100),
-  logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
-  logFormat: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
-  drain: bool,
-  visibilityTimeoutSeconds: integer(1, 43_200),
-  maxInFlightMessages: integer(10, 100_000),
-  maxInFlightBytes: integer(1_048_576, 4_294_967_296),
-  maxReceiveCount: integer(1, 1_000),
-  deadLetterQueueUrl: httpUrl,
-  shutdownTimeoutSeconds: integer(1, 3_600),
-  unreachableTimeoutSeconds: integer(1, 86_400),
-  ledgerRetentionSeconds: integer(60, 31_536_000),
-  pruneIntervalSeconds: integer(10, 86_400),
-  maxBatchMessages: integer(10, 10_000),
-  flushIntervalMs: integer(0, 10_000),
-  writeConcurrency: integer(1, 32),
-  sqsClient: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
-  httpPort: integer(0, 65_535),
-  httpHost: z.string().min(1),
-  metrics: bool,
-  file: z.string().min(1),
-} satisfies Record<SettingName, z.ZodType>;
+/**
+ * What --help and the README say about a setting: its description, with the range of a whole
+ * number (`Receive loops (long polls) running at once (1-64).`).
+ */
+export function settingDescription(name: SettingName): string {
+  const spec: SettingSpec = SETTINGS[name];
+  const range = RANGES.get(spec.schema);
+  return range === undefined ? spec.description : `${spec.description.replace(/\.$/, '')} (${range}).`;
+}
 
-type Field<K extends SettingName> = z.output<(typeof fieldSchemas)[K]>;
+/** The range of a whole-number setting (`1-64`, `1-20 seconds`), or undefined. */
+export function settingRange(name: SettingName): string | undefined {
+  return RANGES.get(SETTINGS[name].schema);
+}
 
-/** Validates one setting; on failure throws a ConfigError that names it and never echoes secrets. */
-export function parseSetting<K extends SettingName>(name: K, raw: RawSettings, required: boolean): Field<K> | undefined {
-  const value = raw[name];
-  if (value === undefined) {
-    if (required) throw new ConfigError(settingLabel(name), 'is required');
-    return undefined;
-  }
-  const result = fieldSchemas[name].safeParse(value);
+function validate<K extends SettingName>(name: K, value: string | boolean): SettingValue<K> {
+  const result = SETTINGS[name].schema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0];
     // Connection strings may hold passwords: say what is wrong, never echo the value.
     throw new ConfigError(settingLabel(name), issue?.message ?? 'is invalid');
   }
-  return result.data as Field<K>;
+  return result.data as SettingValue<K>;
 }
 
-function required<K extends SettingName>(name: K, raw: RawSettings): Field<K> {
-  return parseSetting(name, raw, true) as Field<K>;
+/** A setting that must be given (or has a default); throws a ConfigError naming it otherwise. */
+export function requiredSetting<K extends SettingName>(name: K, raw: RawSettings): SettingValue<K> {
+  const value = raw[name];
+  if (value === undefined) throw new ConfigError(settingLabel(name), 'is required');
+  return validate(name, value);
+}
+
+/** A setting that may be left out: undefined then. */
+export function optionalSetting<K extends SettingName>(name: K, raw: RawSettings): SettingValue<K> | undefined {
+  const value = raw[name];
+  return value === undefined ? undefined : validate(name, value);
 }
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -455,8 +491,8 @@ export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satis
  * request signed for it.
  */
 export function parseSqsConfig(raw: RawSettings): SqsConfig {
-  const queueUrl = required('queueUrl', raw);
-  const region = parseSetting('region', raw, false);
+  const queueUrl = requiredSetting('queueUrl', raw);
+  const region = optionalSetting('region', raw);
   const named = queueUrlRegion(queueUrl);
   if (region !== undefined && named?.host === 'aws' && named.region !== region) {
     throw new ConfigError(
@@ -464,104 +500,50 @@ export function parseSqsConfig(raw: RawSettings): SqsConfig {
       `is ${region}, but ${settingLabel('queueUrl')} names a queue in ${named.region}; requests must be signed for the queue's region: set ${named.region} or leave the region unset (AWS_DEFAULT_REGION counts as set)`,
     );
   }
-  return { queueUrl, region, endpoint: parseSetting('sqsEndpoint', raw, false) };
+  return { queueUrl, region, endpoint: optionalSetting('sqsEndpoint', raw) };
 }
 
 /** The settings that can hold keys, in the order their conflicts are reported. */
 export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
 
-export interface LoadedKeys {
-  readonly ring: KeyRing;
-  /** The setting the keys came from, for messages. */
-  readonly source: string;
-  /** Non-fatal findings, such as a key file other users can read. */
-  readonly warnings: readonly string[];
+/** The keys `run`, `check`, `unmask`, `rekey` and the Lambda handler were given, or undefined. */
+export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv): LoadedKeys | undefined {
+  return readKeys(
+    {
+      file: optionalSetting('piiKeyFile', raw),
+      fileLabel: settingLabel('piiKeyFile'),
+      ringFile: optionalSetting('piiKeysFile', raw),
+      ringFileLabel: settingLabel('piiKeysFile'),
+    },
+    env,
+  );
 }
 
-function readKeyFile(file: string, label: string, warnings: string[]): string {
-  try {
-    const { mode } = statSync(file);
-    // A secret that other local users can read is not secret; warn rather than refuse, since
-    // some secret mounts (Kubernetes, Docker) set their own modes.
-    if ((mode & 0o077) !== 0) {
-      warnings.push(`${label}: the key file can be read by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-    }
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as { code?: string }).code ?? 'unreadable';
-    throw new ConfigError(label, `cannot read the key file (${code})`);
-  }
-}
-
-/**
- * Reads the keys from exactly one of PII_KEY, PII_KEY_FILE (one key, its id derived from it, so
- * masked values stay as they were), PII_KEYS or PII_KEYS_FILE (a key ring). Values never appear
- * in an error. Returns undefined when nothing is set and `needed` is false.
- */
-export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv, needed: boolean): LoadedKeys | undefined {
-  const inline = env.PII_KEY === '' ? undefined : env.PII_KEY;
-  const inlineRing = env.PII_KEYS === '' ? undefined : env.PII_KEYS;
-  const file = parseSetting('piiKeyFile', raw, false);
-  const ringFile = parseSetting('piiKeysFile', raw, false);
-  const given = [
-    inline === undefined ? undefined : 'PII_KEY',
-    file === undefined ? undefined : 'PII_KEY_FILE',
-    inlineRing === undefined ? undefined : 'PII_KEYS',
-    ringFile === undefined ? undefined : 'PII_KEYS_FILE',
-  ].filter((n) => n !== undefined);
-  if (given.length > 1) {
-    throw new ConfigError(given[0] as string, `set only one of PII_KEY, PII_KEY_FILE, PII_KEYS and PII_KEYS_FILE, not ${given.join(' and ')}`);
-  }
-  const warnings: string[] = [];
-  if (file !== undefined) {
-    const label = settingLabel('piiKeyFile');
-    const key = parsePiiKey(readKeyFile(file, label, warnings).trim(), label);
-    return { ring: new KeyRing([key], label), source: label, warnings };
-  }
-  if (inline !== undefined) return { ring: new KeyRing([parsePiiKey(inline.trim(), 'PII_KEY')], 'PII_KEY'), source: 'PII_KEY', warnings };
-  if (ringFile !== undefined) {
-    const label = settingLabel('piiKeysFile');
-    return { ring: parseKeyRing(readKeyFile(ringFile, label, warnings), label), source: label, warnings };
-  }
-  if (inlineRing !== undefined) return { ring: parseKeyRing(inlineRing, 'PII_KEYS'), source: 'PII_KEYS', warnings };
-  if (needed) {
+/** The keys, which must be given: a ConfigError naming PII_KEY and its alternatives otherwise. */
+export function requireKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv): LoadedKeys {
+  const keys = loadKeyRing(raw, env);
+  if (keys === undefined) {
     throw new ConfigError('PII_KEY', 'is required: set PII_KEY or PII_KEY_FILE, or a key ring in PII_KEYS or PII_KEYS_FILE (make a key with `login-etl keygen`)');
   }
-  return undefined;
+  return keys;
 }
 
 /** Checks that the keys suit the mask mode: vault mode needs the active key's public key. */
 export function assertKeysFitMode(keys: LoadedKeys, mode: MaskMode): void {
-  if (mode !== 'vault') return;
-  if (keys.ring.active.publicKey === undefined) {
-    throw new ConfigError(settingLabel('maskMode'), `vault needs a key ring (PII_KEYS_FILE or PII_KEYS) whose active key has a public_key; make one with \`login-etl keygen --mode vault\``);
-  }
+  checkKeysFitMode(keys, mode, settingLabel('maskMode'));
 }
 
-/**
- * Checks the keys of a process that writes (`run`, `check`, the Lambda handler): they suit the
- * mode, and the ring holds no vault private key, whatever the mode. A private key opens every
- * original in login_etl.pii_vault and the writer never needs one; in hmac or siv mode it would
- * sit there unused until someone switched the mode to vault. Key holders (`unmask`, `rekey`)
- * do not call this.
- */
+/** Checks the keys of a process that writes (`run`, `check`, the Lambda handler); see `checkWriterKeys`. */
 export function assertWriterKeys(keys: LoadedKeys, mode: MaskMode): void {
-  const holder = keys.ring.keys.find((k) => k.hasPrivateKey);
-  if (holder !== undefined) {
-    throw new ConfigError(
-      keys.source,
-      `holds a vault private_key (key '${holder.id}'); run, check and the Lambda handler must hold only public keys, in every mask mode (private keys are for unmask and rekey)`,
-    );
-  }
-  assertKeysFitMode(keys, mode);
+  checkWriterKeys(keys, mode, settingLabel('maskMode'));
 }
 
 /** Parses everything `run` needs. Throws ConfigError naming the first bad setting. */
 export function parseRunConfig(raw: RawSettings, env: NodeJS.ProcessEnv): RunConfig {
   const sqs = parseSqsConfig(raw);
-  const databaseUrl = required('databaseUrl', raw);
-  const maskMode = required('maskMode', raw);
-  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  const databaseUrl = requiredSetting('databaseUrl', raw);
+  const maskMode = requiredSetting('maskMode', raw);
+  const keys = requireKeyRing(raw, env);
   assertWriterKeys(keys, maskMode);
   return { sqs, databaseUrl, piiKey: keys.ring.active, maskMode, keyWarnings: keys.warnings, keySource: keys.source, ...parseTuning(raw) };
 }
@@ -572,27 +554,27 @@ export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | '
 }
 
 function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings' | 'keySource'> {
-  const httpPort = required('httpPort', raw);
+  const httpPort = requiredSetting('httpPort', raw);
   return {
-    receiveConcurrency: required('receiveConcurrency', raw),
-    waitTimeSeconds: required('waitTimeSeconds', raw),
-    pgPoolMax: required('pgPoolMax', raw),
-    logLevel: required('logLevel', raw),
-    logFormat: required('logFormat', raw),
-    drain: required('drain', raw),
-    visibilityTimeoutSeconds: parseSetting('visibilityTimeoutSeconds', raw, false),
-    maxInFlightMessages: required('maxInFlightMessages', raw),
-    maxInFlightBytes: required('maxInFlightBytes', raw),
-    maxReceiveCount: required('maxReceiveCount', raw),
-    deadLetterQueueUrl: parseSetting('deadLetterQueueUrl', raw, false),
-    shutdownTimeoutSeconds: required('shutdownTimeoutSeconds', raw),
-    unreachableTimeoutSeconds: required('unreachableTimeoutSeconds', raw),
-    ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
-    pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
-    http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },
-    sqsClient: required('sqsClient', raw),
-    maxBatchMessages: required('maxBatchMessages', raw),
-    flushIntervalMs: required('flushIntervalMs', raw),
-    writeConcurrency: required('writeConcurrency', raw),
+    receiveConcurrency: requiredSetting('receiveConcurrency', raw),
+    waitTimeSeconds: requiredSetting('waitTimeSeconds', raw),
+    pgPoolMax: requiredSetting('pgPoolMax', raw),
+    logLevel: requiredSetting('logLevel', raw),
+    logFormat: requiredSetting('logFormat', raw),
+    drain: requiredSetting('drain', raw),
+    visibilityTimeoutSeconds: optionalSetting('visibilityTimeoutSeconds', raw),
+    maxInFlightMessages: requiredSetting('maxInFlightMessages', raw),
+    maxInFlightBytes: requiredSetting('maxInFlightBytes', raw),
+    maxReceiveCount: requiredSetting('maxReceiveCount', raw),
+    deadLetterQueueUrl: optionalSetting('deadLetterQueueUrl', raw),
+    shutdownTimeoutSeconds: requiredSetting('shutdownTimeoutSeconds', raw),
+    unreachableTimeoutSeconds: requiredSetting('unreachableTimeoutSeconds', raw),
+    ledgerRetentionSeconds: optionalSetting('ledgerRetentionSeconds', raw),
+    pruneIntervalSeconds: requiredSetting('pruneIntervalSeconds', raw),
+    http: httpPort === 0 ? undefined : { port: httpPort, host: requiredSetting('httpHost', raw), metrics: requiredSetting('metrics', raw) },
+    sqsClient: requiredSetting('sqsClient', raw),
+    maxBatchMessages: requiredSetting('maxBatchMessages', raw),
+    flushIntervalMs: requiredSetting('flushIntervalMs', raw),
+    writeConcurrency: requiredSetting('writeConcurrency', raw),
   };
 }

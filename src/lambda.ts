@@ -19,9 +19,8 @@ import {
   assertWriterKeys,
   collectSettings,
   KEY_SETTINGS,
-  loadKeyRing,
-  parseSetting,
-  type LoadedKeys,
+  requiredSetting,
+  requireKeyRing,
   type SettingName,
 } from './config.js';
 import { BatchCommit } from './commit.js';
@@ -79,11 +78,11 @@ interface Context {
 /** Reads and validates the function's settings; a ConfigError names the bad one. */
 function parseLambdaConfig(env: NodeJS.ProcessEnv) {
   const raw = collectSettings(LAMBDA_SETTINGS, {}, env);
-  const databaseUrl = parseSetting('databaseUrl', raw, true) ?? '';
-  const maskMode = parseSetting('maskMode', raw, true) ?? 'hmac';
-  const keys = loadKeyRing(raw, env, true) as LoadedKeys;
+  const databaseUrl = requiredSetting('databaseUrl', raw);
+  const maskMode = requiredSetting('maskMode', raw);
+  const keys = requireKeyRing(raw, env);
   assertWriterKeys(keys, maskMode);
-  return { databaseUrl, maskMode, keys, logLevel: parseSetting('logLevel', raw, true) ?? 'info' };
+  return { databaseUrl, maskMode, keys, logLevel: requiredSetting('logLevel', raw) };
 }
 
 async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
