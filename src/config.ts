@@ -415,7 +415,42 @@ export function queueUrlRegion(queueUrl: string): QueueUrlRegion | undefined {
   return undefined;
 }
 
-export interface RunConfig {
+/** Tuning settings of `run` that always have a value (a default). */
+const TUNING = [
+  'receiveConcurrency',
+  'waitTimeSeconds',
+  'pgPoolMax',
+  'logLevel',
+  'logFormat',
+  'drain',
+  'maxInFlightMessages',
+  'maxInFlightBytes',
+  'maxReceiveCount',
+  'shutdownTimeoutSeconds',
+  'unreachableTimeoutSeconds',
+  'pruneIntervalSeconds',
+  'sqsClient',
+  'maxBatchMessages',
+  'flushIntervalMs',
+  'writeConcurrency',
+] as const satisfies readonly SettingName[];
+
+/**
+ * Tuning settings of `run` that may be left out: the visibility timeout (then the queue's own),
+ * the dead-letter queue (then none) and the ledger retention (then the queue's message retention
+ * period plus an hour).
+ */
+const OPTIONAL_TUNING = ['visibilityTimeoutSeconds', 'deadLetterQueueUrl', 'ledgerRetentionSeconds'] as const satisfies readonly SettingName[];
+
+/** The HTTP server's settings; a port of 0 turns it off. */
+const HTTP_SETTINGS = ['httpPort', 'httpHost', 'metrics'] as const satisfies readonly SettingName[];
+
+type Tuning = { readonly [K in (typeof TUNING)[number]]: SettingValue<K> } & {
+  readonly [K in (typeof OPTIONAL_TUNING)[number]]: SettingValue<K> | undefined;
+};
+
+/** What `run` works with; each tuning field is the setting of the same name in SETTINGS. */
+export interface RunConfig extends Tuning {
   readonly sqs: SqsConfig;
   readonly databaseUrl: string;
   /** The active key of the key ring: it masks every new row. */
@@ -425,65 +460,24 @@ export interface RunConfig {
   readonly keyWarnings?: readonly string[];
   /** The setting the keys came from (PII_KEY, PII_KEYS_FILE (--pii-keys-file), ...), for messages. */
   readonly keySource?: string;
-  readonly receiveConcurrency: number;
-  readonly waitTimeSeconds: number;
-  readonly pgPoolMax: number;
-  readonly logLevel: LogLevel;
-  readonly logFormat: LogFormat;
-  readonly drain: boolean;
-  /** Undefined: use the queue's own visibility timeout. */
-  readonly visibilityTimeoutSeconds: number | undefined;
-  readonly maxInFlightMessages: number;
-  readonly maxInFlightBytes: number;
-  readonly maxReceiveCount: number;
-  readonly deadLetterQueueUrl: string | undefined;
-  readonly shutdownTimeoutSeconds: number;
-  /** A drain exits 1 once a dependency has failed this long without a success. */
-  readonly unreachableTimeoutSeconds: number;
-  /** Undefined: the queue's message retention period plus an hour. */
-  readonly ledgerRetentionSeconds: number | undefined;
-  readonly pruneIntervalSeconds: number;
   /** Undefined: no HTTP server. */
   readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
-  readonly sqsClient: 'lean' | 'sdk';
-  readonly maxBatchMessages: number;
-  readonly flushIntervalMs: number;
-  readonly writeConcurrency: number;
 }
 
-export const RUN_SETTINGS = [
-  'queueUrl',
-  'region',
-  'sqsEndpoint',
-  'databaseUrl',
-  'piiKeyFile',
-  'piiKeysFile',
-  'maskMode',
-  'receiveConcurrency',
-  'waitTimeSeconds',
-  'pgPoolMax',
-  'logLevel',
-  'logFormat',
-  'drain',
-  'visibilityTimeoutSeconds',
-  'maxInFlightMessages',
-  'maxInFlightBytes',
-  'maxReceiveCount',
-  'deadLetterQueueUrl',
-  'shutdownTimeoutSeconds',
-  'unreachableTimeoutSeconds',
-  'ledgerRetentionSeconds',
-  'pruneIntervalSeconds',
-  'httpPort',
-  'httpHost',
-  'sqsClient',
-  'maxBatchMessages',
-  'flushIntervalMs',
-  'writeConcurrency',
-  'metrics',
-] as const satisfies readonly SettingName[];
-
 export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
+
+/** The settings that can hold keys, in the order their conflicts are reported. */
+export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
+
+export const RUN_SETTINGS = [
+  ...SQS_SETTINGS,
+  'databaseUrl',
+  ...KEY_SETTINGS,
+  'maskMode',
+  ...TUNING,
+  ...OPTIONAL_TUNING,
+  ...HTTP_SETTINGS,
+] as const satisfies readonly SettingName[];
 
 /**
  * The SQS part of a config: queue URL, region and the endpoint every request goes to. A region
@@ -502,9 +496,6 @@ export function parseSqsConfig(raw: RawSettings): SqsConfig {
   }
   return { queueUrl, region, endpoint: optionalSetting('sqsEndpoint', raw) };
 }
-
-/** The settings that can hold keys, in the order their conflicts are reported. */
-export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
 
 /** The keys `run`, `check`, `unmask`, `rekey` and the Lambda handler were given, or undefined. */
 export function loadKeyRing(raw: RawSettings, env: NodeJS.ProcessEnv): LoadedKeys | undefined {
@@ -553,28 +544,11 @@ export function defaultRunConfig(base: Pick<RunConfig, 'sqs' | 'databaseUrl' | '
   return { maskMode: 'hmac', ...base, ...parseTuning(collectSettings(RUN_SETTINGS, {}, {})) };
 }
 
-function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 'piiKey' | 'maskMode' | 'keyWarnings' | 'keySource'> {
+function parseTuning(raw: RawSettings): Tuning & Pick<RunConfig, 'http'> {
+  const tuning: Record<string, unknown> = {};
+  for (const name of TUNING) tuning[name] = requiredSetting(name, raw);
+  for (const name of OPTIONAL_TUNING) tuning[name] = optionalSetting(name, raw);
   const httpPort = requiredSetting('httpPort', raw);
-  return {
-    receiveConcurrency: requiredSetting('receiveConcurrency', raw),
-    waitTimeSeconds: requiredSetting('waitTimeSeconds', raw),
-    pgPoolMax: requiredSetting('pgPoolMax', raw),
-    logLevel: requiredSetting('logLevel', raw),
-    logFormat: requiredSetting('logFormat', raw),
-    drain: requiredSetting('drain', raw),
-    visibilityTimeoutSeconds: optionalSetting('visibilityTimeoutSeconds', raw),
-    maxInFlightMessages: requiredSetting('maxInFlightMessages', raw),
-    maxInFlightBytes: requiredSetting('maxInFlightBytes', raw),
-    maxReceiveCount: requiredSetting('maxReceiveCount', raw),
-    deadLetterQueueUrl: optionalSetting('deadLetterQueueUrl', raw),
-    shutdownTimeoutSeconds: requiredSetting('shutdownTimeoutSeconds', raw),
-    unreachableTimeoutSeconds: requiredSetting('unreachableTimeoutSeconds', raw),
-    ledgerRetentionSeconds: optionalSetting('ledgerRetentionSeconds', raw),
-    pruneIntervalSeconds: requiredSetting('pruneIntervalSeconds', raw),
-    http: httpPort === 0 ? undefined : { port: httpPort, host: requiredSetting('httpHost', raw), metrics: requiredSetting('metrics', raw) },
-    sqsClient: requiredSetting('sqsClient', raw),
-    maxBatchMessages: requiredSetting('maxBatchMessages', raw),
-    flushIntervalMs: requiredSetting('flushIntervalMs', raw),
-    writeConcurrency: requiredSetting('writeConcurrency', raw),
-  };
+  const http = httpPort === 0 ? undefined : { port: httpPort, host: requiredSetting('httpHost', raw), metrics: requiredSetting('metrics', raw) };
+  return { ...(tuning as Tuning), http };
 }
