@@ -25,6 +25,7 @@ import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres
 import { generateSampleEvents } from '../src/embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import { sendLines } from '../src/send.js';
+import { formatTable } from '../src/observability/table.js';
 import { distFile, jsonLine, runChild, startChild } from './child.js';
 import type { CopyReport } from './copy-ceiling.js';
 import type { EmulatorReply, EmulatorUsage } from './emulator-server.js';
@@ -524,9 +525,7 @@ function table(results: readonly ScenarioResult[], computed: readonly Ratio[]): 
     fixed(r.postgresCpuSecondsPer10k, 2),
     fixed(r.otherCpuSeconds === undefined ? undefined : r.otherCpuSeconds / (r.scenarioWallMs / 1000), 2),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), ''];
+  const out = [formatTable([head, ...rows], { indent: '', align: head.map((_, i) => (i === 0 ? 'left' : 'right')) }), ''];
   for (const r of computed) {
     const verdict = r.met === undefined ? '' : r.met ? '  met' : '  NOT met';
     out.push(`${r.name}: ${fixed(r.value, 2)}${r.target === undefined ? '' : ` (target ${r.target})${verdict}`}`);
@@ -707,9 +706,7 @@ function scaleTable(runs: readonly Record<string, unknown>[]): string {
       r.exact ? 'yes' : 'NO',
     ];
   });
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  return formatTable([head, ...rows], { indent: '', align: head.map(() => 'right') });
 }
 
 async function main(): Promise<void> {

@@ -11,7 +11,7 @@ import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/s
 import { createLogger } from './observability/logger.js';
 import { printable } from './observability/printable.js';
 import { plural } from './plural.js';
-import { formatTable } from './report.js';
+import { formatTable } from './observability/table.js';
 import { runPipeline, type RunSummary } from './run.js';
 import { sendLines } from './send.js';
 import { PiiKey } from './transform/key.js';

@@ -12,7 +12,7 @@ import type pg from 'pg';
 import { recordAudit, type AuditSource } from './audit.js';
 import { printable, printableJson } from './observability/printable.js';
 import { plural } from './plural.js';
-import { formatTable } from './report.js';
+import { formatTable } from './observability/table.js';
 import { markReplayed, readRejected, type RejectedFilter, type RejectedRow } from './sink/rejected.js';
 import type { KeyRing } from './transform/key.js';
 import { openBody } from './transform/seal.js';

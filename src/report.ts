@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { withTransaction } from './sink/transaction.js';
-import { printable } from './observability/printable.js';
+import { formatTable } from './observability/table.js';
 import { plural } from './plural.js';
 
 export interface LoginReport {
@@ -90,20 +90,3 @@ export function formatReport(report: LoginReport): string {
   return lines.join('\n');
 }
 
-/**
- * Columns padded to their widest cell, numbers right-aligned, with a rule under the first row
- * when it is a header. Control characters in cells are escaped (printable), so a table of
- * stored text cannot drive the terminal even if a caller forgot to.
- */
-export function formatTable(cells: readonly (readonly string[])[], options: { header?: boolean } = {}): string {
-  const header = options.header ?? true;
-  const rows = cells.map((r) => r.map(printable));
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const data = header ? rows.slice(1) : rows;
-  const numeric = widths.map((_, i) => data.length > 0 && data.every((r) => /^\d+$/.test(r[i] ?? '')));
-  const line = (r: readonly string[]) =>
-    `  ${r.map((cell, i) => (numeric[i] ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0))).join('  ')}`.trimEnd();
-  const lines = rows.map(line);
-  if (header) lines.splice(1, 0, `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
-  return lines.join('\n');
-}

@@ -6,6 +6,7 @@
  */
 import type { PipelineStats } from '../pipeline.js';
 import type { QueueDepth } from '../source/sqs.js';
+import { formatTable } from './table.js';
 
 export interface ProgressView {
   readonly stats: Readonly<PipelineStats>;
@@ -147,8 +148,5 @@ export class TerminalProgress implements ProgressReporter {
 }
 
 function formatSummary(rows: readonly [string, string][]): string {
-  const left = Math.max(...rows.map(([k]) => k.length));
-  const right = Math.max(...rows.map(([, v]) => v.length));
-  const rule = `  ${'─'.repeat(left + right + 3)}`;
-  return [rule, ...rows.map(([k, v]) => `  ${k.padEnd(left)}   ${v.padStart(right)}`), rule].join('\n');
+  return formatTable(rows, { header: false, align: ['left', 'right'], gap: '   ', frame: true });
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { printable, printableJson } from '../../src/observability/printable.js';
-import { formatTable } from '../../src/report.js';
+import { formatTable } from '../../src/observability/table.js';
 
 /** Fixed, so that a failure can be replayed; fast-check prints it with the counterexample. */
 const SEED = 20_250_610;
