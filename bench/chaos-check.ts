@@ -96,9 +96,12 @@ export function verdict(sent: readonly SentMessage[], end: EndState): Verdict {
         forwardedTwice += 1;
         note('forwarded more than once', message.messageId);
       }
-      if ((rejection.forwarded && letters === 0) || (!rejection.forwarded && rejection.forwardError === null)) {
+      if (rejection.forwarded && letters === 0) {
         notForwarded += 1;
-        note('rejection not forwarded', message.messageId);
+        note('rejection marked forwarded, not in the dead-letter queue', message.messageId);
+      } else if (!rejection.forwarded && rejection.forwardError === null) {
+        notForwarded += 1;
+        note(letters === 0 ? 'rejection never forwarded' : 'rejection forwarded, never marked so', message.messageId);
       }
     }
   }
