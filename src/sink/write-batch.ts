@@ -137,5 +137,35 @@ export async function writeBatch(db: pg.Pool | pg.ClientBase, outcomes: readonly
   const written = rows[0]?.written ?? 0;
   const rejected = rows[0]?.rejected ?? 0;
   const forward = (rows[0]?.forward ?? []).map(([messageId, reason]) => ({ messageId, reason }));
+  if (written + rejected < unique.length) forward.push(...(await unforwardedCommittedElsewhere(db, unique, forward)));
   return { written, rejected, duplicates: outcomes.length - written - rejected, forward };
+}
+
+const UNFORWARDED = `
+SELECT message_id, reason FROM login_etl.rejected_messages
+ WHERE message_id = ANY($1::text[]) AND forwarded_at IS NULL AND forward_error IS NULL`;
+
+/**
+ * Rejections of ids in this batch that another transaction committed while the write statement
+ * waited for it, and that are not forwarded yet. The statement's ledger insert waits for a
+ * concurrent insert of the same id and then skips it, but the statement reads rejected_messages
+ * in the snapshot it started with, where that rejection is not visible yet; if its writer died
+ * before forwarding (or its backend committed after its client was gone), nobody else would
+ * forward it. A statement of its own reads what is committed now. Only batches with redelivered
+ * ids pay for it.
+ */
+async function unforwardedCommittedElsewhere(
+  db: pg.Pool | pg.PoolClient,
+  unique: readonly Outcome[],
+  known: readonly { readonly messageId: string }[],
+): Promise<{ messageId: string; reason: string }[]> {
+  const seen = new Set(known.map((f) => f.messageId));
+  const ids = unique.filter((o) => o.kind === 'rejected' && !seen.has(o.message.messageId)).map((o) => o.message.messageId);
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<{ message_id: string; reason: string }>({ name: 'login-etl-unforwarded', text: UNFORWARDED, values: [ids] });
+  const reasons = new Map(rows.map((r) => [r.message_id, r.reason]));
+  return ids.flatMap((messageId) => {
+    const reason = reasons.get(messageId);
+    return reason === undefined ? [] : [{ messageId, reason }];
+  });
 }

@@ -8,9 +8,11 @@ import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
 import { readRejected } from '../../src/sink/rejected.js';
-import type { Outcome } from '../../src/transform/transform.js';
+import { writeBatch } from '../../src/sink/write-batch.js';
+import { HmacMasker } from '../../src/transform/mask.js';
+import { transform, type Outcome } from '../../src/transform/transform.js';
 import { queueMessage, shapeFields } from '../helpers/fixtures.js';
-import { query, startServers, type Servers } from '../helpers/servers.js';
+import { query, startServers, testKey, type Servers } from '../helpers/servers.js';
 
 let servers: Servers;
 before(async () => {
@@ -124,4 +126,37 @@ describe('PgSink.write', () => {
       await pool.end();
     }
   });
+
+  test('a redelivered rejection committed by another transaction while this write waited for it is still reported for forwarding', { timeout: 30_000 }, async () => {
+    // Two instances hold the same message (its visibility lapsed during a slow write). The first
+    // records the rejection and dies before forwarding it (or its backend commits after its
+    // client died); the second's insert into the ledger waits for the first's, then finds the id
+    // taken. The rejection must still come back for forwarding, or nobody ever forwards it.
+    const databaseUrl = await servers.database();
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 });
+    const first = await pool.connect();
+    try {
+      await migrate(pool);
+      const rejection = transform(queueMessage('not json', { messageId: 'raced' }), new HmacMasker(testKey()));
+      await first.query('BEGIN');
+      const firstResult = await writeBatch(first, [rejection]);
+      assert.deepEqual(firstResult.forward.map((f) => f.messageId), ['raced']);
+
+      const second = new PgSink(pool).write([rejection]);
+      for (;;) {
+        const [waiting] = await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
+        if ((waiting?.n ?? 0) > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await first.query('COMMIT');
+      const secondResult = await second;
+
+      assert.deepEqual([secondResult.rejected, secondResult.duplicates], [0, 1]);
+      assert.deepEqual(secondResult.forward.map((f) => f.messageId), ['raced'], 'the rejection the first writer committed is still to be forwarded');
+    } finally {
+      first.release();
+      await pool.end();
+    }
+  });
 });
+
