@@ -24,8 +24,13 @@ export function createPool(databaseUrl: string, options: { max: number; log: Log
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
   });
-  // An idle client losing its connection (server restart) must not crash the process.
+  // A client losing its connection (a server restart) must not crash the process: an idle one
+  // is reported by the pool; one checked out between two queries emits on itself, with no
+  // listener of the pool's, and its next query fails and is classified like any other.
   pool.on('error', (err) => options.log.warn({ err: err.message }, 'idle Postgres connection lost'));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.log.warn({ err: err.message }, 'Postgres connection lost'));
+  });
   return pool;
 }
 

@@ -155,7 +155,7 @@ SELECT message_id, reason FROM login_etl.rejected_messages
  * ids pay for it.
  */
 async function unforwardedCommittedElsewhere(
-  db: pg.Pool | pg.PoolClient,
+  db: pg.Pool | pg.ClientBase,
   unique: readonly Outcome[],
   known: readonly { readonly messageId: string }[],
 ): Promise<{ messageId: string; reason: string }[]> {

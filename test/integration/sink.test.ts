@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
-import { PgSink } from '../../src/sink/postgres.js';
+import type { Logger } from '../../src/observability/logger.js';
+import { createPool, PgSink } from '../../src/sink/postgres.js';
 import { readRejected } from '../../src/sink/rejected.js';
 import { writeBatch } from '../../src/sink/write-batch.js';
 import { HmacMasker } from '../../src/transform/mask.js';
@@ -160,3 +161,25 @@ describe('PgSink.write', () => {
   });
 });
 
+
+describe('createPool', () => {
+  test('a checked-out connection cut between two queries does not crash the process; its next query fails and the pool goes on', { timeout: 15_000 }, async () => {
+    const databaseUrl = await servers.database();
+    const warnings: string[] = [];
+    const log = { warn: (_fields: unknown, message: string) => warnings.push(message) } as unknown as Logger;
+    const pool = createPool(databaseUrl, { max: 2, log });
+    try {
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      // The client emits 'error' when its connection goes; without a listener of the pool's
+      // the event would end this process (the test adds none of its own).
+      await query(databaseUrl, 'SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+      while (!warnings.includes('Postgres connection lost')) await new Promise((resolve) => setTimeout(resolve, 20));
+      await assert.rejects(client.query('SELECT 1'));
+      client.release(true);
+      assert.equal((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1);
+    } finally {
+      await pool.end();
+    }
+  });
+});
