@@ -18,7 +18,8 @@
  * Poison is not a failure kind: a message is poison because of its own receive count, never
  * because a dependency is broken. Every change of state is logged once, not every attempt.
  */
-import { ConfigError, DeadLetterError, describeError as describe, SinkError, SourceError, UnstorableRejectionError } from './errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError, DeadLetterError, describeError as describe, SinkError, SourceError, UnavailableError, UnstorableRejectionError } from './errors.js';
 import type { Dependency, Health } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 
@@ -160,5 +161,44 @@ export class DependencyState {
       health?.hold(this.dependency, undefined);
     }
     health?.report(this.dependency, true);
+  }
+}
+
+export interface RetryContext {
+  readonly log: Logger;
+  readonly health?: Health | undefined;
+  /** Ends the wait: the failure that held is thrown as an UnavailableError. */
+  readonly signal: AbortSignal;
+  /** Gives up once the dependency has failed this long (a drain); undefined: waits for as long as it takes (`run`). */
+  readonly giveUpAfterMs: number | undefined;
+}
+
+/**
+ * Runs `step` until it succeeds, as start-up does with its first calls to Postgres (migrations,
+ * sealing old bodies): a transient failure is retried with backoff, logged once per change of
+ * state and shown on /readyz; anything else is thrown at once. Gives up after `giveUpAfterMs`,
+ * naming the dependency and the setting.
+ */
+export async function retryWhileTransient<T>(dependency: Dependency, step: () => Promise<T>, message: string, context: RetryContext): Promise<T> {
+  const state = new DependencyState(dependency, { log: context.log, health: context.health, clock: () => performance.now() });
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const value = await step();
+      state.succeeded();
+      return value;
+    } catch (err) {
+      const failure = classify(err, dependency);
+      if (failure.kind !== 'transient') throw err;
+      state.failed(failure, message);
+      const forMs = state.failingForMs();
+      if (context.giveUpAfterMs !== undefined && forMs >= context.giveUpAfterMs) {
+        throw new UnavailableError(`${DEPENDENCY_NAMES[dependency]} could not be reached for ${Math.round(forMs / 1000)} s (--unreachable-timeout-seconds): ${failure.reason}`, { cause: err });
+      }
+      try {
+        await sleep(Math.max(50, backoffMs(attempt, 200, 5_000)), undefined, { signal: context.signal });
+      } catch {
+        throw new UnavailableError(`stopped while waiting for ${DEPENDENCY_NAMES[dependency]}: ${failure.reason}`, { cause: err });
+      }
+    }
   }
 }

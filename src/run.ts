@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { RunConfig } from './config.js';
 import { describeError } from './errors.js';
-import { classify } from './failure.js';
+import { classify, retryWhileTransient } from './failure.js';
 import { Health } from './observability/health.js';
 import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
@@ -61,13 +61,6 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     release.push(() => sqsClients.close());
     const { queue, client: sqs } = sqsClients;
 
-    const { applied } = await migrate(pool);
-    if (applied.length > 0) log.info({ applied }, 'migrations applied');
-    const queueSettings = await readQueueSettings(queue, log);
-    // The monitor reads the depth only every few seconds; a display wants it from the start.
-    if (progress !== undefined) await queue.depth().then((d) => progress.depth(d), () => undefined);
-    const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
-
     const health = new Health();
     const metrics = config.http?.metrics === true ? createMetrics() : undefined;
     if (config.http !== undefined) {
@@ -76,6 +69,22 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
       options.onListening?.(server.port);
       log.info({ port: server.port, metrics: metrics !== undefined }, metrics === undefined ? 'serving /healthz and /readyz' : 'serving /healthz, /readyz and /metrics');
     }
+    // Postgres may still be starting, restarting or failing over: start-up waits for it as the
+    // pipeline would later (unready on /readyz), and a drain gives up after the same timeout.
+    const waitForPostgres = <T>(step: () => Promise<T>, message: string) =>
+      retryWhileTransient('postgres', step, message, {
+        log,
+        health,
+        signal: options.stop,
+        giveUpAfterMs: config.drain ? config.unreachableTimeoutSeconds * 1000 : undefined,
+      });
+    const { applied } = await waitForPostgres(() => migrate(pool), 'Postgres is not reachable yet; waiting to check the schema');
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const queueSettings = await readQueueSettings(queue, log);
+    // The monitor reads the depth only every few seconds; a display wants it from the start.
+    if (progress !== undefined) await queue.depth().then((d) => progress.depth(d), () => undefined);
+    const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
+
     const background = new AbortController();
     const helpers = [
       monitor(pool, queue, health, log, background.signal, (depth) => {
@@ -90,7 +99,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
 
     for (const warning of config.keyWarnings ?? []) log.warn(warning);
     const masker = await createMasker(config.maskMode, config.piiKey);
-    await sealLegacyBodies(pool, masker.bodies, log);
+    await waitForPostgres(() => sealLegacyBodies(pool, masker.bodies, log), 'Postgres is not reachable; waiting to seal rejected bodies stored before sealing');
     const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
     log.info(
       {

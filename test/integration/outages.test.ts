@@ -85,6 +85,51 @@ describe('outages', () => {
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
   });
 
+  test('run started while Postgres is down waits for it, unready on /readyz, and ends exact once it is back', { timeout: 120_000 }, async () => {
+    const { queueUrl, valid, invalid } = await loadedQueue(servers, 300, 78);
+    const databaseUrl = await servers.database();
+    const port = await freePort();
+    await servers.postgres.pause();
+    let run: RunningCli | undefined;
+    try {
+      run = startCli(['run', '--drain', '--wait-time-seconds', '1'], {
+        SQS_QUEUE_URL: queueUrl,
+        AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
+        DATABASE_URL: databaseUrl,
+        PII_KEY: generateKeyText(),
+        LOGIN_ETL_HTTP_PORT: String(port),
+        LOGIN_ETL_HTTP_HOST: '127.0.0.1',
+      });
+      await run.waitForLog('Postgres is not reachable yet; waiting to check the schema');
+      assert.ok(await waitForReadiness(run, port, 503, 10_000), '/readyz should say Postgres is down');
+      await sleep(1_000);
+      assert.equal(run.child.exitCode, null, 'run should wait, not exit');
+    } finally {
+      await servers.postgres.resume();
+    }
+    const result = await run.exited;
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await endState(databaseUrl), exactEndState(valid, invalid));
+  });
+
+  test('a drain started while Postgres is down gives up after --unreachable-timeout-seconds, naming Postgres', { timeout: 60_000 }, async () => {
+    const queueUrl = await servers.queue();
+    const databaseUrl = await servers.database();
+    await servers.postgres.pause();
+    try {
+      const result = await startCli(['run', '--drain', '--wait-time-seconds', '1', '--unreachable-timeout-seconds', '2', '--http-port', '0'], {
+        SQS_QUEUE_URL: queueUrl,
+        AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
+        DATABASE_URL: databaseUrl,
+        PII_KEY: generateKeyText(),
+      }).exited;
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /Postgres could not be reached for \d+ s \(--unreachable-timeout-seconds\)/);
+    } finally {
+      await servers.postgres.resume();
+    }
+  });
+
   test('the SQS endpoint cut and restored: the process backs off, recovers and ends exact', { timeout: 120_000 }, async () => {
     const { queueUrl, valid, invalid } = await loadedQueue(servers, 4_000, 78, { VisibilityTimeout: '3' });
     const databaseUrl = await servers.database();
