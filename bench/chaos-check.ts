@@ -16,7 +16,7 @@ export interface EndState {
   /** user_id -> rows of it in user_logins. */
   readonly rows: ReadonlyMap<string, number>;
   /** message_id -> its rejected_messages row. */
-  readonly rejections: ReadonlyMap<string, { readonly forwarded: boolean; readonly forwardError: string | null }>;
+  readonly rejections: ReadonlyMap<string, { readonly claimed: boolean; readonly forwarded: boolean; readonly forwardError: string | null }>;
   /** login_etl_message_id attribute -> letters of it in the dead-letter queue. */
   readonly deadLetters: ReadonlyMap<string, number>;
   /** Visible, in-flight and delayed messages left in the source queue. */
@@ -41,8 +41,16 @@ export interface Verdict {
   readonly unknown: number;
   /** Rejections forwarded to the dead-letter queue more than once. */
   readonly forwardedTwice: number;
-  /** Rejections marked forwarded that are not in the dead-letter queue, or neither forwarded nor marked unforwardable. */
+  /**
+   * Rejections marked forwarded that are not in the dead-letter queue, or never claimed for
+   * forwarding (so never sent) without being marked unforwardable.
+   */
   readonly notForwarded: number;
+  /**
+   * Rejections claimed for forwarding whose send was never confirmed (the process stopped between
+   * the claim and the record): at most once, so not sent again. Not a violation; counted.
+   */
+  readonly unconfirmed: number;
   readonly queueDepth: number;
   /** One line per kind of violation, with up to 5 example ids; empty when the state is exact. */
   readonly violations: readonly string[];
@@ -63,6 +71,7 @@ export function verdict(sent: readonly SentMessage[], end: EndState): Verdict {
   let duplicated = 0;
   let misplaced = 0;
   let forwardedTwice = 0;
+  let unconfirmed = 0;
   let notForwarded = 0;
   const sentIds = new Set<string>();
   const sentUsers = new Set<string>();
@@ -100,8 +109,12 @@ export function verdict(sent: readonly SentMessage[], end: EndState): Verdict {
         notForwarded += 1;
         note('rejection marked forwarded, not in the dead-letter queue', message.messageId);
       } else if (!rejection.forwarded && rejection.forwardError === null) {
-        notForwarded += 1;
-        note(letters === 0 ? 'rejection never forwarded' : 'rejection forwarded, never marked so', message.messageId);
+        if (rejection.claimed) {
+          unconfirmed += 1;
+        } else {
+          notForwarded += 1;
+          note(letters === 0 ? 'rejection never forwarded' : 'rejection forwarded, never claimed', message.messageId);
+        }
       }
     }
   }
@@ -138,6 +151,7 @@ export function verdict(sent: readonly SentMessage[], end: EndState): Verdict {
     misplaced,
     unknown,
     forwardedTwice,
+    unconfirmed,
     notForwarded,
     queueDepth: end.queueDepth,
     violations,

@@ -610,8 +610,8 @@ async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
 
 async function readEndState(admin: pg.Pool, sqs: SQSClient, queueUrl: string, deadLetterUrl: string) {
   const rows = await admin.query<{ user_id: string; n: number }>('SELECT user_id, count(*)::int AS n FROM user_logins GROUP BY user_id');
-  const rejections = await admin.query<{ message_id: string; forwarded: boolean; forward_error: string | null }>(
-    'SELECT message_id, forwarded_at IS NOT NULL AS forwarded, forward_error FROM login_etl.rejected_messages',
+  const rejections = await admin.query<{ message_id: string; claimed: boolean; forwarded: boolean; forward_error: string | null }>(
+    'SELECT message_id, forward_claimed_at IS NOT NULL AS claimed, forwarded_at IS NOT NULL AS forwarded, forward_error FROM login_etl.rejected_messages',
   );
   // Every letter, counted by the source message id it carries: received and deleted until the
   // dead-letter queue is empty.
@@ -634,7 +634,7 @@ async function readEndState(admin: pg.Pool, sqs: SQSClient, queueUrl: string, de
   }
   return {
     rows: new Map(rows.rows.map((r) => [r.user_id, r.n])),
-    rejections: new Map(rejections.rows.map((r) => [r.message_id, { forwarded: r.forwarded, forwardError: r.forward_error }])),
+    rejections: new Map(rejections.rows.map((r) => [r.message_id, { claimed: r.claimed, forwarded: r.forwarded, forwardError: r.forward_error }])),
     deadLetters,
     queueDepth: await queueDepth(sqs, queueUrl),
   };
@@ -652,7 +652,7 @@ function summaryLines(result: ChaosResult): string[] {
     '',
     `evidence: ${Object.entries(result.evidence).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `sent ${v.sent} (${v.sentValid} valid, ${v.sentInvalid} invalid); committed ${v.committed}, rejected ${v.rejected}; lost ${v.lost}, duplicated ${v.duplicated}, misplaced ${v.misplaced}, unknown ${v.unknown}`,
-    `dead letters: forwarded more than once ${v.forwardedTwice}, not forwarded ${v.notForwarded}; queue left ${v.queueDepth}; drain ${result.drained ? `ended in ${result.drainMs} ms` : `did not end in ${result.drainMs} ms`}`,
+    `dead letters: forwarded more than once ${v.forwardedTwice}, not forwarded ${v.notForwarded}, sent but unconfirmed (not sent again) ${v.unconfirmed}; queue left ${v.queueDepth}; drain ${result.drained ? `ended in ${result.drainMs} ms` : `did not end in ${result.drainMs} ms`}`,
   ];
   for (const line of result.unexpectedExits) lines.push(`unexpected exit: ${line}`);
   for (const line of result.unclean) lines.push(`unclean stop: ${line}`);

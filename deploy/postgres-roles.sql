@@ -78,10 +78,11 @@ GRANT USAGE ON SCHEMA login_etl TO login_etl_writer, login_etl_analyst, login_et
 GRANT SELECT ON login_etl.schema_migrations TO login_etl_writer;
 GRANT INSERT ON user_logins TO login_etl_writer;
 GRANT SELECT, INSERT, DELETE ON login_etl.processed_messages TO login_etl_writer;
--- Forwarding to the dead-letter queue is recorded on the rejection (forwarded_at, forward_error),
--- and a redelivered rejection is looked up by id to see whether it still needs forwarding.
-GRANT INSERT, SELECT (message_id, reason, legacy_body, body_shape, forwarded_at, forward_error),
-      UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme, forwarded_at, forward_error)
+-- Forwarding to the dead-letter queue is claimed and recorded on the rejection
+-- (forward_claimed_at, forwarded_at, forward_error), and a redelivered rejection is looked up by
+-- id to see whether it still needs forwarding.
+GRANT INSERT, SELECT (message_id, reason, legacy_body, body_shape, forward_claimed_at, forwarded_at, forward_error),
+      UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme, forward_claimed_at, forwarded_at, forward_error)
    ON login_etl.rejected_messages TO login_etl_writer;
 GRANT INSERT, SELECT (token) ON login_etl.pii_vault TO login_etl_writer;
 
@@ -89,7 +90,7 @@ GRANT INSERT, SELECT (token) ON login_etl.pii_vault TO login_etl_writer;
 -- legacy_body until run has sealed it): size, keyed token and shape hold no personal data.
 GRANT SELECT ON user_logins TO login_etl_analyst;
 GRANT SELECT (message_id, reason, sent_at, receive_count, rejected_at, body_bytes, body_token, body_shape,
-              seal_key_id, seal_scheme, replayed_at, forwarded_at, forward_error)
+              seal_key_id, seal_scheme, replayed_at, forward_claimed_at, forwarded_at, forward_error)
    ON login_etl.rejected_messages TO login_etl_analyst;
 GRANT EXECUTE ON FUNCTION login_etl.app_version_text(integer) TO login_etl_analyst;
 

@@ -4,12 +4,13 @@
  * halves until those rows are found and reject exactly them; then forward the committed
  * rejections to the dead-letter queue and record that they were.
  *
- * Forwarding comes after the commit that recorded the rejection, once per message id: the write
- * statement reports which rejections still need forwarding (the new ones, and redelivered ones
- * whose forwarding was never recorded), and `recordForwarding` marks them done, so a redelivery
- * of a rejection already forwarded is not forwarded again. A crash between the send and the
- * record forwards that message a second time; dead-letter consumers can deduplicate on the
- * `login_etl_message_id` attribute.
+ * Forwarding comes after the commit that recorded the rejection, at most once per message id:
+ * the write statement reports which rejections still need forwarding (the new ones, and
+ * redelivered ones nobody has claimed), the batch claims them in Postgres before it sends them
+ * (`claimForwarding`: of two writers holding the same rejection, one wins), and records what
+ * became of the send. A process stopped between a claim and the record of its send leaves the
+ * claim unconfirmed: the letter may or may not be in the dead-letter queue, and is not sent again
+ * (the body stays sealed in rejected_messages; `login-etl rejected replay` can send it).
  *
  * Any other failure (`classify` says transient or broken) ends the attempt with the failure
  * thrown; what is committed or forwarded stays so, and the next attempt goes on from there.
@@ -48,6 +49,8 @@ export class BatchCommit {
   readonly #committed = new Set<string>();
   /** Committed rejections still to be forwarded, by message id. */
   readonly #toForward = new Map<string, DeadLetter>();
+  /** Of those, the ones this batch has claimed: only these may be sent. */
+  readonly #claimed = new Set<string>();
   /** Forwarded or refused for good, not yet recorded in Postgres. */
   #unrecorded: { forwarded: string[]; refused: { messageId: string; reason: string }[] } = { forwarded: [], refused: [] };
 
@@ -113,6 +116,15 @@ export class BatchCommit {
   async #forward(deadLetters: DeadLetterQueue): Promise<void> {
     const { log, sink } = this.deps;
     let failure: unknown;
+    const unclaimed = [...this.#toForward.keys()].filter((id) => !this.#claimed.has(id));
+    if (unclaimed.length > 0) {
+      const claimed = new Set(await sink.claimForwarding(unclaimed));
+      for (const id of unclaimed) {
+        if (claimed.has(id)) this.#claimed.add(id);
+        // Another writer claimed it: that one sends it.
+        else this.#toForward.delete(id);
+      }
+    }
     if (this.#toForward.size > 0) {
       let result;
       try {

@@ -173,6 +173,7 @@ export function createMetrics(): Metrics {
             throw err;
           }
         },
+        claimForwarding: (messageIds) => sink.claimForwarding(messageIds),
         recordForwarding: (record) => sink.recordForwarding(record),
       };
     },

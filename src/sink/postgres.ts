@@ -7,12 +7,14 @@ import pg from 'pg';
 import { SinkError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outcome } from '../transform/transform.js';
-import { recordForwarding, type ForwardingRecord } from './record-forwarding.js';
+import { claimForwarding, recordForwarding, type ForwardingRecord } from './record-forwarding.js';
 import { writeBatch, type WriteResult } from './write-batch.js';
 
 export interface Sink {
   write(outcomes: readonly Outcome[]): Promise<WriteResult>;
-  /** Records which committed rejections reached the dead-letter queue, and which never can. */
+  /** Claims committed rejections for forwarding; returns the ids claimed by this call (see claimForwarding). */
+  claimForwarding(messageIds: readonly string[]): Promise<string[]>;
+  /** Records which claimed rejections reached the dead-letter queue, and which never can. */
   recordForwarding(record: ForwardingRecord): Promise<void>;
 }
 
@@ -42,6 +44,14 @@ export class PgSink implements Sink {
       return await writeBatch(this.pool, outcomes);
     } catch (err) {
       throw sinkError('Postgres refused the write', err);
+    }
+  }
+
+  async claimForwarding(messageIds: readonly string[]): Promise<string[]> {
+    try {
+      return await claimForwarding(this.pool, messageIds);
+    } catch (err) {
+      throw sinkError('Postgres could not claim rejections for the dead-letter queue', err);
     }
   }
 

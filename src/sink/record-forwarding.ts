@@ -1,9 +1,37 @@
 /**
- * Records what became of committed rejections on their way to the dead-letter queue: forwarded
- * (`forwarded_at`), or refused for good (`forward_error`, never the body). A rejection with
- * neither is still to be forwarded; write-batch.ts reports it again if its message comes back.
+ * Records what becomes of committed rejections on their way to the dead-letter queue: claimed
+ * for forwarding by one writer (`forward_claimed_at`, before the send), then forwarded
+ * (`forwarded_at`) or refused for good (`forward_error`, never the body). A rejection not
+ * claimed is still to be forwarded; write-batch.ts reports it again if its message comes back.
  */
 import type pg from 'pg';
+
+// The rows are locked in one order (by id) so that two writers claiming overlapping sets wait
+// for each other instead of deadlocking; the second sees the first's claims once it commits.
+const CLAIM_FORWARDING = `
+WITH candidates AS (
+    SELECT message_id FROM login_etl.rejected_messages
+     WHERE message_id = ANY($1::text[])
+     ORDER BY message_id
+       FOR UPDATE
+)
+UPDATE login_etl.rejected_messages r
+   SET forward_claimed_at = now()
+  FROM candidates c
+ WHERE r.message_id = c.message_id
+   AND r.forward_claimed_at IS NULL AND r.forwarded_at IS NULL AND r.forward_error IS NULL
+RETURNING r.message_id`;
+
+/**
+ * Claims rejections for forwarding and returns the ids this call claimed: a rejection is sent to
+ * the dead-letter queue only by the writer whose claim took, so at most once. Two writers that
+ * hold the same redelivered rejection race here; the row lock lets exactly one of them win.
+ */
+export async function claimForwarding(db: pg.Pool | pg.ClientBase, messageIds: readonly string[]): Promise<string[]> {
+  if (messageIds.length === 0) return [];
+  const { rows } = await db.query<{ message_id: string }>({ name: 'login-etl-claim-forwarding', text: CLAIM_FORWARDING, values: [messageIds] });
+  return rows.map((r) => r.message_id);
+}
 
 const RECORD_FORWARDING = `
 WITH forwarded AS (

@@ -51,15 +51,15 @@ vaulted AS (
         ON CONFLICT (token) DO NOTHING
 ),
 -- Rejections to forward to the dead-letter queue: those this statement records, and those of
--- redelivered ids committed earlier whose forwarding is not recorded yet (a crash or a failure
--- between the commit and the forward). Only duplicates, which are rare, are looked up.
+-- redelivered ids committed earlier that no writer has claimed for forwarding yet (a crash or a
+-- failure between the commit and the claim). Only duplicates, which are rare, are looked up.
 to_forward AS (
     SELECT i.message_id, i.reason FROM input i JOIN fresh f USING (message_id) WHERE NOT i.accepted
     UNION ALL
     SELECT r.message_id, r.reason
       FROM login_etl.rejected_messages r
      WHERE r.message_id IN (SELECT message_id FROM input EXCEPT ALL SELECT message_id FROM fresh)
-       AND r.forwarded_at IS NULL AND r.forward_error IS NULL
+       AND r.forward_claimed_at IS NULL AND r.forwarded_at IS NULL AND r.forward_error IS NULL
 )
 SELECT (SELECT count(*) FROM written)::integer AS written,
        (SELECT count(*) FROM rejected)::integer AS rejected,
@@ -143,7 +143,7 @@ export async function writeBatch(db: pg.Pool | pg.ClientBase, outcomes: readonly
 
 const UNFORWARDED = `
 SELECT message_id, reason FROM login_etl.rejected_messages
- WHERE message_id = ANY($1::text[]) AND forwarded_at IS NULL AND forward_error IS NULL`;
+ WHERE message_id = ANY($1::text[]) AND forward_claimed_at IS NULL AND forwarded_at IS NULL AND forward_error IS NULL`;
 
 /**
  * Rejections of ids in this batch that another transaction committed while the write statement

@@ -23,7 +23,14 @@ export function safetyStop(timeoutMs = 60_000): { readonly signal: AbortSignal; 
   };
 }
 
-/** A sink whose writes go through `write`; what it records about forwarding goes to `real`, if any. */
+/**
+ * A sink whose writes go through `write`; its forwarding claims and records go to `real`, if any
+ * (without one, every claim takes).
+ */
 export function sinkWith(write: Sink['write'], real?: Sink): Sink {
-  return { write, recordForwarding: async (record) => await real?.recordForwarding(record) };
+  return {
+    write,
+    claimForwarding: async (messageIds) => (real === undefined ? [...messageIds] : await real.claimForwarding(messageIds)),
+    recordForwarding: async (record) => await real?.recordForwarding(record),
+  };
 }

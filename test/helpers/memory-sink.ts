@@ -12,6 +12,7 @@ import type { Outcome } from '../../src/transform/transform.js';
 
 export interface StoredRejection {
   readonly reason: string;
+  claimed: boolean;
   forwarded: boolean;
   forwardError: string | undefined;
 }
@@ -26,6 +27,7 @@ export class MemorySink implements Sink {
   readonly records: ForwardingRecord[] = [];
   fault: ((outcomes: readonly Outcome[]) => void) | undefined;
   recordFault: ((record: ForwardingRecord) => void) | undefined;
+  claimFault: ((messageIds: readonly string[]) => void) | undefined;
 
   async write(outcomes: readonly Outcome[]): Promise<WriteResult> {
     this.statements.push(outcomes);
@@ -39,7 +41,7 @@ export class MemorySink implements Sink {
       const id = outcome.message.messageId;
       if (this.ledger.has(id) || seen.has(id)) {
         const stored = this.rejections.get(id);
-        if (!seen.has(id) && stored !== undefined && !stored.forwarded && stored.forwardError === undefined) forward.push({ messageId: id, reason: stored.reason });
+        if (!seen.has(id) && stored !== undefined && !stored.claimed && !stored.forwarded && stored.forwardError === undefined) forward.push({ messageId: id, reason: stored.reason });
         seen.add(id);
         continue;
       }
@@ -50,12 +52,25 @@ export class MemorySink implements Sink {
         written += 1;
       } else {
         this.ledger.set(id, 'rejected');
-        this.rejections.set(id, { reason: outcome.reason, forwarded: false, forwardError: undefined });
+        this.rejections.set(id, { reason: outcome.reason, claimed: false, forwarded: false, forwardError: undefined });
         forward.push({ messageId: id, reason: outcome.reason });
         rejected += 1;
       }
     }
     return { written, rejected, duplicates: outcomes.length - written - rejected, forward };
+  }
+
+  async claimForwarding(messageIds: readonly string[]): Promise<string[]> {
+    await Promise.resolve();
+    this.claimFault?.(messageIds);
+    const claimed: string[] = [];
+    for (const id of messageIds) {
+      const stored = this.rejections.get(id);
+      if (stored === undefined || stored.claimed || stored.forwarded || stored.forwardError !== undefined) continue;
+      stored.claimed = true;
+      claimed.push(id);
+    }
+    return claimed;
   }
 
   async recordForwarding(record: ForwardingRecord): Promise<void> {

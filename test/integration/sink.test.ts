@@ -162,6 +162,40 @@ describe('PgSink.write', () => {
 });
 
 
+describe('forwarding claims', () => {
+  test('a claimed rejection is sent by the one writer whose claim took, and no redelivery reports it again, even unconfirmed', async () => {
+    const databaseUrl = await servers.database();
+    const pools = [new pg.Pool({ connectionString: databaseUrl, max: 2 }), new pg.Pool({ connectionString: databaseUrl, max: 2 })];
+    try {
+      await migrate(pools[0] as pg.Pool);
+      const [one, two] = pools.map((pool) => new PgSink(pool)) as [PgSink, PgSink];
+      const masker = new HmacMasker(testKey());
+      const rejections = Array.from({ length: 20 }, (_, i) => transform(queueMessage(`not json ${i}`, { messageId: `bad-${i}` }), masker));
+      const ids = rejections.map((r) => r.message.messageId);
+      const written = await one.write(rejections);
+      assert.deepEqual(written.forward.map((f) => f.messageId).sort(), [...ids].sort());
+
+      // Two writers holding the same redelivered rejections claim them at once: every id is
+      // claimed by exactly one of them.
+      const [a, b] = await Promise.all([one.claimForwarding(ids), two.claimForwarding([...ids].reverse())]);
+      assert.deepEqual([...a, ...b].sort(), [...ids].sort());
+      assert.equal(new Set([...a, ...b]).size, ids.length);
+      assert.deepEqual(await one.claimForwarding(ids), [], 'a claim takes once');
+
+      // Claimed, never recorded (the process stopped after its send): not reported again.
+      assert.deepEqual((await two.write(rejections)).forward, []);
+      const [row] = await query<{ unconfirmed: number }>(
+        databaseUrl,
+        `SELECT count(*)::int AS unconfirmed FROM login_etl.rejected_messages
+          WHERE forward_claimed_at IS NOT NULL AND forwarded_at IS NULL AND forward_error IS NULL`,
+      );
+      assert.equal(row?.unconfirmed, ids.length);
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
+    }
+  });
+});
+
 describe('createPool', () => {
   test('a checked-out connection cut between two queries does not crash the process; its next query fails and the pool goes on', { timeout: 15_000 }, async () => {
     const databaseUrl = await servers.database();

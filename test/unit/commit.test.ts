@@ -227,6 +227,7 @@ describe('BatchCommit: forwarding to the dead-letter queue', () => {
     assert.deepEqual(commit.tally, { written: 0, rejected: 2, duplicates: 0, refused: 0, deadLettered: 1, unforwardable: 1 });
     assert.deepEqual(sink.rejections.get(bad[0]?.message.messageId as string), {
       reason: 'body is not valid JSON',
+      claimed: true,
       forwarded: false,
       forwardError: 'InvalidMessageContents: refused by the test',
     });
@@ -251,5 +252,58 @@ describe('BatchCommit: forwarding to the dead-letter queue', () => {
     assert.equal(deadLetters.calls.length, 1);
     assert.equal(sink.records.length, 1);
     assert.equal([...sink.rejections.values()][0]?.forwarded, true);
+  });
+
+  it('a process stopped between the send and its record: the redelivery is not forwarded again (at most once), the claim stays unconfirmed', async () => {
+    const sink = new MemorySink();
+    const deadLetters = new FakeDeadLetterQueue();
+    sink.recordFault = () => {
+      throw pgError('57P01', 'terminating connection due to administrator command');
+    };
+    const bad = invalid();
+    const first = new BatchCommit([bad], { sink, masker, log: silentLog, deadLetters });
+    await assert.rejects(first.attempt(), (err: unknown) => classify(err, 'postgres').kind === 'transient');
+    // The process ends here; the message comes back to another one, whose records work.
+    sink.recordFault = undefined;
+    const second = new BatchCommit([bad], { sink, masker, log: silentLog, deadLetters });
+    await second.attempt();
+
+    assert.equal(deadLetters.letters.length, 1, 'sent once');
+    assert.deepEqual(second.tally, { written: 0, rejected: 0, duplicates: 1, refused: 0, deadLettered: 0, unforwardable: 0 });
+    const stored = sink.rejections.get(bad.message.messageId);
+    assert.deepEqual({ claimed: stored?.claimed, forwarded: stored?.forwarded }, { claimed: true, forwarded: false });
+  });
+
+  it('two batches holding the same rejection: only the one whose claim took sends it', async () => {
+    const sink = new MemorySink();
+    const deadLetters = new FakeDeadLetterQueue();
+    const bad = invalid();
+    const one = new BatchCommit([bad], { sink, masker, log: silentLog });
+    await one.attempt(); // committed by a writer without a dead-letter queue at hand
+    const [a, b] = [new BatchCommit([bad], { sink, masker, log: silentLog, deadLetters }), new BatchCommit([bad], { sink, masker, log: silentLog, deadLetters })];
+    await Promise.all([a.attempt(), b.attempt()]);
+
+    assert.equal(deadLetters.letters.length, 1);
+    assert.equal(a.tally.deadLettered + b.tally.deadLettered, 1);
+    assert.equal(a.done && b.done, true);
+  });
+
+  it('a claim that cannot be made (Postgres down) sends nothing; the next attempt claims and sends', async () => {
+    const sink = new MemorySink();
+    const deadLetters = new FakeDeadLetterQueue();
+    let failClaim = true;
+    sink.claimFault = () => {
+      if (failClaim) {
+        failClaim = false;
+        throw pgError('08006', 'connection failure');
+      }
+    };
+    const commit = new BatchCommit([invalid()], { sink, masker, log: silentLog, deadLetters });
+
+    await assert.rejects(commit.attempt(), (err: unknown) => classify(err, 'postgres').kind === 'transient');
+    assert.equal(deadLetters.calls.length, 0, 'nothing sent without a claim');
+    await commit.attempt();
+    assert.equal(deadLetters.letters.length, 1);
+    assert.equal(commit.done, true);
   });
 });
