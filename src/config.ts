@@ -198,6 +198,14 @@ export const SETTINGS = {
     default: 'lean',
     description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
   },
+  sqsTimeoutSeconds: {
+    flag: 'sqs-timeout-seconds',
+    env: 'LOGIN_ETL_SQS_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '10',
+    description:
+      'Deadline of each SQS call (delete, visibility change, queue attributes, dead-letter SendMessageBatch); a receive gets its wait time plus this. A call past it fails as transient and is retried (1-300).',
+  },
   httpPort: {
     flag: 'http-port',
     env: 'LOGIN_ETL_HTTP_PORT',
@@ -311,6 +319,7 @@ const fieldSchemas = {
   flushIntervalMs: integer(0, 10_000),
   writeConcurrency: integer(1, 32),
   sqsClient: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
+  sqsTimeoutSeconds: integer(1, 300),
   httpPort: integer(0, 65_535),
   httpHost: z.string().min(1),
   metrics: bool,
@@ -410,6 +419,8 @@ export interface RunConfig {
   /** Undefined: no HTTP server. */
   readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
   readonly sqsClient: 'lean' | 'sdk';
+  /** Deadline of an SQS call; a receive gets its wait time on top. */
+  readonly sqsTimeoutSeconds: number;
   readonly maxBatchMessages: number;
   readonly flushIntervalMs: number;
   readonly writeConcurrency: number;
@@ -441,6 +452,7 @@ export const RUN_SETTINGS = [
   'httpPort',
   'httpHost',
   'sqsClient',
+  'sqsTimeoutSeconds',
   'maxBatchMessages',
   'flushIntervalMs',
   'writeConcurrency',
@@ -591,6 +603,7 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
     http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },
     sqsClient: required('sqsClient', raw),
+    sqsTimeoutSeconds: required('sqsTimeoutSeconds', raw),
     maxBatchMessages: required('maxBatchMessages', raw),
     flushIntervalMs: required('flushIntervalMs', raw),
     writeConcurrency: required('writeConcurrency', raw),

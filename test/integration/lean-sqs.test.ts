@@ -11,10 +11,14 @@ import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { SourceError } from '../../src/errors.js';
 import { classify } from '../../src/failure.js';
-import { LeanSqsCalls } from '../../src/source/lean-sqs.js';
+import { LeanSqsQueue, type LeanSqsOptions } from '../../src/source/lean-sqs.js';
 
 const CREDENTIALS = { accessKeyId: 'AKIDLEANTEST', secretAccessKey: 'lean-secret' };
 const QUEUE_URL = 'http://sqs.us-east-1.localhost/000000000000/lean';
+
+/** A lean client for QUEUE_URL with the default deadlines, unless told otherwise. */
+const lean = (options: Omit<LeanSqsOptions, 'queueUrl' | 'deadlines'> & Partial<Pick<LeanSqsOptions, 'deadlines'>>) =>
+  new LeanSqsQueue({ queueUrl: QUEUE_URL, deadlines: { timeoutMs: 10_000 }, ...options });
 
 interface Seen {
   readonly target: string;
@@ -31,7 +35,7 @@ const ok = (payload: unknown): Reply => (_seen, res) => {
 describe('lean SQS calls', () => {
   let server: Server;
   let endpoint: string;
-  let calls: LeanSqsCalls;
+  let calls: LeanSqsQueue;
   const seen: Seen[] = [];
   let reply: Reply = ok({});
 
@@ -48,7 +52,7 @@ describe('lean SQS calls', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    calls = new LeanSqsCalls({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 4 });
+    calls = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 4 });
   });
 
   after(async () => {
@@ -63,7 +67,7 @@ describe('lean SQS calls', () => {
   });
 
   const receive = (signal = new AbortController().signal) =>
-    calls.receive(QUEUE_URL, { maxMessages: 10, waitTimeSeconds: 20, signal });
+    calls.receive({ maxMessages: 10, waitTimeSeconds: 20, signal });
 
   it('receives in the JSON protocol and turns messages into queue messages', async () => {
     reply = ok({
@@ -112,8 +116,8 @@ describe('lean SQS calls', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1000) + 5));
     await receive();
-    await calls.delete(QUEUE_URL, [{ messageId: 'm-1', receiptHandle: 'r-1' }]);
-    await calls.delete(QUEUE_URL, [{ messageId: 'm-2', receiptHandle: 'r-2' }]);
+    await calls.delete([{ messageId: 'm-1', receiptHandle: 'r-1' }]);
+    await calls.delete([{ messageId: 'm-2', receiptHandle: 'r-2' }]);
 
     const [first, second, third, del1, del2] = seen;
     assert.ok(first && second && third && del1 && del2);
@@ -129,9 +133,9 @@ describe('lean SQS calls', () => {
 
   it('sends a session token with temporary credentials, and signs it', async () => {
     const temporary = { ...CREDENTIALS, sessionToken: 'session-token-value' };
-    const withToken = new LeanSqsCalls({ endpoint, region: 'eu-west-1', credentials: async () => temporary, connections: 1 });
+    const withToken = lean({ endpoint, region: 'eu-west-1', credentials: async () => temporary, connections: 1 });
     try {
-      await withToken.delete(QUEUE_URL, [{ messageId: 'm', receiptHandle: 'r' }]);
+      await withToken.delete([{ messageId: 'm', receiptHandle: 'r' }]);
     } finally {
       await withToken.close();
     }
@@ -149,14 +153,14 @@ describe('lean SQS calls', () => {
       res.writeHead(200).end(JSON.stringify({ Failed: failed.map((e) => ({ Id: e.Id, Code: 'ReceiptHandleIsInvalid', SenderFault: true })) }));
     };
     const refs = Array.from({ length: 23 }, (_, i) => ({ messageId: `m-${i}`, receiptHandle: `r-${i}` }));
-    const refused = await calls.delete(QUEUE_URL, refs);
+    const refused = await calls.delete(refs);
     assert.deepEqual(refused.sort(), ['m-13', 'm-3'], 'the Id of a refused entry maps back to the message of its own chunk');
     const deletes = seen.filter((s) => s.target === 'AmazonSQS.DeleteMessageBatch').map((s) => JSON.parse(s.body) as { Entries: { ReceiptHandle: string }[] });
     assert.deepEqual(deletes.map((d) => d.Entries.length).sort((a, b) => a - b), [3, 10, 10]);
     assert.deepEqual(deletes.flatMap((d) => d.Entries.map((e) => e.ReceiptHandle)).sort(), refs.map((r) => r.receiptHandle).sort());
 
     seen.length = 0;
-    assert.deepEqual(await calls.changeVisibility(QUEUE_URL, refs.slice(0, 2), 0), []);
+    assert.deepEqual(await calls.changeVisibility(refs.slice(0, 2), 0), []);
     const [change] = seen;
     assert.equal(change?.target, 'AmazonSQS.ChangeMessageVisibilityBatch');
     assert.deepEqual(JSON.parse(change?.body ?? ''), {
@@ -215,9 +219,9 @@ describe('lean SQS calls', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const nowhere = new LeanSqsCalls({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
+    const nowhere = lean({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
     try {
-      const err = await nowhere.delete(QUEUE_URL, [{ messageId: 'm', receiptHandle: 'r' }]).then(
+      const err = await nowhere.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
         () => assert.fail('the call should fail'),
         (e: unknown) => e,
       );
