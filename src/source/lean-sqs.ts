@@ -16,6 +16,7 @@ import { isClockSkew, needsFreshCredentials } from '../failure.js';
 import {
   chunks,
   receiveDeadlineMs,
+  RECEIVE_ATTRIBUTE_NAMES,
   SQS_MAX_BATCH,
   toQueueMessage,
   withDeadline,
@@ -99,7 +100,8 @@ export class LeanSqsQueue implements Queue {
         QueueUrl: this.#queueUrl,
         MaxNumberOfMessages: options.maxMessages,
         WaitTimeSeconds: options.waitTimeSeconds,
-        MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+        MessageSystemAttributeNames: RECEIVE_ATTRIBUTE_NAMES,
+        AttributeNames: RECEIVE_ATTRIBUTE_NAMES,
         ...(options.visibilityTimeoutSeconds === undefined ? {} : { VisibilityTimeout: options.visibilityTimeoutSeconds }),
       },
       receiveDeadlineMs(this.#deadlines, options.waitTimeSeconds),

@@ -85,6 +85,12 @@ export interface DeadLetterQueue {
   forward(letters: readonly DeadLetter[]): Promise<ForwardResult>;
 }
 
+/**
+ * The system attributes a receive asks for. Sent under both of SQS's names: SQS reads either;
+ * `AttributeNames` is the older one, and some SQS implementations read only it.
+ */
+export const RECEIVE_ATTRIBUTE_NAMES = ['SentTimestamp', 'ApproximateReceiveCount'] as const;
+
 /** A received message as SQS spells it (SDK and JSON protocol alike). */
 export interface SqsMessageShape {
   readonly MessageId?: string | undefined;

@@ -9,6 +9,7 @@ import {
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SQSClient,
+  type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -26,6 +27,7 @@ import {
   DEAD_LETTER_REASON_ATTRIBUTE,
   DEFAULT_SQS_TIMEOUT_MS,
   receiveDeadlineMs,
+  RECEIVE_ATTRIBUTE_NAMES,
   SQS_MAX_BATCH,
   SQS_MAX_BATCH_BYTES,
   toQueueMessage,
@@ -246,7 +248,9 @@ export class SqsQueue implements Queue {
           MaxNumberOfMessages: options.maxMessages,
           WaitTimeSeconds: options.waitTimeSeconds,
           ...(options.visibilityTimeoutSeconds === undefined ? {} : { VisibilityTimeout: options.visibilityTimeoutSeconds }),
-          MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+          MessageSystemAttributeNames: [...RECEIVE_ATTRIBUTE_NAMES],
+          // The older name of the same list; the SDK types it for queue attributes only.
+          AttributeNames: [...RECEIVE_ATTRIBUTE_NAMES] as unknown as QueueAttributeName[],
         }),
         { abortSignal },
       ),

@@ -86,6 +86,7 @@ describe('lean SQS calls', () => {
       MaxNumberOfMessages: 10,
       WaitTimeSeconds: 20,
       MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+      AttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
     });
   });
 
