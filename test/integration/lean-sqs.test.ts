@@ -202,6 +202,156 @@ describe('lean SQS calls', () => {
     assert.equal(classify(proxyPage, 'sqs').kind, 'transient');
   });
 
+  it('corrects its clock from the Date header of a skew error and signs again at once, with the server time', async () => {
+    const serverAheadMs = 15 * 60_000;
+    let answered = 0;
+    reply = (request, res) => {
+      answered += 1;
+      const signedAt = Date.parse(String(request.headers['x-amz-date']).replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'));
+      const serverNow = Date.now() + serverAheadMs;
+      if (Math.abs(serverNow - signedAt) > 5 * 60_000) {
+        res
+          .writeHead(400, { date: new Date(serverNow).toUTCString() })
+          .end(JSON.stringify({ __type: 'com.amazon.coral.service#InvalidSignatureException', message: 'Signature expired: 20261130T010000Z is now earlier than 20261130T011500Z' }));
+        return;
+      }
+      res.writeHead(200).end('{}');
+    };
+    const skewed = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
+    try {
+      assert.deepEqual(await skewed.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal }), []);
+      assert.equal(answered, 2, 'refused once, then accepted with the corrected time');
+      assert.ok(Math.abs(skewed.clockOffsetMs - serverAheadMs) < 5_000, `offset ${skewed.clockOffsetMs}`);
+      await skewed.delete([{ messageId: 'm', receiptHandle: 'r' }]);
+      assert.equal(answered, 3, 'later calls sign with the corrected time straight away');
+    } finally {
+      await skewed.close();
+    }
+  });
+
+  it('classifies expired credentials and skew as transient and asks the chain for fresh credentials before the next call', async () => {
+    const asked: unknown[] = [];
+    const refreshing = lean({
+      endpoint,
+      region: 'us-east-1',
+      credentials: async (properties?: Record<string, unknown>) => {
+        asked.push(properties?.forceRefresh === true);
+        return CREDENTIALS;
+      },
+      connections: 1,
+    });
+    try {
+      for (const [status, type, message] of [
+        [400, 'ExpiredToken', 'The security token included in the request is expired'],
+        [400, 'ExpiredTokenException', 'expired'],
+        [400, 'RequestExpired', 'Request has expired'],
+        [403, 'RequestTimeTooSkewed', 'The difference between the request time and the server time is too large'],
+        [403, 'SignatureDoesNotMatch', 'Signature expired: 20261130T010000Z is now earlier than 20261130T011500Z'],
+      ] as const) {
+        asked.length = 0;
+        reply = (_seen, res) => res.writeHead(status).end(JSON.stringify({ __type: type, message }));
+        const err = await refreshing.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+          () => assert.fail('should fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof SourceError);
+        assert.equal(classify(err, 'sqs').kind, 'transient', type);
+        reply = ok({});
+        await refreshing.delete([{ messageId: 'm', receiptHandle: 'r' }]);
+        assert.deepEqual(asked, [false, true], `${type}: the next call forces a refresh`);
+      }
+      reply = (_seen, res) => res.writeHead(403).end(JSON.stringify({ __type: 'SignatureDoesNotMatch', message: 'The request signature we calculated does not match the signature you provided.' }));
+      const wrongSecret = await refreshing.depth().then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(wrongSecret instanceof SourceError);
+      assert.equal(classify(wrongSecret, 'sqs').kind, 'broken', 'a signature refused for its secret, not its time');
+    } finally {
+      await refreshing.close();
+    }
+  });
+
+  it('reports a failing credential chain or region as a SourceError, classified as the SDK path classifies it', async () => {
+    const failing = async (err: Error) => {
+      const client = lean({ endpoint, region: 'us-east-1', credentials: () => Promise.reject(err), connections: 1 });
+      try {
+        const got = await client.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+          () => assert.fail('should fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(got instanceof SourceError, String(got));
+        assert.equal(got.cause, err);
+        return classify(got, 'sqs').kind;
+      } finally {
+        await client.close();
+      }
+    };
+    const missing = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
+    assert.equal(await failing(missing), 'broken');
+    assert.equal(await failing(new Error('connect ETIMEDOUT 169.254.169.254:80')), 'transient', 'instance metadata that did not answer');
+    assert.equal(seen.length, 0, 'nothing was sent unsigned');
+
+    const { ConfigError } = await import('../../src/errors.js');
+    const regionless = lean({ endpoint, region: () => Promise.reject(new ConfigError('AWS_REGION (--region)', 'is required')), credentials: async () => CREDENTIALS, connections: 1 });
+    try {
+      const err = await regionless.depth().then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError);
+      assert.equal(classify(err, 'sqs').kind, 'broken');
+    } finally {
+      await regionless.close();
+    }
+  });
+
+  it('an unreadable 2xx answer is a transient SourceError that quotes none of it', async () => {
+    const secret = 'user-10.1.2.3-device-abc';
+    for (const body of [
+      `{"Messages":[{"MessageId":"m","ReceiptHandle":"r","Body":"${secret}"`,
+      JSON.stringify({ Messages: secret }),
+      JSON.stringify({ Messages: [secret] }),
+      JSON.stringify({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: { text: secret } }] }),
+      JSON.stringify([secret]),
+      'null',
+    ]) {
+      reply = (_seen, res) => res.writeHead(200).end(body);
+      const err = await receive().then(
+        () => assert.fail(`should fail: ${body}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError, `${body}: ${String(err)}`);
+      assert.equal(err.type, 'MalformedResponse', body);
+      assert.equal(classify(err, 'sqs').kind, 'transient');
+      assert.ok(!err.message.includes(secret), err.message);
+    }
+    reply = (_seen, res) => res.writeHead(200).end(JSON.stringify({ Failed: 'nope' }));
+    const batch = await calls.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+      () => assert.fail('should fail'),
+      (e: unknown) => e,
+    );
+    assert.ok(batch instanceof SourceError && batch.type === 'MalformedResponse', String(batch));
+  });
+
+  it('cuts off a response longer than its bound, and keeps working', async () => {
+    const bounded = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1, maxResponseBytes: 4_096 });
+    try {
+      reply = ok({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: 'x'.repeat(100_000) }] });
+      const err = await bounded.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal }).then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError, String(err));
+      assert.equal(err.type, 'ResponseTooLarge');
+      reply = ok({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: 'small' }] });
+      const [message] = await bounded.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal });
+      assert.equal(message?.body, 'small');
+    } finally {
+      await bounded.close();
+    }
+  });
+
   it('an abort ends a long poll at once', async () => {
     reply = () => undefined; // holds the request, as a 20-second long poll does
     const stop = new AbortController();
