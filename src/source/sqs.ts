@@ -1,6 +1,7 @@
 /**
- * The SQS side of the pipeline behind a narrow interface, so the pipeline can be driven by the
- * real queue or by an in-memory fake in tests.
+ * SQS through the AWS SDK: where requests go (endpoint, region, credentials), the SDK client
+ * tuned for the pipeline, its Queue adapter (`SqsQueue`), the dead-letter queue, and
+ * `createQueue`, which builds the Queue `run` and `check` use (this adapter or the lean one).
  */
 import {
   ChangeMessageVisibilityBatchCommand,
