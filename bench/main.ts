@@ -4,9 +4,11 @@
  * Starts the SQS emulator in a process of its own and an embedded Postgres, then, each from a
  * freshly loaded queue (loading is not measured), runs as separate child processes:
  *   queue-stock     ReceiveMessage(10) + DeleteMessageBatch only, stock SDK client at its defaults
- *   queue-pipeline  the same through the pipeline's own Queue (createPipelineQueue)
+ *   queue-pipeline  the same through the pipeline's own Queue on the lean client (createPipelineQueue)
+ *   queue-sdk       the same through the pipeline's Queue on the SDK client tuned for it (--sqs-client sdk)
  *   copy            COPY of the same events, already masked, into user_logins
  *   pipeline        `login-etl run --drain`, ledger and all checks on
+ *   pipeline-sdk    the same with `--sqs-client sdk`
  *   naive           one INSERT per message, plain SHA-256, stock client (naive-consumer.ts)
  * and prints msgs/s, CPU per 10k messages, peak RSS and the emulator's CPU for each, the ratios
  * the targets are about, and writes everything to bench/results/<timestamp>.json.
@@ -49,14 +51,16 @@ interface BenchOptions {
   readonly profileDir: string | undefined;
 }
 
-const SCENARIOS = ['queue-stock', 'queue-pipeline', 'copy', 'pipeline', 'naive'] as const;
+const SCENARIOS = ['queue-stock', 'queue-pipeline', 'queue-sdk', 'copy', 'pipeline', 'pipeline-sdk', 'naive'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const LABELS: Record<ScenarioName, string> = {
   'queue-stock': '1a queue ceiling, stock SDK client',
-  'queue-pipeline': "1b queue ceiling, pipeline's Queue",
+  'queue-pipeline': "1b queue ceiling, pipeline's Queue, lean client",
+  'queue-sdk': "1c queue ceiling, pipeline's Queue, tuned SDK client",
   copy: '2  database ceiling, COPY',
   pipeline: '3  pipeline, run --drain',
+  'pipeline-sdk': '3b pipeline, run --drain --sqs-client sdk',
   naive: '4  naive consumer',
 };
 
@@ -295,7 +299,7 @@ function profileArgs(env: Environment): string[] {
   return env.options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${env.options.profileDir}`];
 }
 
-async function queueCeiling(env: Environment, client: 'stock' | 'pipeline'): Promise<ScenarioResult> {
+async function queueCeiling(env: Environment, client: 'stock' | 'pipeline' | 'sdk'): Promise<ScenarioResult> {
   const { queueUrl, loadMs } = await freshQueue(env, env.bodies);
   let report: CeilingReport | undefined;
   const { value: child, emulatorCpu } = await bracket(env, () =>
@@ -309,7 +313,7 @@ async function queueCeiling(env: Environment, client: 'stock' | 'pipeline'): Pro
   const left = await queueDepth(env.sqs, queueUrl);
   await env.sqs.send(new DeleteQueueCommand({ QueueUrl: queueUrl }));
   return result(
-    client === 'stock' ? 'queue-stock' : 'queue-pipeline',
+    client === 'stock' ? 'queue-stock' : client === 'sdk' ? 'queue-sdk' : 'queue-pipeline',
     { ...report, peakRssMb: child.usage.maxRssMb, processWallMs: child.wallMs, processCpuSeconds: child.usage.cpuSeconds },
     emulatorCpu,
     undefined,
@@ -357,12 +361,12 @@ function pipelineEnv(env: Environment, queueUrl: string, databaseUrl: string): R
   };
 }
 
-function pipelineArgs(env: Environment, drain: boolean): string[] {
+function pipelineArgs(env: Environment, drain: boolean, sqsClient: 'lean' | 'sdk' = 'lean'): string[] {
   const c = String(env.options.concurrency);
-  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', c, '--pg-pool-max', c];
+  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', c, '--pg-pool-max', c, '--sqs-client', sqsClient];
 }
 
-async function pipelineRun(env: Environment): Promise<ScenarioResult> {
+async function pipelineRun(env: Environment, sqsClient: 'lean' | 'sdk'): Promise<ScenarioResult> {
   const databaseUrl = await freshDatabase(env.postgres, false);
   const { queueUrl, loadMs } = await freshQueue(env, env.bodies);
   let startedAtMs: number | undefined;
@@ -371,7 +375,7 @@ async function pipelineRun(env: Environment): Promise<ScenarioResult> {
   let summary: Record<string, unknown> | undefined;
   let pid: number | undefined;
   const { value: child, emulatorCpu, postgresCpu } = await bracket(env, async () => {
-    const running = startChild(distFile('src/cli.js'), pipelineArgs(env, true), {
+    const running = startChild(distFile('src/cli.js'), pipelineArgs(env, true, sqsClient), {
       env: pipelineEnv(env, queueUrl, databaseUrl),
       nodeArgs: profileArgs(env),
       onLine: (line) => {
@@ -399,13 +403,13 @@ async function pipelineRun(env: Environment): Promise<ScenarioResult> {
   await env.sqs.send(new DeleteQueueCommand({ QueueUrl: queueUrl }));
   const cpuSeconds = child.usage.cpuSeconds - (cpuAtStart ?? 0);
   return result(
-    'pipeline',
+    sqsClient === 'sdk' ? 'pipeline-sdk' : 'pipeline',
     { messages: env.bodies.length, elapsedMs: lastCommitAtMs - startedAtMs, cpuSeconds, peakRssMb: child.usage.maxRssMb, processWallMs: child.wallMs, processCpuSeconds: child.usage.cpuSeconds },
     emulatorCpu,
     postgresCpu,
     {
       loadMs: Math.round(loadMs),
-      args: pipelineArgs(env, true),
+      args: pipelineArgs(env, true, sqsClient),
       window: "'pipeline started' log line to the last 'batch committed' line; CPU from 'pipeline started' to exit (drain check included)",
       cpuAtStartSeconds: cpuAtStart,
       summary,
@@ -475,8 +479,10 @@ const WARM_UP_MESSAGES = 5_000;
 const RUNNERS: Record<ScenarioName, (env: Environment) => Promise<ScenarioResult>> = {
   'queue-stock': (env) => queueCeiling(env, 'stock'),
   'queue-pipeline': (env) => queueCeiling(env, 'pipeline'),
+  'queue-sdk': (env) => queueCeiling(env, 'sdk'),
   copy: copyCeiling,
-  pipeline: pipelineRun,
+  pipeline: (env) => pipelineRun(env, 'lean'),
+  'pipeline-sdk': (env) => pipelineRun(env, 'sdk'),
   naive: naiveRun,
 };
 
@@ -509,6 +515,9 @@ function ratios(results: readonly ScenarioResult[]): Ratio[] {
     ratio("pipeline msgs/s ÷ pipeline's-Queue ceiling", divide(pipeline?.msgsPerSecond, get('queue-pipeline')?.msgsPerSecond)),
     ratio("pipeline's-Queue ceiling ÷ stock-SDK ceiling", divide(get('queue-pipeline')?.msgsPerSecond, get('queue-stock')?.msgsPerSecond)),
     ratio('pipeline msgs/s ÷ COPY ceiling', divide(pipeline?.msgsPerSecond, get('copy')?.msgsPerSecond)),
+    // The client decision: the lean client stays only if it is at least 25% cheaper per message.
+    ratio('lean ÷ tuned-SDK consumer CPU per message, queue ceilings (1b ÷ 1c)', divide(get('queue-pipeline')?.cpuSecondsPer10k, get('queue-sdk')?.cpuSecondsPer10k), { atMost: 0.75 }),
+    ratio('lean ÷ tuned-SDK consumer CPU per message, pipeline (3 ÷ 3b)', divide(pipeline?.cpuSecondsPer10k, get('pipeline-sdk')?.cpuSecondsPer10k), { atMost: 0.75 }),
   ];
 }
 

@@ -1,9 +1,10 @@
 /**
- * The pipeline's own receive path, built exactly as src/run.ts builds it (createQueue with the
- * lean path), for the queue ceiling "(b) the pipeline's receive path".
+ * The pipeline's own receive path, built exactly as src/run.ts builds it (createQueue, with the
+ * lean client or the tuned SDK client), for the queue ceilings 1b and 1c.
  */
 import type { RunConfig } from '../src/config.js';
-import { createQueue, type Queue, type StaticCredentials } from '../src/source/sqs.js';
+import type { Queue } from '../src/source/queue.js';
+import { createQueue, type StaticCredentials } from '../src/source/sqs.js';
 
 export interface PipelineQueue {
   readonly queue: Queue;
@@ -12,12 +13,14 @@ export interface PipelineQueue {
 }
 
 /** What run.ts reads from its config to build the queue. */
-export type PipelineQueueConfig = Pick<RunConfig, 'sqs' | 'receiveConcurrency'>;
+export type PipelineQueueConfig = Pick<RunConfig, 'sqs' | 'receiveConcurrency' | 'sqsClient' | 'sqsTimeoutSeconds'>;
 
 export function createPipelineQueue(config: PipelineQueueConfig, credentials?: StaticCredentials): PipelineQueue {
   // As in src/run.ts runPipeline(): same factory, same connection limit.
   const clients = createQueue(config.sqs, {
     connections: config.receiveConcurrency * 2 + 4,
+    client: config.sqsClient,
+    timeoutMs: config.sqsTimeoutSeconds * 1000,
     ...(credentials === undefined ? {} : { credentials }),
   });
   return { queue: clients.queue, close: () => void clients.close() };

@@ -2,18 +2,19 @@
  * Queue ceiling: nothing but ReceiveMessage(10) and DeleteMessageBatch, in `--concurrency`
  * loops, until `--messages` messages are deleted. `--client stock` uses the stock
  * `@aws-sdk/client-sqs` SQSClient at its defaults, the way a consumer is usually built;
- * `--client pipeline` uses the pipeline's own Queue (createPipelineQueue). Prints one JSON line
+ * `--client pipeline` uses the pipeline's own Queue on the lean client (createPipelineQueue), and
+ * `--client sdk` the same Queue on the SDK client tuned for the pipeline. Prints one JSON line
  * with the messages, the time and the CPU of the measured window.
  */
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parseArgs } from 'node:util';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
-import type { MessageRef, Queue } from '../src/source/sqs.js';
+import type { MessageRef, Queue } from '../src/source/queue.js';
 import { drainInLoops } from './drain-loops.js';
 import { createPipelineQueue } from './pipeline-queue.js';
 
 export interface CeilingReport {
-  readonly ceiling: 'stock' | 'pipeline';
+  readonly ceiling: 'stock' | 'pipeline' | 'sdk';
   readonly messages: number;
   readonly receives: number;
   readonly emptyReceives: number;
@@ -70,18 +71,21 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '16' },
     },
   });
-  const ceiling = values.client === 'stock' ? 'stock' : values.client === 'pipeline' ? 'pipeline' : undefined;
+  const ceiling = values.client === 'stock' || values.client === 'pipeline' || values.client === 'sdk' ? values.client : undefined;
   const endpoint = values.endpoint;
   const queueUrl = values['queue-url'];
   const expected = Number(values.messages);
   const concurrency = Number(values.concurrency);
   if (ceiling === undefined || endpoint === undefined || queueUrl === undefined || !(expected > 0) || !(concurrency > 0)) {
-    throw new Error('usage: queue-ceiling --client stock|pipeline --endpoint URL --queue-url URL --messages N [--concurrency 16]');
+    throw new Error('usage: queue-ceiling --client stock|pipeline|sdk --endpoint URL --queue-url URL --messages N [--concurrency 16]');
   }
   const { queue, close } =
     ceiling === 'stock'
       ? stockQueue(endpoint, queueUrl)
-      : createPipelineQueue({ sqs: { queueUrl, region: 'us-east-1', endpoint }, receiveConcurrency: concurrency }, EMULATOR_CREDENTIALS);
+      : createPipelineQueue(
+          { sqs: { queueUrl, region: 'us-east-1', endpoint }, receiveConcurrency: concurrency, sqsClient: ceiling === 'sdk' ? 'sdk' : 'lean', sqsTimeoutSeconds: 10 },
+          EMULATOR_CREDENTIALS,
+        );
 
   let receives = 0;
   let emptyReceives = 0;

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
-test('npm run bench with 100 messages measures all five scenarios and writes them to a JSON file', { timeout: 120_000 }, async () => {
+test('npm run bench with 100 messages measures all seven scenarios and writes them to a JSON file', { timeout: 120_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'login-etl-bench-'));
   try {
     await promisify(execFile)(process.execPath, [MAIN, '--messages', '100', '--concurrency', '4', '--results-dir', dir], {
@@ -29,14 +29,19 @@ test('npm run bench with 100 messages measures all five scenarios and writes the
     };
     assert.deepEqual(
       results.scenarios.map((s) => s.scenario),
-      ['queue-stock', 'queue-pipeline', 'copy', 'pipeline', 'naive'],
+      ['queue-stock', 'queue-pipeline', 'queue-sdk', 'copy', 'pipeline', 'pipeline-sdk', 'naive'],
     );
     const pipeline = results.scenarios.find((s) => s.scenario === 'pipeline');
     assert.equal(pipeline?.messages, 100);
     assert.equal(pipeline?.details.rowsInTable, pipeline?.details.expectedRows);
     assert.equal(pipeline?.details.leftInQueue, 0);
+    const sdkPipeline = results.scenarios.find((s) => s.scenario === 'pipeline-sdk');
+    assert.deepEqual(sdkPipeline?.details.args, ['run', '--drain', '--receive-concurrency', '4', '--pg-pool-max', '4', '--sqs-client', 'sdk']);
+    assert.equal(sdkPipeline?.details.rowsInTable, sdkPipeline?.details.expectedRows);
+    assert.equal(results.scenarios.find((s) => s.scenario === 'queue-sdk')?.messages, 100);
     assert.equal(results.scenarios.find((s) => s.scenario === 'queue-stock')?.messages, 100);
-    assert.equal(results.ratios.length, 6);
+    assert.equal(results.ratios.length, 8);
+    assert.ok(results.ratios.some((r) => r.name.startsWith('lean ÷ tuned-SDK consumer CPU per message')), 'the client decision is printed');
     assert.ok(results.machine.cpuCount > 0);
   } finally {
     await rm(dir, { recursive: true, force: true });

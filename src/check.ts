@@ -3,38 +3,40 @@
  * The configuration itself is parsed by the caller exactly as `run` parses it (a bad setting
  * is exit 2 before any check); then the queue and the database are asked read-only questions.
  */
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import type { RunConfig } from './config.js';
 import { describeError } from './errors.js';
 import { missingUserLoginsColumns, USER_LOGINS_COLUMNS } from './sink/migrate.js';
-import { createSqsClient, type StaticCredentials } from './source/sqs.js';
+import { createQueue, type StaticCredentials } from './source/sqs.js';
 
 export type CheckResult = { readonly name: string; readonly ok: true; readonly detail: string } | { readonly name: string; readonly ok: false; readonly detail: string };
 
 /** How long each check may take: long enough for a slow network, short enough for a probe. */
 const CHECK_TIMEOUT_MS = 10_000;
 
-/** Reaches the queue with GetQueueAttributes: it proves the URL, endpoint, credentials and permission. */
+/**
+ * Reaches the queue with GetQueueAttributes through the very client `run` would use
+ * (`--sqs-client`, its deadlines, its credentials): it proves the URL, endpoint, credentials,
+ * permission and that client's signing.
+ */
 async function checkQueue(config: RunConfig, credentials?: StaticCredentials): Promise<CheckResult> {
-  const client = createSqsClient(config.sqs, { maxSockets: 1, ...(credentials === undefined ? {} : { credentials }) });
+  const clients = createQueue(config.sqs, {
+    connections: 1,
+    client: config.sqsClient,
+    timeoutMs: Math.min(config.sqsTimeoutSeconds * 1000, CHECK_TIMEOUT_MS),
+    ...(credentials === undefined ? {} : { credentials }),
+  });
   try {
-    const { Attributes: a } = await client.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: config.sqs.queueUrl,
-        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'VisibilityTimeout', 'MessageRetentionPeriod'],
-      }),
-      { abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS) },
-    );
+    const [depth, settings] = await Promise.all([clients.queue.depth(), clients.queue.settings()]);
     return {
       name: 'queue',
       ok: true,
-      detail: `GetQueueAttributes answered: about ${a?.ApproximateNumberOfMessages ?? '?'} messages visible, ${a?.ApproximateNumberOfMessagesNotVisible ?? '?'} in flight; visibility timeout ${a?.VisibilityTimeout ?? '?'} s`,
+      detail: `GetQueueAttributes answered the ${config.sqsClient} client: about ${depth.visible} messages visible, ${depth.inFlight} in flight; visibility timeout ${settings.visibilityTimeoutSeconds} s`,
     };
   } catch (err) {
-    return { name: 'queue', ok: false, detail: `GetQueueAttributes failed: ${describeError(err)}` };
+    return { name: 'queue', ok: false, detail: `GetQueueAttributes failed (${config.sqsClient} client): ${describeError(err)}` };
   } finally {
-    client.destroy();
+    await clients.close();
   }
 }
 

@@ -111,8 +111,8 @@ async function createPrivateFile(path: string): Promise<FileHandle> {
 /** The demo prints its own summary; log lines would bury it. */
 const DEMO_LOG_LEVEL = 'error';
 
-/** What check reads: the queue, the database and the keys. It parses run's environment too, as run would. */
-const CHECK_SETTINGS = [...SQS_SETTINGS, 'databaseUrl', ...KEY_SETTINGS, 'maskMode'] as const satisfies readonly SettingName[];
+/** What check reads: the queue (through run's SQS client), the database and the keys. It parses run's environment too, as run would. */
+const CHECK_SETTINGS = [...SQS_SETTINGS, 'sqsClient', 'sqsTimeoutSeconds', 'databaseUrl', ...KEY_SETTINGS, 'maskMode'] as const satisfies readonly SettingName[];
 
 const COMMANDS: Record<string, Command> = {
   demo: {
@@ -157,7 +157,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   check: {
-    summary: 'Verify a run configuration without consuming anything: settings and key, the queue (GetQueueAttributes), the database and the columns of user_logins. Exit 0 if all pass, 1 if any fails.',
+    summary: 'Verify a run configuration without consuming anything: settings and key, the queue (GetQueueAttributes, through the SQS client run would use), the database and the columns of user_logins. Exit 0 if all pass, 1 if any fails.',
     settings: CHECK_SETTINGS,
     async action({ flags, env }) {
       // Run's other settings come from the environment only here, and a bad one fails check as it would fail run.

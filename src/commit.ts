@@ -19,7 +19,7 @@ import { DeadLetterError, describeError, UnstorableRejectionError } from './erro
 import { classify } from './failure.js';
 import type { Logger } from './observability/logger.js';
 import type { Sink } from './sink/postgres.js';
-import type { DeadLetter, DeadLetterQueue } from './source/sqs.js';
+import type { DeadLetter, DeadLetterQueue } from './source/queue.js';
 import type { Masker } from './transform/mask.js';
 import { reject, type Outcome } from './transform/transform.js';
 

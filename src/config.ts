@@ -266,6 +266,15 @@ export const SETTINGS = {
     default: 'lean',
     description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
   },
+  sqsTimeoutSeconds: {
+    flag: 'sqs-timeout-seconds',
+    env: 'LOGIN_ETL_SQS_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '10',
+    schema: integer(1, 300, 'seconds'),
+    description:
+      'Deadline of each SQS call (delete, visibility change, queue attributes, dead-letter SendMessageBatch); a receive gets its wait time plus this. A call past it fails as transient and is retried.',
+  },
   httpPort: {
     flag: 'http-port',
     schema: integer(0, 65_535),
@@ -430,6 +439,7 @@ const TUNING = [
   'unreachableTimeoutSeconds',
   'pruneIntervalSeconds',
   'sqsClient',
+  'sqsTimeoutSeconds',
   'maxBatchMessages',
   'flushIntervalMs',
   'writeConcurrency',

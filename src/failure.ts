@@ -51,8 +51,29 @@ const ROW_REFUSED_SQLSTATE = /^(22|23)/;
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 /** node-postgres reports a dropped connection or a pool time-out without a code. */
 const PG_CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i;
-/** SQS error types a later try can get past (throttling, overload, SQS's own failures), whatever their status. */
-const TRANSIENT_SQS_TYPES = /Throttl|OverLimit|ServiceUnavailable|InternalError|InternalFailure/;
+/**
+ * SQS error types a later try can get past, whatever their status: throttling, overload, SQS's
+ * own failures, and an answer that could not be read (a truncated or mangled 2xx body).
+ */
+const TRANSIENT_SQS_TYPES = /Throttl|OverLimit|ServiceUnavailable|InternalError|InternalFailure|^MalformedResponse$/;
+/** Credentials that expired: fresh ones from the chain get past it (both SQS clients refresh after it). */
+const EXPIRED_CREDENTIAL_TYPES = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired']);
+/** Refusals because the request was signed at the wrong time (the SDK's clock-skew codes). */
+const CLOCK_SKEW_TYPES = new Set(['RequestTimeTooSkewed', 'RequestInTheFuture']);
+/** Signature refusals that are about time only when their message says so; otherwise a wrong secret. */
+const SIGNATURE_TYPES = new Set(['SignatureDoesNotMatch', 'InvalidSignatureException']);
+const SKEW_MESSAGE = /expired|earlier than|later than|too skewed|time/i;
+
+/** An SQS refusal because the request's signing time was too far from the server's. */
+export function isClockSkew(err: SourceError): boolean {
+  if (err.type === undefined) return false;
+  return CLOCK_SKEW_TYPES.has(err.type) || (SIGNATURE_TYPES.has(err.type) && SKEW_MESSAGE.test(err.message));
+}
+
+/** After this failure a client asks the credential chain for fresh credentials before its next call. */
+export function needsFreshCredentials(err: SourceError): boolean {
+  return (err.type !== undefined && EXPIRED_CREDENTIAL_TYPES.has(err.type)) || isClockSkew(err);
+}
 
 /**
  * What a failure is. `dependency` is what the caller was talking to; errors that know their
@@ -95,6 +116,8 @@ function sqsKind(err: SourceError): FailureKind {
   // No credentials, or a region that contradicts the queue URL: a setting to fix, not a wait.
   if (err.type === 'CredentialsProviderError' || err.cause instanceof ConfigError) return 'broken';
   if ((err.cause as { $retryable?: unknown } | undefined)?.$retryable) return 'transient';
+  // Retried after a credential refresh (and, for skew, with the server's time).
+  if (needsFreshCredentials(err)) return 'transient';
   if (err.type !== undefined && TRANSIENT_SQS_TYPES.test(err.type)) return 'transient';
   // No answer at all: the network.
   if (err.status === undefined) return 'transient';

@@ -30,7 +30,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { migrate } from './sink/migrate.js';
 import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink, type Sink } from './sink/postgres.js';
-import { chunks, queueMessage } from './source/sqs.js';
+import { chunks, queueMessage } from './source/queue.js';
 import { createMasker, type Masker } from './transform/mask.js';
 import { transform } from './transform/transform.js';
 

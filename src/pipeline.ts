@@ -20,9 +20,9 @@ import { InFlight } from './in-flight.js';
 import type { Dependency, Health } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import type { Sink } from './sink/postgres.js';
-import { SQS_MAX_BATCH, type DeadLetterQueue, type MessageRef, type Queue } from './source/sqs.js';
+import { SQS_MAX_BATCH, type DeadLetterQueue, type MessageRef, type Queue, type QueueMessage } from './source/queue.js';
 import type { Masker } from './transform/mask.js';
-import { reject, transform, type Outcome, type QueueMessage } from './transform/transform.js';
+import { reject, transform, type Outcome } from './transform/transform.js';
 
 /** SQS keeps a message invisible for at most 12 hours after it was received. */
 export const MAX_VISIBILITY_SECONDS = 43_200;

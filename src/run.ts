@@ -17,7 +17,8 @@ import { migrate } from './sink/migrate.js';
 import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
-import { createQueue, SqsDeadLetterQueue, type Queue, type QueueDepth, type QueueSettings, type StaticCredentials } from './source/sqs.js';
+import type { Queue, QueueDepth, QueueSettings } from './source/queue.js';
+import { createQueue, type StaticCredentials } from './source/sqs.js';
 import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
@@ -54,12 +55,13 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     release.push(() => pool.end());
     const sqsClients = createQueue(config.sqs, {
       connections: config.receiveConcurrency * 2 + 4,
-      lean: config.sqsClient === 'lean',
+      client: config.sqsClient,
+      timeoutMs: config.sqsTimeoutSeconds * 1000,
       log,
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     });
     release.push(() => sqsClients.close());
-    const { queue, client: sqs } = sqsClients;
+    const { queue } = sqsClients;
 
     const health = new Health();
     const metrics = config.http?.metrics === true ? createMetrics() : undefined;
@@ -100,7 +102,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     for (const warning of config.keyWarnings ?? []) log.warn(warning);
     const masker = await createMasker(config.maskMode, config.piiKey);
     await waitForPostgres(() => sealLegacyBodies(pool, masker.bodies, log), 'Postgres is not reachable; waiting to seal rejected bodies stored before sealing');
-    const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : new SqsDeadLetterQueue(sqs, config.deadLetterQueueUrl);
+    const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : sqsClients.deadLetters(config.deadLetterQueueUrl);
     log.info(
       {
         receiveConcurrency: config.receiveConcurrency,

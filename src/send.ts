@@ -9,7 +9,8 @@ import type { Readable } from 'node:stream';
 import { ConfigError, SourceError } from './errors.js';
 import { classifyBatchEntry } from './failure.js';
 import { plural } from './plural.js';
-import { SQS_MAX_BATCH, sqsError } from './source/sqs.js';
+import { SQS_MAX_BATCH } from './source/queue.js';
+import { sqsError } from './source/sqs.js';
 
 /** Stays under the 256 KiB batch limit that LocalStack and older queues still enforce. */
 const MAX_BATCH_BYTES = 256 * 1024;

@@ -12,7 +12,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Sink } from '../sink/postgres.js';
 import type { WriteResult } from '../sink/write-batch.js';
-import type { QueueDepth } from '../source/sqs.js';
+import type { QueueDepth } from '../source/queue.js';
 import type { Outcome } from '../transform/transform.js';
 import type { PipelineStats } from '../pipeline.js';
 

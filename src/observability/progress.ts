@@ -5,7 +5,7 @@
  * stderr is a terminal, so logs and pipes never see it.
  */
 import type { PipelineStats } from '../pipeline.js';
-import type { QueueDepth } from '../source/sqs.js';
+import type { QueueDepth } from '../source/queue.js';
 import { formatTable } from './table.js';
 
 export interface ProgressView {

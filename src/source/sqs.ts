@@ -1,6 +1,7 @@
 /**
- * The SQS side of the pipeline behind a narrow interface, so the pipeline can be driven by the
- * real queue or by an in-memory fake in tests.
+ * SQS through the AWS SDK: where requests go (endpoint, region, credentials), the SDK client
+ * tuned for the pipeline, its Queue adapter (`SqsQueue`), the dead-letter queue, and
+ * `createQueue`, which builds the Queue `run` and `check` use (this adapter or the lean one).
  */
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -9,7 +10,7 @@ import {
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SQSClient,
-  type Message,
+  type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -19,77 +20,30 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
 import { ConfigError, SourceError } from '../errors.js';
-import { classifyBatchEntry } from '../failure.js';
-import type { QueueMessage } from '../transform/transform.js';
-import { LeanSqsCalls } from './lean-sqs.js';
-
-/** Largest batch SQS accepts for receive, delete and change-visibility. */
-export const SQS_MAX_BATCH = 10;
-
-export interface MessageRef {
-  readonly messageId: string;
-  readonly receiptHandle: string;
-}
-
-export interface QueueDepth {
-  readonly visible: number;
-  readonly inFlight: number;
-  readonly delayed: number;
-}
-
-export interface QueueSettings {
-  readonly visibilityTimeoutSeconds: number;
-  readonly retentionSeconds: number;
-}
-
-export interface ReceiveOptions {
-  readonly maxMessages: number;
-  readonly waitTimeSeconds: number;
-  /** Overrides the queue's visibility timeout for these messages. */
-  readonly visibilityTimeoutSeconds?: number | undefined;
-  readonly signal: AbortSignal;
-}
-
-/** What the pipeline needs from a queue. */
-export interface Queue {
-  receive(options: ReceiveOptions): Promise<QueueMessage[]>;
-  /** Deletes messages; resolves with the ids SQS refused to delete. */
-  delete(messages: readonly MessageRef[]): Promise<string[]>;
-  /** Sets the visibility timeout of messages; resolves with the ids SQS refused. */
-  changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]>;
-  depth(): Promise<QueueDepth>;
-  settings(): Promise<QueueSettings>;
-}
-
-/** A rejected message on its way to the dead-letter queue. */
-export interface DeadLetter {
-  readonly messageId: string;
-  /** The original body, untouched. */
-  readonly body: string;
-  readonly reason: string;
-}
-
-/** What became of letters handed to `DeadLetterQueue.forward`. */
-export interface ForwardResult {
-  /** Ids of the letters the dead-letter queue accepted. */
-  readonly sent: readonly string[];
-  /** Letters refused for good (their content, or their size), with why; never the body. */
-  readonly refused: readonly { readonly messageId: string; readonly reason: string }[];
-  /** What stopped the others, if any were neither sent nor refused: they may be tried again. */
-  readonly failure?: unknown;
-}
-
-/** Where rejected messages are forwarded, when a dead-letter queue is configured. */
-export interface DeadLetterQueue {
-  forward(letters: readonly DeadLetter[]): Promise<ForwardResult>;
-}
-
-/** Message attributes of a forwarded message; SQS caps an attribute value at 256 KiB. */
-export const DEAD_LETTER_REASON_ATTRIBUTE = 'login_etl_reason';
-export const DEAD_LETTER_MESSAGE_ID_ATTRIBUTE = 'login_etl_message_id';
-
-/** Largest SendMessageBatch request SQS takes: bodies and message attributes of all its entries. */
-export const SQS_MAX_BATCH_BYTES = 1_048_576;
+import { classifyBatchEntry, needsFreshCredentials } from '../failure.js';
+import { LeanSqsQueue } from './lean-sqs.js';
+import {
+  chunks,
+  DEAD_LETTER_MESSAGE_ID_ATTRIBUTE,
+  DEAD_LETTER_REASON_ATTRIBUTE,
+  DEFAULT_SQS_TIMEOUT_MS,
+  receiveDeadlineMs,
+  RECEIVE_ATTRIBUTE_NAMES,
+  SQS_MAX_BATCH,
+  SQS_MAX_BATCH_BYTES,
+  toQueueMessage,
+  withDeadline,
+  type DeadLetter,
+  type DeadLetterQueue,
+  type ForwardResult,
+  type MessageRef,
+  type Queue,
+  type QueueDepth,
+  type QueueMessage,
+  type QueueSettings,
+  type ReceiveOptions,
+  type SqsDeadlines,
+} from './queue.js';
 
 const AWS_HOST = /(^|\.)amazonaws\.com(\.cn)?$|(^|\.)api\.aws$/;
 
@@ -220,9 +174,29 @@ export interface SqsClientOptions {
   readonly maxSockets: number;
   /** Fixed credentials (the embedded emulator's); without them, sqsCredentialProvider. */
   readonly credentials?: StaticCredentials;
+  /** Replaces the SDK's credential chain inside sqsCredentialProvider. */
+  readonly credentialChain?: AwsCredentialIdentityProvider;
   /** Where the one line about dummy credentials for a local endpoint goes, at info; stderr without it. */
   readonly log?: InfoLog;
+  /**
+   * `pipeline`: tuned for a caller with its own retry policy (see PIPELINE_CLIENT_TUNING);
+   * without it, the SDK's defaults (three attempts, the MD5 check of bodies), as `send` wants.
+   */
+  readonly tuning?: 'pipeline';
 }
+
+/**
+ * The SDK client as the pipeline uses it. One attempt: the pipeline retries every failure
+ * itself, with backoff, readiness and deadlines of its own, and three attempts under it turn one
+ * deadline into three and a throttled queue into triple the requests. No MD5 check of received
+ * bodies (`md5: false`): it guards against corruption in transit, which TLS already detects on
+ * every AWS endpoint, it costs a hash per message, and the lean client does not do it either, so
+ * the two are measured doing the same work; a body that arrives damaged anyway fails validation
+ * and is kept as a rejection. The flexible-checksum settings (`requestChecksumCalculation`,
+ * `responseChecksumValidation`) do not exist for SQS in this SDK: no SQS operation carries a
+ * checksum trait, so there is nothing to choose there.
+ */
+export const PIPELINE_CLIENT_TUNING = { maxAttempts: 1, md5: false } as const;
 
 /**
  * An SDK client bound to the right endpoint, signing for the region sqsRegionProvider finds.
@@ -239,87 +213,64 @@ export function createSqsClient(config: SqsConfig, options: SqsClientOptions): S
   };
   return new SQSClient({
     region: config.region ?? sqsRegionProvider(config),
-    credentials: options.credentials ?? sqsCredentialProvider(config, { onDummy }),
+    credentials: options.credentials ?? sqsCredentialProvider(config, { onDummy, ...(options.credentialChain === undefined ? {} : { chain: options.credentialChain }) }),
     ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: 5_000,
     }),
+    ...(options.tuning === 'pipeline' ? PIPELINE_CLIENT_TUNING : {}),
   });
 }
 
-/** A received SQS message (SDK or JSON protocol shape) as the pipeline sees it; undefined without id or handle. */
-export function toQueueMessage(message: Message): QueueMessage | undefined {
-  if (message.MessageId === undefined || message.ReceiptHandle === undefined) return undefined;
-  return queueMessage(message.MessageId, message.ReceiptHandle, message.Body ?? '', message.Attributes ?? {});
-}
-
-/** The pipeline's view of a delivered message, from its id, handle, body and system attributes (as SQS spells them). */
-export function queueMessage(
-  messageId: string,
-  receiptHandle: string,
-  body: string,
-  attributes: { readonly SentTimestamp?: string | undefined; readonly ApproximateReceiveCount?: string | undefined },
-): QueueMessage {
-  const sent = Number(attributes.SentTimestamp);
-  const count = Number(attributes.ApproximateReceiveCount);
-  return {
-    messageId,
-    receiptHandle,
-    body,
-    sentTimestampMs: Number.isFinite(sent) && sent > 0 ? sent : undefined,
-    receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
-  };
-}
-
-/** Splits a list into chunks of at most `size` items. */
-export function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
 /**
- * The queue the pipeline reads. With `lean`, the per-message calls (receive, delete, change
- * visibility) take the lean path; everything else goes through the SDK client.
+ * The queue the pipeline reads, through the stock SDK client. Every call has a deadline
+ * (receive: its wait time plus `timeoutMs`; the others: `timeoutMs`), combined with the caller's
+ * signal; a call cut by its deadline is a SourceError (transient), one cut by the caller's
+ * signal rethrows the abort.
  */
 export class SqsQueue implements Queue {
+  /** Set after an expired-credentials or clock-skew error: the next call asks the chain for fresh credentials first. */
+  #refreshCredentials = false;
+
   constructor(
     private readonly client: SQSClient,
     private readonly queueUrl: string,
-    private readonly lean?: LeanSqsCalls,
+    private readonly deadlines: SqsDeadlines = { timeoutMs: DEFAULT_SQS_TIMEOUT_MS },
   ) {}
 
   async receive(options: ReceiveOptions): Promise<QueueMessage[]> {
-    if (this.lean) return await this.lean.receive(this.queueUrl, options);
-    const response = await callSqs('ReceiveMessage', () =>
+    const deadlineMs = receiveDeadlineMs(this.deadlines, options.waitTimeSeconds);
+    const response = await this.#send('ReceiveMessage', deadlineMs, options.signal, (abortSignal) =>
       this.client.send(
         new ReceiveMessageCommand({
           QueueUrl: this.queueUrl,
           MaxNumberOfMessages: options.maxMessages,
           WaitTimeSeconds: options.waitTimeSeconds,
           ...(options.visibilityTimeoutSeconds === undefined ? {} : { VisibilityTimeout: options.visibilityTimeoutSeconds }),
-          MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+          MessageSystemAttributeNames: [...RECEIVE_ATTRIBUTE_NAMES],
+          // The older name of the same list; the SDK types it for queue attributes only.
+          AttributeNames: [...RECEIVE_ATTRIBUTE_NAMES] as unknown as QueueAttributeName[],
         }),
-        { abortSignal: options.signal },
+        { abortSignal },
       ),
     );
     return (response.Messages ?? []).flatMap((m) => toQueueMessage(m) ?? []);
   }
 
-  async delete(messages: readonly MessageRef[]): Promise<string[]> {
-    if (this.lean) return await this.lean.delete(this.queueUrl, messages);
+  async delete(messages: readonly MessageRef[], signal?: AbortSignal): Promise<string[]> {
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
-      const response = await callSqs('DeleteMessageBatch', () =>
-        this.client.send(
-          new DeleteMessageBatchCommand({
-            QueueUrl: this.queueUrl,
-            Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
-          }),
-        ),
-      );
+      const response = await this.#send('DeleteMessageBatch', this.deadlines.timeoutMs, signal, (abortSignal) =>
+      this.client.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: this.queueUrl,
+          Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
+        }),
+        { abortSignal },
+      ),
+    );
       for (const failure of response.Failed ?? []) {
         const ref = batch[Number(failure.Id)];
         if (ref) failed.push(ref.messageId);
@@ -328,18 +279,18 @@ export class SqsQueue implements Queue {
     return failed;
   }
 
-  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
-    if (this.lean) return await this.lean.changeVisibility(this.queueUrl, messages, timeoutSeconds);
+  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
-      const response = await callSqs('ChangeMessageVisibilityBatch', () =>
-        this.client.send(
-          new ChangeMessageVisibilityBatchCommand({
-            QueueUrl: this.queueUrl,
-            Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds })),
-          }),
-        ),
-      );
+      const response = await this.#send('ChangeMessageVisibilityBatch', this.deadlines.timeoutMs, signal, (abortSignal) =>
+      this.client.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: this.queueUrl,
+          Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds })),
+        }),
+        { abortSignal },
+      ),
+    );
       for (const failure of response.Failed ?? []) {
         const ref = batch[Number(failure.Id)];
         if (ref) failed.push(ref.messageId);
@@ -349,12 +300,13 @@ export class SqsQueue implements Queue {
   }
 
   async depth(): Promise<QueueDepth> {
-    const response = await callSqs('GetQueueAttributes', () =>
+    const response = await this.#send('GetQueueAttributes', this.deadlines.timeoutMs, undefined, (abortSignal) =>
       this.client.send(
         new GetQueueAttributesCommand({
-          QueueUrl: this.queueUrl,
-          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
-        }),
+        QueueUrl: this.queueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+      }),
+        { abortSignal },
       ),
     );
     const attribute = (name: string) => Number(response.Attributes?.[name as keyof typeof response.Attributes] ?? 0);
@@ -366,9 +318,10 @@ export class SqsQueue implements Queue {
   }
 
   async settings(): Promise<QueueSettings> {
-    const response = await callSqs('GetQueueAttributes', () =>
+    const response = await this.#send('GetQueueAttributes', this.deadlines.timeoutMs, undefined, (abortSignal) =>
       this.client.send(
         new GetQueueAttributesCommand({ QueueUrl: this.queueUrl, AttributeNames: ['VisibilityTimeout', 'MessageRetentionPeriod'] }),
+        { abortSignal },
       ),
     );
     return {
@@ -377,25 +330,57 @@ export class SqsQueue implements Queue {
     };
   }
 
+  async #send<T>(operation: string, deadlineMs: number, signal: AbortSignal | undefined, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await callSqs(
+        operation,
+        async (abortSignal) => {
+          if (this.#refreshCredentials) {
+            this.#refreshCredentials = false;
+            await this.client.config.credentials({ forceRefresh: true });
+          }
+          return await send(abortSignal);
+        },
+        deadlineMs,
+        signal,
+      );
+    } catch (err) {
+      if (err instanceof SourceError && needsFreshCredentials(err)) this.#refreshCredentials = true;
+      throw err;
+    }
+  }
 }
 
-/** Wraps an SDK call so that its failure is a SourceError with SQS's status and error type. */
-async function callSqs<T>(operation: string, send: () => Promise<T>): Promise<T> {
+/**
+ * Runs an SDK call under a deadline of `deadlineMs` combined with the caller's `signal`. Its
+ * failure is a SourceError with SQS's status and error type; the deadline's is one without a
+ * status (transient, like any call that got no answer). An abort by the caller is rethrown as is.
+ */
+async function callSqs<T>(operation: string, send: (abortSignal: AbortSignal) => Promise<T>, deadlineMs: number, signal?: AbortSignal): Promise<T> {
+  const abortSignal = withDeadline(deadlineMs, signal);
   try {
-    return await send();
+    return await send(abortSignal);
   } catch (err) {
-    if (err instanceof Error && err.name === 'AbortError') throw err;
+    if (signal?.aborted) throw err;
+    if (abortSignal.aborted) throw deadlineError(operation, deadlineMs, err);
     throw sqsError(operation, err);
   }
+}
+
+/** A call that got no answer within its deadline: transient, as when the network fails. */
+export function deadlineError(operation: string, deadlineMs: number, cause: unknown): SourceError {
+  return new SourceError(`SQS ${operation} failed: no answer within ${deadlineMs} ms`, { cause, type: 'TimeoutError' });
 }
 
 /** The SourceError for an SDK failure of `operation`: what SQS answered, if it answered. */
 export function sqsError(operation: string, err: unknown): SourceError {
   const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-  return new SourceError(`SQS ${operation} failed: ${err instanceof Error ? err.message : String(err)}`, {
+  // A failure with a 2xx status is the SDK failing to read SQS's answer (the lean client's MalformedResponse).
+  const unreadable = status !== undefined && status >= 200 && status < 300;
+  return new SourceError(`SQS ${operation} failed: ${unreadable ? `the response (HTTP ${status}) could not be read` : err instanceof Error ? err.message : String(err)}`, {
     cause: err,
     status,
-    type: err instanceof Error ? err.name : undefined,
+    type: unreadable ? 'MalformedResponse' : err instanceof Error ? err.name : undefined,
   });
 }
 
@@ -451,6 +436,8 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
   constructor(
     private readonly client: SQSClient,
     private readonly queueUrl: string,
+    /** Each SendMessageBatch gets `timeoutMs`. */
+    private readonly deadlines: SqsDeadlines = { timeoutMs: DEFAULT_SQS_TIMEOUT_MS },
   ) {}
 
   /**
@@ -470,8 +457,10 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
     for (const batch of batches) {
       let response;
       try {
-        response = await callSqs('SendMessageBatch (dead-letter queue)', () =>
-          this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: batch.map((e) => e.entry) })),
+        response = await callSqs(
+          'SendMessageBatch (dead-letter queue)',
+          (abortSignal) => this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: batch.map((e) => e.entry) }), { abortSignal }),
+          this.deadlines.timeoutMs,
         );
       } catch (err) {
         return { sent, refused, failure: err };
@@ -494,38 +483,57 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
 }
 
 export interface QueueClients {
-  readonly queue: SqsQueue;
-  /** The SDK client, for the calls that do not take the lean path (dead-letter queue, attributes). */
+  /** The queue `run` reads: the lean client's or the SDK's, as chosen. */
+  readonly queue: Queue;
+  /** The SDK client, for the calls the Queue does not make (dead-letter queue). */
   readonly client: SQSClient;
+  /** The dead-letter queue at `queueUrl`, through the SDK client, with the same deadlines. */
+  deadLetters(queueUrl: string): DeadLetterQueue;
   close(): Promise<void>;
 }
 
+export interface CreateQueueOptions {
+  readonly connections: number;
+  readonly credentials?: StaticCredentials | undefined;
+  /** Replaces the SDK's credential chain (tests: credentials that change). */
+  readonly credentialChain?: AwsCredentialIdentityProvider | undefined;
+  /** `lean` (the default): receive, delete, visibility and attributes over undici; `sdk`: the SDK client for every call. */
+  readonly client?: 'lean' | 'sdk' | undefined;
+  /** `--sqs-timeout-seconds` in milliseconds; a receive gets its wait time on top. */
+  readonly timeoutMs?: number | undefined;
+  readonly log?: InfoLog | undefined;
+}
+
 /**
- * The queue as `run` uses it: the SDK client for rare calls and, unless `lean` is false, the lean
- * path for the per-message ones. Both send every request to the same endpoint.
+ * The queue as `run` (and `check`) use it, behind the one Queue interface: the lean client or
+ * the SDK client, both sending every request to the same endpoint and signing with the same
+ * region and credentials. The SDK client also serves the dead-letter queue.
  */
-export function createQueue(
-  config: SqsConfig,
-  options: { connections: number; credentials?: StaticCredentials; lean?: boolean; log?: InfoLog },
-): QueueClients {
+export function createQueue(config: SqsConfig, options: CreateQueueOptions): QueueClients {
+  const deadlines: SqsDeadlines = { timeoutMs: options.timeoutMs ?? DEFAULT_SQS_TIMEOUT_MS };
   const client = createSqsClient(config, {
     maxSockets: options.connections,
+    tuning: 'pipeline',
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.credentialChain === undefined ? {} : { credentialChain: options.credentialChain }),
     ...(options.log === undefined ? {} : { log: options.log }),
   });
   const lean =
-    options.lean === false
+    options.client === 'sdk'
       ? undefined
-      : new LeanSqsCalls({
+      : new LeanSqsQueue({
+          queueUrl: config.queueUrl,
           endpoint: resolveSqsEndpoint(config) ?? new URL(config.queueUrl).origin,
-          // The client's own region and credentials: both paths sign alike.
+          // The client's own region and credentials: both paths sign alike, and a forced refresh reaches the chain.
           region: () => client.config.region(),
-          credentials: () => client.config.credentials(),
+          credentials: (properties) => client.config.credentials(properties),
           connections: options.connections,
+          deadlines,
         });
   return {
-    queue: new SqsQueue(client, config.queueUrl, lean),
+    queue: lean ?? new SqsQueue(client, config.queueUrl, deadlines),
     client,
+    deadLetters: (queueUrl) => new SqsDeadLetterQueue(client, queueUrl, deadlines),
     async close() {
       await lean?.close();
       client.destroy();

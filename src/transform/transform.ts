@@ -2,20 +2,11 @@
  * The pure step between queue and table: parse, validate and mask one message.
  * It never throws on bad input; every message ends as exactly one outcome.
  */
+import type { QueueMessage } from '../source/queue.js';
 import { PII_FIELDS, type Masker, type VaultEntry } from './mask.js';
 import { LoginEventSchema, describeIssues } from './schema.js';
 import type { SealedBody } from './seal.js';
 import { bodyShape, shapeOf, type BodyShape } from './shape.js';
-
-/** A message as received from the queue, with the system attributes the pipeline asks for. */
-export interface QueueMessage {
-  readonly messageId: string;
-  readonly receiptHandle: string;
-  readonly body: string;
-  /** When SQS accepted the message (SentTimestamp), in epoch milliseconds. */
-  readonly sentTimestampMs: number | undefined;
-  readonly receiveCount: number;
-}
 
 /** One row of `user_logins`, PII already masked. */
 export interface LoginRow {

@@ -11,8 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DeadLetter, DeadLetterQueue, ForwardResult, MessageRef, Queue, QueueDepth, QueueSettings, ReceiveOptions } from '../../src/source/sqs.js';
-import type { QueueMessage } from '../../src/transform/transform.js';
+import type { DeadLetter, DeadLetterQueue, ForwardResult, MessageRef, Queue, QueueDepth, QueueMessage, QueueSettings, ReceiveOptions } from '../../src/source/queue.js';
 
 /** One call seen by a fake, in the order the calls were made (shared by a queue and its DLQ). */
 export interface FakeCall {

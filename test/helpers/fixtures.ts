@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { KNOWN_FIELDS, type FieldShape, type KnownField } from '../../src/transform/shape.js';
-import type { QueueMessage } from '../../src/transform/transform.js';
+import type { QueueMessage } from '../../src/source/queue.js';
 
 export const silentLog = createLogger('silent');
 

@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
 import { startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
-import { chunks } from '../../src/source/sqs.js';
+import { chunks } from '../../src/source/queue.js';
 import { readRejected, type RejectedRow } from '../../src/sink/rejected.js';
 import { PiiKey, type KeyRing } from '../../src/transform/key.js';
 import { openBody } from '../../src/transform/seal.js';

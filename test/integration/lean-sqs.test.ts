@@ -11,10 +11,14 @@ import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { SourceError } from '../../src/errors.js';
 import { classify } from '../../src/failure.js';
-import { LeanSqsCalls } from '../../src/source/lean-sqs.js';
+import { LeanSqsQueue, type LeanSqsOptions } from '../../src/source/lean-sqs.js';
 
 const CREDENTIALS = { accessKeyId: 'AKIDLEANTEST', secretAccessKey: 'lean-secret' };
 const QUEUE_URL = 'http://sqs.us-east-1.localhost/000000000000/lean';
+
+/** A lean client for QUEUE_URL with the default deadlines, unless told otherwise. */
+const lean = (options: Omit<LeanSqsOptions, 'queueUrl' | 'deadlines'> & Partial<Pick<LeanSqsOptions, 'deadlines'>>) =>
+  new LeanSqsQueue({ queueUrl: QUEUE_URL, deadlines: { timeoutMs: 10_000 }, ...options });
 
 interface Seen {
   readonly target: string;
@@ -31,7 +35,7 @@ const ok = (payload: unknown): Reply => (_seen, res) => {
 describe('lean SQS calls', () => {
   let server: Server;
   let endpoint: string;
-  let calls: LeanSqsCalls;
+  let calls: LeanSqsQueue;
   const seen: Seen[] = [];
   let reply: Reply = ok({});
 
@@ -48,7 +52,7 @@ describe('lean SQS calls', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    calls = new LeanSqsCalls({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 4 });
+    calls = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 4 });
   });
 
   after(async () => {
@@ -63,7 +67,7 @@ describe('lean SQS calls', () => {
   });
 
   const receive = (signal = new AbortController().signal) =>
-    calls.receive(QUEUE_URL, { maxMessages: 10, waitTimeSeconds: 20, signal });
+    calls.receive({ maxMessages: 10, waitTimeSeconds: 20, signal });
 
   it('receives in the JSON protocol and turns messages into queue messages', async () => {
     reply = ok({
@@ -82,6 +86,7 @@ describe('lean SQS calls', () => {
       MaxNumberOfMessages: 10,
       WaitTimeSeconds: 20,
       MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+      AttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
     });
   });
 
@@ -112,8 +117,8 @@ describe('lean SQS calls', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000 - (Date.now() % 1000) + 5));
     await receive();
-    await calls.delete(QUEUE_URL, [{ messageId: 'm-1', receiptHandle: 'r-1' }]);
-    await calls.delete(QUEUE_URL, [{ messageId: 'm-2', receiptHandle: 'r-2' }]);
+    await calls.delete([{ messageId: 'm-1', receiptHandle: 'r-1' }]);
+    await calls.delete([{ messageId: 'm-2', receiptHandle: 'r-2' }]);
 
     const [first, second, third, del1, del2] = seen;
     assert.ok(first && second && third && del1 && del2);
@@ -129,9 +134,9 @@ describe('lean SQS calls', () => {
 
   it('sends a session token with temporary credentials, and signs it', async () => {
     const temporary = { ...CREDENTIALS, sessionToken: 'session-token-value' };
-    const withToken = new LeanSqsCalls({ endpoint, region: 'eu-west-1', credentials: async () => temporary, connections: 1 });
+    const withToken = lean({ endpoint, region: 'eu-west-1', credentials: async () => temporary, connections: 1 });
     try {
-      await withToken.delete(QUEUE_URL, [{ messageId: 'm', receiptHandle: 'r' }]);
+      await withToken.delete([{ messageId: 'm', receiptHandle: 'r' }]);
     } finally {
       await withToken.close();
     }
@@ -149,14 +154,14 @@ describe('lean SQS calls', () => {
       res.writeHead(200).end(JSON.stringify({ Failed: failed.map((e) => ({ Id: e.Id, Code: 'ReceiptHandleIsInvalid', SenderFault: true })) }));
     };
     const refs = Array.from({ length: 23 }, (_, i) => ({ messageId: `m-${i}`, receiptHandle: `r-${i}` }));
-    const refused = await calls.delete(QUEUE_URL, refs);
+    const refused = await calls.delete(refs);
     assert.deepEqual(refused.sort(), ['m-13', 'm-3'], 'the Id of a refused entry maps back to the message of its own chunk');
     const deletes = seen.filter((s) => s.target === 'AmazonSQS.DeleteMessageBatch').map((s) => JSON.parse(s.body) as { Entries: { ReceiptHandle: string }[] });
     assert.deepEqual(deletes.map((d) => d.Entries.length).sort((a, b) => a - b), [3, 10, 10]);
     assert.deepEqual(deletes.flatMap((d) => d.Entries.map((e) => e.ReceiptHandle)).sort(), refs.map((r) => r.receiptHandle).sort());
 
     seen.length = 0;
-    assert.deepEqual(await calls.changeVisibility(QUEUE_URL, refs.slice(0, 2), 0), []);
+    assert.deepEqual(await calls.changeVisibility(refs.slice(0, 2), 0), []);
     const [change] = seen;
     assert.equal(change?.target, 'AmazonSQS.ChangeMessageVisibilityBatch');
     assert.deepEqual(JSON.parse(change?.body ?? ''), {
@@ -197,6 +202,156 @@ describe('lean SQS calls', () => {
     assert.equal(classify(proxyPage, 'sqs').kind, 'transient');
   });
 
+  it('corrects its clock from the Date header of a skew error and signs again at once, with the server time', async () => {
+    const serverAheadMs = 15 * 60_000;
+    let answered = 0;
+    reply = (request, res) => {
+      answered += 1;
+      const signedAt = Date.parse(String(request.headers['x-amz-date']).replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'));
+      const serverNow = Date.now() + serverAheadMs;
+      if (Math.abs(serverNow - signedAt) > 5 * 60_000) {
+        res
+          .writeHead(400, { date: new Date(serverNow).toUTCString() })
+          .end(JSON.stringify({ __type: 'com.amazon.coral.service#InvalidSignatureException', message: 'Signature expired: 20261130T010000Z is now earlier than 20261130T011500Z' }));
+        return;
+      }
+      res.writeHead(200).end('{}');
+    };
+    const skewed = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
+    try {
+      assert.deepEqual(await skewed.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal }), []);
+      assert.equal(answered, 2, 'refused once, then accepted with the corrected time');
+      assert.ok(Math.abs(skewed.clockOffsetMs - serverAheadMs) < 5_000, `offset ${skewed.clockOffsetMs}`);
+      await skewed.delete([{ messageId: 'm', receiptHandle: 'r' }]);
+      assert.equal(answered, 3, 'later calls sign with the corrected time straight away');
+    } finally {
+      await skewed.close();
+    }
+  });
+
+  it('classifies expired credentials and skew as transient and asks the chain for fresh credentials before the next call', async () => {
+    const asked: unknown[] = [];
+    const refreshing = lean({
+      endpoint,
+      region: 'us-east-1',
+      credentials: async (properties?: Record<string, unknown>) => {
+        asked.push(properties?.forceRefresh === true);
+        return CREDENTIALS;
+      },
+      connections: 1,
+    });
+    try {
+      for (const [status, type, message] of [
+        [400, 'ExpiredToken', 'The security token included in the request is expired'],
+        [400, 'ExpiredTokenException', 'expired'],
+        [400, 'RequestExpired', 'Request has expired'],
+        [403, 'RequestTimeTooSkewed', 'The difference between the request time and the server time is too large'],
+        [403, 'SignatureDoesNotMatch', 'Signature expired: 20261130T010000Z is now earlier than 20261130T011500Z'],
+      ] as const) {
+        asked.length = 0;
+        reply = (_seen, res) => res.writeHead(status).end(JSON.stringify({ __type: type, message }));
+        const err = await refreshing.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+          () => assert.fail('should fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof SourceError);
+        assert.equal(classify(err, 'sqs').kind, 'transient', type);
+        reply = ok({});
+        await refreshing.delete([{ messageId: 'm', receiptHandle: 'r' }]);
+        assert.deepEqual(asked, [false, true], `${type}: the next call forces a refresh`);
+      }
+      reply = (_seen, res) => res.writeHead(403).end(JSON.stringify({ __type: 'SignatureDoesNotMatch', message: 'The request signature we calculated does not match the signature you provided.' }));
+      const wrongSecret = await refreshing.depth().then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(wrongSecret instanceof SourceError);
+      assert.equal(classify(wrongSecret, 'sqs').kind, 'broken', 'a signature refused for its secret, not its time');
+    } finally {
+      await refreshing.close();
+    }
+  });
+
+  it('reports a failing credential chain or region as a SourceError, classified as the SDK path classifies it', async () => {
+    const failing = async (err: Error) => {
+      const client = lean({ endpoint, region: 'us-east-1', credentials: () => Promise.reject(err), connections: 1 });
+      try {
+        const got = await client.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+          () => assert.fail('should fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(got instanceof SourceError, String(got));
+        assert.equal(got.cause, err);
+        return classify(got, 'sqs').kind;
+      } finally {
+        await client.close();
+      }
+    };
+    const missing = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
+    assert.equal(await failing(missing), 'broken');
+    assert.equal(await failing(new Error('connect ETIMEDOUT 169.254.169.254:80')), 'transient', 'instance metadata that did not answer');
+    assert.equal(seen.length, 0, 'nothing was sent unsigned');
+
+    const { ConfigError } = await import('../../src/errors.js');
+    const regionless = lean({ endpoint, region: () => Promise.reject(new ConfigError('AWS_REGION (--region)', 'is required')), credentials: async () => CREDENTIALS, connections: 1 });
+    try {
+      const err = await regionless.depth().then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError);
+      assert.equal(classify(err, 'sqs').kind, 'broken');
+    } finally {
+      await regionless.close();
+    }
+  });
+
+  it('an unreadable 2xx answer is a transient SourceError that quotes none of it', async () => {
+    const secret = 'user-10.1.2.3-device-abc';
+    for (const body of [
+      `{"Messages":[{"MessageId":"m","ReceiptHandle":"r","Body":"${secret}"`,
+      JSON.stringify({ Messages: secret }),
+      JSON.stringify({ Messages: [secret] }),
+      JSON.stringify({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: { text: secret } }] }),
+      JSON.stringify([secret]),
+      'null',
+    ]) {
+      reply = (_seen, res) => res.writeHead(200).end(body);
+      const err = await receive().then(
+        () => assert.fail(`should fail: ${body}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError, `${body}: ${String(err)}`);
+      assert.equal(err.type, 'MalformedResponse', body);
+      assert.equal(classify(err, 'sqs').kind, 'transient');
+      assert.ok(!err.message.includes(secret), err.message);
+    }
+    reply = (_seen, res) => res.writeHead(200).end(JSON.stringify({ Failed: 'nope' }));
+    const batch = await calls.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
+      () => assert.fail('should fail'),
+      (e: unknown) => e,
+    );
+    assert.ok(batch instanceof SourceError && batch.type === 'MalformedResponse', String(batch));
+  });
+
+  it('cuts off a response longer than its bound, and keeps working', async () => {
+    const bounded = lean({ endpoint, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1, maxResponseBytes: 4_096 });
+    try {
+      reply = ok({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: 'x'.repeat(100_000) }] });
+      const err = await bounded.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal }).then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceError, String(err));
+      assert.equal(err.type, 'ResponseTooLarge');
+      reply = ok({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: 'small' }] });
+      const [message] = await bounded.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: new AbortController().signal });
+      assert.equal(message?.body, 'small');
+    } finally {
+      await bounded.close();
+    }
+  });
+
   it('an abort ends a long poll at once', async () => {
     reply = () => undefined; // holds the request, as a 20-second long poll does
     const stop = new AbortController();
@@ -215,9 +370,9 @@ describe('lean SQS calls', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const nowhere = new LeanSqsCalls({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
+    const nowhere = lean({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
     try {
-      const err = await nowhere.delete(QUEUE_URL, [{ messageId: 'm', receiptHandle: 'r' }]).then(
+      const err = await nowhere.delete([{ messageId: 'm', receiptHandle: 'r' }]).then(
         () => assert.fail('the call should fail'),
         (e: unknown) => e,
       );

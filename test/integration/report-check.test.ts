@@ -130,9 +130,41 @@ describe('login-etl check', () => {
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const lines = result.stdout.trim().split('\n');
     assert.deepEqual(lines.map((l) => l.split(':')[0]), ['ok   key', 'ok   queue', 'ok   database', 'ok   table']);
-    assert.match(lines[1] ?? '', /about 2 messages visible/);
+    assert.match(lines[1] ?? '', /answered the lean client: about 2 messages visible/);
     assert.ok(!result.stdout.includes(key));
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 2);
+  });
+
+  test('checks the queue through the client run would use: lean by default, the SDK with --sqs-client sdk', async () => {
+    const queueUrl = await servers.queue();
+    // A proxy that fails every request the lean client signs (its user agent is not the SDK's):
+    // check passes only through the client it was told to use, and says which.
+    const { createServer, request } = await import('node:http');
+    const proxy = createServer((req, res) => {
+      if (!String(req.headers['user-agent'] ?? '').includes('aws-sdk-js')) {
+        res.writeHead(403, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify({ __type: 'com.amazon.coral.service#AccessDeniedException', message: 'not through this client' }));
+        return;
+      }
+      const target = new URL(servers.sqs.endpoint);
+      req.pipe(request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      }));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const { port } = proxy.address() as { port: number };
+    try {
+      const base = { ...env(), AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${port}`, SQS_QUEUE_URL: queueUrl, DATABASE_URL: filled.databaseUrl };
+      const lean = await cli(['check'], base);
+      assert.equal(lean.code, 1, lean.stdout);
+      assert.match(lean.stdout, /^FAIL queue: GetQueueAttributes failed \(lean client\): .*AccessDeniedException/m);
+      const sdk = await cli(['check', '--sqs-client', 'sdk'], base);
+      assert.equal(sdk.code, 0, sdk.stdout + sdk.stderr);
+      assert.match(sdk.stdout, /^ok {3}queue: GetQueueAttributes answered the sdk client/m);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   test('a fresh database: the table check fails, exit 1, and nothing is created', async () => {
@@ -158,7 +190,7 @@ describe('login-etl check', () => {
     });
 
     assert.equal(result.code, 1);
-    assert.match(result.stdout, /^FAIL queue: GetQueueAttributes failed: .*ECONNREFUSED/m);
+    assert.match(result.stdout, /^FAIL queue: GetQueueAttributes failed \(lean client\): .*ECONNREFUSED/m);
     assert.match(result.stdout, /^FAIL database: cannot connect: .*ECONNREFUSED/m);
     assert.ok(!result.stdout.includes('secret-password'));
   });

@@ -43,6 +43,7 @@ describe('collectSettings', () => {
       httpPort: '8080',
       httpHost: '0.0.0.0',
       sqsClient: 'lean',
+      sqsTimeoutSeconds: '10',
       maxBatchMessages: '500',
       flushIntervalMs: '50',
       writeConcurrency: '2',
@@ -126,6 +127,12 @@ describe('parseRunConfig: valid configurations', () => {
     assert.equal(config.logLevel, 'info');
     assert.equal(config.drain, false);
     assert.equal(config.unreachableTimeoutSeconds, 60);
+  });
+
+  it('reads the SQS call deadline from LOGIN_ETL_SQS_TIMEOUT_SECONDS (default 10), and --sqs-timeout-seconds over it', () => {
+    assert.equal(runConfig(BASE_ENV).sqsTimeoutSeconds, 10);
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_SQS_TIMEOUT_SECONDS: '3' }).sqsTimeoutSeconds, 3);
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_SQS_TIMEOUT_SECONDS: '3' }, { 'sqs-timeout-seconds': '30' }).sqsTimeoutSeconds, 30);
   });
 
   it('reads the unreachable timeout from LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS, and --unreachable-timeout-seconds over it', () => {
@@ -248,6 +255,9 @@ describe('parseRunConfig: invalid configurations', () => {
     ['LOGIN_ETL_PG_POOL_MAX', '101', 'LOGIN_ETL_PG_POOL_MAX (--pg-pool-max): must be at most 100'],
     ['LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS', '0', 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS (--unreachable-timeout-seconds): must be at least 1'],
     ['LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS', '86401', 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS (--unreachable-timeout-seconds): must be at most 86400'],
+    ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '0', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be at least 1'],
+    ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '301', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be at most 300'],
+    ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '2.5', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be a whole number from 1 to 300'],
   ];
   for (const [name, value, message] of badNumbers) {
     it(`refuses ${name}=${value}`, () => {

@@ -1,7 +1,7 @@
 /**
  * Which region requests are signed for, and with which credentials: the rules of
  * sqsRegionProvider and sqsCredentialProvider, and what a server sees in the signature of the
- * SDK client and of the lean path.
+ * SDK client and of the lean client.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -266,7 +266,7 @@ describe('what the server sees', () => {
     return match ? { accessKeyId: match[1], region: match[2] } : undefined;
   };
 
-  it("the SDK client and the lean path sign for the queue URL's region", async () => {
+  it("the SDK client and the lean client sign for the queue URL's region", async () => {
     const config = sqs(AWS_QUEUE, undefined, endpoint);
     const clients = createQueue(config, { connections: 2, credentials: REAL });
     try {
@@ -280,9 +280,11 @@ describe('what the server sees', () => {
     }
   });
 
-  it('a region given wins, on both paths', async () => {
+  it('a region given wins, for both clients', async () => {
     const clients = createQueue(sqs(CLASSIC_LOCAL_QUEUE, 'ca-central-1', endpoint), { connections: 2, credentials: REAL });
     try {
+      await clients.client.send(new GetQueueAttributesCommand({ QueueUrl: CLASSIC_LOCAL_QUEUE, AttributeNames: ['All'] }));
+      assert.equal(lastScope()?.region, 'ca-central-1');
       await clients.queue.depth();
       assert.equal(lastScope()?.region, 'ca-central-1');
       await clients.queue.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: AbortSignal.timeout(5_000) });
