@@ -40,11 +40,13 @@ export interface CommitTally {
   deadLettered: number;
   /** Rejections the dead-letter queue refuses for good; recorded in `forward_error`. */
   unforwardable: number;
+  /** Rejections whose send got no answer: claimed, maybe forwarded, not sent again. */
+  unconfirmed: number;
 }
 
 /** One batch on its way into Postgres and the dead-letter queue, across attempts. */
 export class BatchCommit {
-  readonly tally: CommitTally = { written: 0, rejected: 0, duplicates: 0, refused: 0, deadLettered: 0, unforwardable: 0 };
+  readonly tally: CommitTally = { written: 0, rejected: 0, duplicates: 0, refused: 0, deadLettered: 0, unforwardable: 0, unconfirmed: 0 };
   readonly #outcomes: readonly Outcome[];
   readonly #committed = new Set<string>();
   /** Committed rejections still to be forwarded, by message id. */
@@ -133,6 +135,12 @@ export class BatchCommit {
         result = { sent: [], refused: [], failure: err };
       }
       for (const messageId of result.sent) this.#toForward.delete(messageId);
+      const uncertain = result.uncertain ?? [];
+      for (const messageId of uncertain) this.#toForward.delete(messageId);
+      if (uncertain.length > 0) {
+        this.tally.unconfirmed += uncertain.length;
+        log.warn({ messageIds: uncertain, err: describeError(result.failure) }, 'the dead-letter queue may or may not have these letters (no answer); not sent again, at most once');
+      }
       for (const refused of result.refused) {
         this.#toForward.delete(refused.messageId);
         log.error({ messageId: refused.messageId, reason: refused.reason }, 'the dead-letter queue refuses this rejected message; recorded, not retried');

@@ -187,6 +187,24 @@ export class DependencyState {
   }
 }
 
+/** Errors raised before a connection exists: nothing was sent. */
+const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Whether a request that failed may still have been carried out: no answer came back (or an
+ * answer of success that could not be read), and the failure is not one from before the
+ * connection was made. For sends that must not be repeated (the dead-letter queue).
+ */
+export function mayHaveArrived(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth += 1) {
+    const status = (e as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode ?? (e as { status?: unknown }).status;
+    if (typeof status === 'number') return status >= 200 && status < 300;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NOT_CONNECTED_CODES.has(code)) return false;
+  }
+  return true;
+}
+
 export interface RetryContext {
   readonly log: Logger;
   readonly health?: Health | undefined;

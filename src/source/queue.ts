@@ -76,7 +76,12 @@ export interface ForwardResult {
   readonly sent: readonly string[];
   /** Letters refused for good (their content, or their size), with why; never the body. */
   readonly refused: readonly { readonly messageId: string; readonly reason: string }[];
-  /** What stopped the others, if any were neither sent nor refused: they may be tried again. */
+  /**
+   * Letters of a request that failed with no answer after it may have reached SQS (a connection
+   * cut, a deadline): they may or may not be in the dead-letter queue, so they are not sent again.
+   */
+  readonly uncertain?: readonly string[];
+  /** What stopped the others, if any were neither sent, refused nor uncertain: they may be tried again. */
   readonly failure?: unknown;
 }
 

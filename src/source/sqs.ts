@@ -20,7 +20,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
 import { ConfigError, SourceError } from '../errors.js';
-import { classifyBatchEntry, needsFreshCredentials } from '../failure.js';
+import { classifyBatchEntry, mayHaveArrived, needsFreshCredentials } from '../failure.js';
 import { LeanSqsQueue } from './lean-sqs.js';
 import {
   chunks,
@@ -463,7 +463,8 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
           this.deadlines.timeoutMs,
         );
       } catch (err) {
-        return { sent, refused, failure: err };
+        // Letters of a request that may have arrived are not sent again: forwarding is at most once.
+        return { sent, refused, failure: err, uncertain: mayHaveArrived(err) ? batch.map((e) => e.letter.messageId) : [] };
       }
       const failed = new Map((response.Failed ?? []).map((f) => [f.Id, f]));
       for (const { letter, entry } of batch) {

@@ -44,7 +44,7 @@ describe('BatchCommit: writing', () => {
     await commit.attempt();
 
     assert.equal(sink.statements.length, 1);
-    assert.deepEqual(commit.tally, { written: 4, rejected: 1, duplicates: 0, refused: 0, deadLettered: 0, unforwardable: 0 });
+    assert.deepEqual(commit.tally, { written: 4, rejected: 1, duplicates: 0, refused: 0, deadLettered: 0, unforwardable: 0, unconfirmed: 0 });
     assert.deepEqual(commit.uncommitted, []);
     assert.equal(commit.done, true);
   });
@@ -63,7 +63,7 @@ describe('BatchCommit: writing', () => {
     for (const rejection of sink.rejections.values()) {
       assert.equal(rejection.reason, 'Postgres refused the write: new row for relation "user_logins" violates check constraint "no_bad" (SQLSTATE 23514)');
     }
-    assert.deepEqual(commit.tally, { written: 6, rejected: 2, duplicates: 0, refused: 2, deadLettered: 0, unforwardable: 0 });
+    assert.deepEqual(commit.tally, { written: 6, rejected: 2, duplicates: 0, refused: 2, deadLettered: 0, unforwardable: 0, unconfirmed: 0 });
     // 8 -> 4 + 4 -> (2 + 2) + (2 + 2) -> ones around each refused row, then its rejection.
     assert.ok(sink.statements.length <= 13, `${sink.statements.length} statements`);
     assert.equal(commit.done, true);
@@ -224,7 +224,7 @@ describe('BatchCommit: forwarding to the dead-letter queue', () => {
     await commit.attempt();
 
     assert.equal(deadLetters.calls.length, 1);
-    assert.deepEqual(commit.tally, { written: 0, rejected: 2, duplicates: 0, refused: 0, deadLettered: 1, unforwardable: 1 });
+    assert.deepEqual(commit.tally, { written: 0, rejected: 2, duplicates: 0, refused: 0, deadLettered: 1, unforwardable: 1, unconfirmed: 0 });
     assert.deepEqual(sink.rejections.get(bad[0]?.message.messageId as string), {
       reason: 'body is not valid JSON',
       claimed: true,
@@ -269,7 +269,7 @@ describe('BatchCommit: forwarding to the dead-letter queue', () => {
     await second.attempt();
 
     assert.equal(deadLetters.letters.length, 1, 'sent once');
-    assert.deepEqual(second.tally, { written: 0, rejected: 0, duplicates: 1, refused: 0, deadLettered: 0, unforwardable: 0 });
+    assert.deepEqual(second.tally, { written: 0, rejected: 0, duplicates: 1, refused: 0, deadLettered: 0, unforwardable: 0, unconfirmed: 0 });
     const stored = sink.rejections.get(bad.message.messageId);
     assert.deepEqual({ claimed: stored?.claimed, forwarded: stored?.forwarded }, { claimed: true, forwarded: false });
   });
@@ -305,5 +305,26 @@ describe('BatchCommit: forwarding to the dead-letter queue', () => {
     await commit.attempt();
     assert.equal(deadLetters.letters.length, 1);
     assert.equal(commit.done, true);
+  });
+
+  it('letters whose send got no answer are not sent again (at most once): counted unconfirmed, the batch goes on', async () => {
+    const sink = new MemorySink();
+    const bad = [invalid('one'), invalid('two')];
+    let calls = 0;
+    const deadLetters = {
+      forward: async (letters: readonly { messageId: string }[]) => {
+        calls += 1;
+        return { sent: [], refused: [], uncertain: letters.map((l) => l.messageId), failure: new Error('socket hang up') };
+      },
+    };
+    const commit = new BatchCommit(bad, { sink, masker, log: silentLog, deadLetters });
+
+    await assert.rejects(commit.attempt(), DeadLetterError);
+    await commit.attempt();
+
+    assert.equal(calls, 1, 'not sent again');
+    assert.equal(commit.tally.unconfirmed, 2);
+    assert.equal(commit.done, true);
+    for (const o of bad) assert.deepEqual(sink.rejections.get(o.message.messageId)?.claimed, true);
   });
 });

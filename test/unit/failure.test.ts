@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { DeadLetterError, SinkError, SourceError, UnstorableRejectionError } from '../../src/errors.js';
-import { classify, classifyBatchEntry, DependencyState, type FailureKind } from '../../src/failure.js';
+import { classify, classifyBatchEntry, DependencyState, mayHaveArrived, type FailureKind } from '../../src/failure.js';
 import { Health } from '../../src/observability/health.js';
 import { pgError } from '../helpers/memory-sink.js';
 
@@ -166,5 +166,23 @@ describe('DependencyState', () => {
     assert.match(health.snapshot().errors.postgres ?? '', /^transient: /);
     health.report('postgres', true);
     assert.equal(health.ready, true);
+  });
+});
+
+describe('mayHaveArrived: whether a failed send may still have been carried out', () => {
+  const withCode = (code: string) => Object.assign(new Error(code), { code });
+  it('no: the connection was never made', () => {
+    for (const code of ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']) {
+      assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed', { cause: withCode(code) })), false, code);
+    }
+  });
+  it('no: SQS answered with an error', () => {
+    assert.equal(mayHaveArrived(Object.assign(new Error('ThrottlingException'), { $metadata: { httpStatusCode: 400 } })), false);
+    assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed: HTTP 503', { cause: undefined, status: 503 })), false);
+  });
+  it('yes: the connection was cut, the deadline passed, or a success could not be read', () => {
+    assert.equal(mayHaveArrived(new SourceError('socket hang up', { cause: withCode('ECONNRESET') })), true);
+    assert.equal(mayHaveArrived(new SourceError('no answer within 10000 ms', { cause: new Error('aborted'), type: 'TimeoutError' })), true);
+    assert.equal(mayHaveArrived(new SourceError('the response (HTTP 200) could not be read', { cause: undefined, status: 200 })), true);
   });
 });
