@@ -77,11 +77,17 @@ export class UnavailableError extends Error {
   override readonly name = 'UnavailableError';
 }
 
-/** A short, PII-free description of an unknown thrown value, for logs. */
+/**
+ * A short, PII-free description of an unknown thrown value, for logs and error lines: the
+ * message, then its code (a Postgres SQLSTATE, a Node.js system error) unless the message has it
+ * already. No class names: they mean nothing to the person reading.
+ */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
+    const message = err.message === '' ? err.name : err.message;
+    if (typeof code !== 'string' || message.includes(code)) return message;
+    return /^[0-9A-Z]{5}$/.test(code) ? `${message} (SQLSTATE ${code})` : `${message} (${code})`;
   }
   return String(err);
 }

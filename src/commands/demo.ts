@@ -1,0 +1,31 @@
+/** `login-etl demo`: the pipeline on an embedded SQS emulator and Postgres, with sample events. */
+import { out, wholeNumber, type Command } from '../cli/command.js';
+
+/** The demo prints its own summary; log lines would bury it. */
+const DEMO_LOG_LEVEL = 'error';
+
+export const demo: Command = {
+  summary: 'Run the pipeline on an embedded SQS emulator and Postgres loaded with sample events.',
+  settings: ['logLevel'],
+  settingHelp: { logLevel: { description: 'fatal, error, warn, info, debug, trace or silent.', default: DEMO_LOG_LEVEL } },
+  extra: {
+    keep: { type: 'boolean', description: 'Stay up afterwards and print how to reach the queue and the database.' },
+    count: { type: 'string', default: '100', description: 'Sample events to load.' },
+    seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
+  },
+  stopping: 'stopping; the embedded Postgres and the emulator are deleted next (send it again to force)',
+  async action({ flags, env, stop }) {
+    const [{ collectSettings, parseSetting }, { runDemo }] = await Promise.all([import('../config.js'), import('../demo.js')]);
+    const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || DEMO_LOG_LEVEL) }, {});
+    const logLevel = parseSetting('logLevel', raw, true) ?? DEMO_LOG_LEVEL;
+    const summary = await runDemo({
+      count: wholeNumber('count', flags.count, 1, 1_000_000),
+      seed: wholeNumber('seed', flags.seed, 0, 2 ** 32 - 1),
+      keep: flags.keep === true,
+      logLevel,
+      stop,
+      print: out,
+    });
+    return summary.written + summary.rejected + summary.duplicates === summary.received ? 0 : 1;
+  },
+};

@@ -1,0 +1,290 @@
+/**
+ * The settings table: each setting once, with its flag, environment twin, default and help.
+ * Plain data, so that help and argument parsing need nothing else loaded; config.ts validates.
+ */
+/** One setting as the user sees it: a flag, usually an environment twin, a default and help. */
+export interface SettingSpec {
+  readonly flag: string;
+  readonly env?: string;
+  readonly type: 'string' | 'boolean';
+  readonly default?: string;
+  readonly description: string;
+  /** The flag turns the setting off (`--no-metrics` sets `metrics` to false). */
+  readonly negates?: true;
+}
+
+export const SETTINGS = {
+  queueUrl: {
+    flag: 'queue-url',
+    env: 'SQS_QUEUE_URL',
+    type: 'string',
+    description: 'URL of the SQS queue to read from (required).',
+  },
+  region: {
+    flag: 'region',
+    env: 'AWS_REGION',
+    type: 'string',
+    description:
+      "AWS region requests are signed for (AWS_DEFAULT_REGION is read too). By default the SDK's (the profile's region, instance metadata), else the one the queue URL names, else us-east-1 for a local endpoint.",
+  },
+  sqsEndpoint: {
+    flag: 'sqs-endpoint',
+    env: 'AWS_ENDPOINT_URL_SQS',
+    type: 'string',
+    description:
+      'Send every SQS request here (LocalStack, an emulator), whatever host the queue URL names. AWS_ENDPOINT_URL is read too.',
+  },
+  databaseUrl: {
+    flag: 'database-url',
+    env: 'DATABASE_URL',
+    type: 'string',
+    description: 'Postgres connection string, postgres://user:pass@host:5432/db (required).',
+  },
+  piiKeyFile: {
+    flag: 'pii-key-file',
+    env: 'PII_KEY_FILE',
+    type: 'string',
+    description: 'File holding the PII key. Alternatively set PII_KEY itself (there is no flag for the key: argv is visible to every user).',
+  },
+  piiKeysFile: {
+    flag: 'pii-keys-file',
+    env: 'PII_KEYS_FILE',
+    type: 'string',
+    description: 'JSON or YAML key ring (id, status, secret per key), instead of a single key. Alternatively set PII_KEYS to the JSON itself.',
+  },
+  maskMode: {
+    flag: 'mask-mode',
+    env: 'LOGIN_ETL_MASK_MODE',
+    type: 'string',
+    default: 'hmac',
+    description: 'hmac (one-way tokens), siv (deterministic encryption, key holders can decrypt) or vault (hmac tokens, originals sealed for key holders).',
+  },
+  receiveConcurrency: {
+    flag: 'receive-concurrency',
+    env: 'LOGIN_ETL_RECEIVE_CONCURRENCY',
+    type: 'string',
+    default: '4',
+    description: 'Receive loops (long polls) running at once (1-64).',
+  },
+  waitTimeSeconds: {
+    flag: 'wait-time-seconds',
+    env: 'LOGIN_ETL_WAIT_TIME_SECONDS',
+    type: 'string',
+    default: '20',
+    description: 'Long-poll wait of each ReceiveMessage, in seconds (1-20).',
+  },
+  pgPoolMax: {
+    flag: 'pg-pool-max',
+    env: 'LOGIN_ETL_PG_POOL_MAX',
+    type: 'string',
+    default: '10',
+    description: 'Largest number of pooled Postgres connections (1-100).',
+  },
+  logLevel: {
+    flag: 'log-level',
+    env: 'LOG_LEVEL',
+    type: 'string',
+    default: 'info',
+    description: 'fatal, error, warn, info, debug, trace or silent. While run --drain shows its progress line on a terminal, warn unless given.',
+  },
+  logFormat: {
+    flag: 'log-format',
+    env: 'LOG_FORMAT',
+    type: 'string',
+    default: 'auto',
+    description: 'json (one JSON object per line), pretty (for people), or auto: pretty when the output is a terminal, json otherwise.',
+  },
+  drain: {
+    flag: 'drain',
+    env: 'LOGIN_ETL_DRAIN',
+    type: 'boolean',
+    default: 'false',
+    description: 'Exit 0 once the queue is empty instead of polling until SIGINT/SIGTERM.',
+  },
+  visibilityTimeoutSeconds: {
+    flag: 'visibility-timeout-seconds',
+    env: 'LOGIN_ETL_VISIBILITY_TIMEOUT_SECONDS',
+    type: 'string',
+    description: "Visibility timeout asked for on each receive (1-43200); by default the queue's own. Batches still being written are extended at half of it.",
+  },
+  maxInFlightMessages: {
+    flag: 'max-in-flight-messages',
+    env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
+    type: 'string',
+    default: '1000',
+    description: 'Most messages held at once; receiving pauses at this many (10-100000).',
+  },
+  maxInFlightBytes: {
+    flag: 'max-in-flight-bytes',
+    env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
+    type: 'string',
+    default: '67108864',
+    description: 'Most message bytes held at once; receiving pauses above this (1 MiB to 4 GiB).',
+  },
+  maxReceiveCount: {
+    flag: 'max-receive-count',
+    env: 'LOGIN_ETL_MAX_RECEIVE_COUNT',
+    type: 'string',
+    default: '10',
+    description: 'A message received more often than this without being committed is rejected as poison (1-1000).',
+  },
+  deadLetterQueueUrl: {
+    flag: 'dead-letter-queue-url',
+    env: 'LOGIN_ETL_DEAD_LETTER_QUEUE_URL',
+    type: 'string',
+    description: 'Queue that gets every rejected message, body untouched, with the reason as a message attribute.',
+  },
+  shutdownTimeoutSeconds: {
+    flag: 'shutdown-timeout-seconds',
+    env: 'LOGIN_ETL_SHUTDOWN_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '25',
+    description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue (1-3600).',
+  },
+  unreachableTimeoutSeconds: {
+    flag: 'unreachable-timeout-seconds',
+    env: 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '60',
+    description:
+      'With --drain, exit 1 once SQS, Postgres or the dead-letter queue has failed this long without a success, naming it (1-86400). Without --drain, run keeps retrying and /readyz says why.',
+  },
+  ledgerRetentionSeconds: {
+    flag: 'ledger-retention-seconds',
+    env: 'LOGIN_ETL_LEDGER_RETENTION_SECONDS',
+    type: 'string',
+    description: "Age after which ledger rows are pruned; by default the queue's message retention period plus one hour.",
+  },
+  pruneIntervalSeconds: {
+    flag: 'prune-interval-seconds',
+    env: 'LOGIN_ETL_PRUNE_INTERVAL_SECONDS',
+    type: 'string',
+    default: '600',
+    description: 'How often the ledger is pruned (10-86400).',
+  },
+  maxBatchMessages: {
+    flag: 'max-batch-messages',
+    env: 'LOGIN_ETL_MAX_BATCH_MESSAGES',
+    type: 'string',
+    default: '500',
+    description: 'Most messages committed in one transaction; several receives are gathered up to this (10-10000).',
+  },
+  flushIntervalMs: {
+    flag: 'flush-interval-ms',
+    env: 'LOGIN_ETL_FLUSH_INTERVAL_MS',
+    type: 'string',
+    default: '50',
+    description: 'Longest a received message waits for others to share its transaction, in milliseconds (0-10000).',
+  },
+  writeConcurrency: {
+    flag: 'write-concurrency',
+    env: 'LOGIN_ETL_WRITE_CONCURRENCY',
+    type: 'string',
+    default: '2',
+    description: 'Transactions written at once (1-32).',
+  },
+  sqsClient: {
+    flag: 'sqs-client',
+    env: 'LOGIN_ETL_SQS_CLIENT',
+    type: 'string',
+    default: 'lean',
+    description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
+  },
+  httpPort: {
+    flag: 'http-port',
+    env: 'LOGIN_ETL_HTTP_PORT',
+    type: 'string',
+    default: '8080',
+    description: 'Port of the /healthz, /readyz and /metrics endpoints; 0 turns the HTTP server off.',
+  },
+  metrics: {
+    flag: 'no-metrics',
+    env: 'LOGIN_ETL_METRICS',
+    type: 'boolean',
+    default: 'true',
+    negates: true,
+    description: 'Turns off /metrics only (LOGIN_ETL_METRICS=false does the same); /healthz and /readyz stay. Metrics are on by default.',
+  },
+  httpHost: {
+    flag: 'http-host',
+    env: 'LOGIN_ETL_HTTP_HOST',
+    type: 'string',
+    default: '0.0.0.0',
+    description: 'Address the HTTP server listens on.',
+  },
+  file: {
+    flag: 'file',
+    type: 'string',
+    default: '-',
+    description: 'JSON Lines file to send, one message per line; - reads standard input.',
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+/** Raw values as they came from flags and the environment, before validation. */
+export type RawSettings = Partial<Record<SettingName, string | boolean>>;
+
+/** Human name of a setting for error messages: `SQS_QUEUE_URL (--queue-url)`. */
+export function settingLabel(name: SettingName): string {
+  const spec: SettingSpec = SETTINGS[name];
+  return spec.env ? `${spec.env} (--${spec.flag})` : `--${spec.flag}`;
+}
+
+/** Merges flags over environment variables over defaults. */
+export function collectSettings(
+  names: readonly SettingName[],
+  flags: Record<string, string | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+): RawSettings {
+  const raw: RawSettings = {};
+  for (const name of names) {
+    const spec: SettingSpec = SETTINGS[name];
+    const flag = flags[spec.flag];
+    const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
+    let fromEnv = spec.env === undefined ? undefined : env[spec.env];
+    if (name === 'sqsEndpoint' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_ENDPOINT_URL;
+    // The AWS CLI's name for it; the JavaScript SDK reads only AWS_REGION.
+    if (name === 'region' && (fromEnv === undefined || fromEnv === '')) fromEnv = env.AWS_DEFAULT_REGION;
+    const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
+    if (value !== undefined) raw[name] = value;
+  }
+  return raw;
+}
+
+export const RUN_SETTINGS = [
+  'queueUrl',
+  'region',
+  'sqsEndpoint',
+  'databaseUrl',
+  'piiKeyFile',
+  'piiKeysFile',
+  'maskMode',
+  'receiveConcurrency',
+  'waitTimeSeconds',
+  'pgPoolMax',
+  'logLevel',
+  'logFormat',
+  'drain',
+  'visibilityTimeoutSeconds',
+  'maxInFlightMessages',
+  'maxInFlightBytes',
+  'maxReceiveCount',
+  'deadLetterQueueUrl',
+  'shutdownTimeoutSeconds',
+  'unreachableTimeoutSeconds',
+  'ledgerRetentionSeconds',
+  'pruneIntervalSeconds',
+  'httpPort',
+  'httpHost',
+  'sqsClient',
+  'maxBatchMessages',
+  'flushIntervalMs',
+  'writeConcurrency',
+  'metrics',
+] as const satisfies readonly SettingName[];
+
+export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
+
+/** The settings that can hold keys, in the order their conflicts are reported. */
+export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
