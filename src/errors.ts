@@ -80,12 +80,15 @@ export class UnavailableError extends Error {
 /**
  * A short, PII-free description of an unknown thrown value, for logs and error lines: the
  * message, then its code (a Postgres SQLSTATE, a Node.js system error) unless the message has it
- * already. No class names: they mean nothing to the person reading.
+ * already. No class names: they mean nothing to the person reading (SQS's error types stay).
  */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    const message = err.message === '' ? err.name : err.message;
+    // SQS's error types (AccessDenied, InvalidMessageContents) arrive as names and say something;
+    // class names (SourceError, pg's `error`) do not.
+    const named = /error$/i.test(err.name) ? '' : `${err.name}: `;
+    const message = `${named}${err.message === '' ? err.name : err.message}`;
     if (typeof code !== 'string' || message.includes(code)) return message;
     return /^[0-9A-Z]{5}$/.test(code) ? `${message} (SQLSTATE ${code})` : `${message} (${code})`;
   }
