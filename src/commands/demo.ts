@@ -1,5 +1,12 @@
 /** `login-etl demo`: the pipeline on an embedded SQS emulator and Postgres, with sample events. */
+import { relative } from 'node:path';
 import { out, wholeNumber, type Command } from '../cli/command.js';
+
+/** `node dist/src/cli.js`, or however this process was started, relative to the current directory. */
+function selfCommand(): string {
+  const script = relative(process.cwd(), process.argv[1] ?? 'dist/src/cli.js');
+  return `node ${/^[\w./-]+$/.test(script) ? script : `'${script.replaceAll("'", "'\\''")}'`}`;
+}
 
 /** The demo prints its own summary; log lines would bury it. */
 const DEMO_LOG_LEVEL = 'error';
@@ -25,6 +32,7 @@ export const demo: Command = {
       logLevel,
       stop,
       print: out,
+      self: selfCommand(),
     });
     return summary.written + summary.rejected + summary.duplicates === summary.received ? 0 : 1;
   },
