@@ -12,7 +12,8 @@ import type { Command } from './command.js';
 import { failureLine } from './failure.js';
 import { help } from './help.js';
 
-function optionsOf(command: Command): NonNullable<ParseArgsConfig['options']> {
+/** The options parseArgs accepts for a command: its settings, its own options and --help. */
+export function optionsOf(command: Command): NonNullable<ParseArgsConfig['options']> {
   const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
   for (const name of command.settings) options[SETTINGS[name].flag] = { type: SETTINGS[name].type };
   for (const [flag, spec] of Object.entries(command.extra ?? {})) {
