@@ -17,6 +17,8 @@ import { distFile } from './child.js';
 export const STARTUP_TARGETS_MS = { help: 150, drain100: 600 } as const;
 
 export interface StartupFigures {
+  /** `node -e 0`: the floor any command starts from, measured in the same run, for ratios. */
+  readonly nodeMs: { readonly median: number; readonly min: number; readonly runs: number };
   readonly helpMs: { readonly median: number; readonly min: number; readonly runs: number };
   readonly drain100Ms: { readonly median: number; readonly min: number; readonly runs: number };
 }
@@ -28,10 +30,10 @@ export interface StartupServers {
 }
 
 /** Wall milliseconds from spawn to exit; a non-zero exit is an error. */
-function timed(args: readonly string[], env: Record<string, string>): Promise<number> {
+function timed(args: readonly string[], env: Record<string, string>, script: readonly string[] = [distFile('src/cli.js')]): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [distFile('src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
@@ -51,6 +53,8 @@ function summary(samples: readonly number[]) {
 let names = 0;
 
 export async function measureStartup(servers: StartupServers, runs = { help: 11, drain: 5 }): Promise<StartupFigures> {
+  const node: number[] = [];
+  for (let i = 0; i < runs.help; i += 1) node.push(await timed([], {}, ['-e', '0']));
   const help: number[] = [];
   await timed(['--help'], {});
   for (let i = 0; i < runs.help; i += 1) help.push(await timed(['--help'], {}));
@@ -79,17 +83,22 @@ export async function measureStartup(servers: StartupServers, runs = { help: 11,
     // The first run is the unmeasured one.
     if (i > 0) drain.push(ms);
   }
-  return { helpMs: summary(help), drain100Ms: summary(drain) };
+  return { nodeMs: summary(node), helpMs: summary(help), drain100Ms: summary(drain) };
 }
 
 export function startupTable(figures: StartupFigures): string {
   const rows = [
+    ['node -e 0 (baseline)', figures.nodeMs, undefined],
     ['login-etl --help', figures.helpMs, STARTUP_TARGETS_MS.help],
     ['run --drain, 100 messages', figures.drain100Ms, STARTUP_TARGETS_MS.drain100],
   ] as const;
-  const lines = ['start-up (exec to exit)      median ms  min ms  runs  target ms  met'];
+  const lines = ['start-up (exec to exit)      median ms  min ms  × baseline  runs  target ms  met'];
   for (const [label, f, target] of rows) {
-    lines.push(`${label.padEnd(28)} ${String(f.median).padStart(9)}  ${String(f.min).padStart(6)}  ${String(f.runs).padStart(4)}  ${String(target).padStart(9)}  ${f.median <= target ? 'yes' : 'NO'}`);
+    const ratio = (f.median / Math.max(1, figures.nodeMs.median)).toFixed(1);
+    const met = target === undefined ? '' : f.median <= target ? 'yes' : 'NO';
+    lines.push(
+      `${label.padEnd(28)} ${String(f.median).padStart(9)}  ${String(f.min).padStart(6)}  ${ratio.padStart(10)}  ${String(f.runs).padStart(4)}  ${String(target ?? '').padStart(9)}  ${met}`,
+    );
   }
   return lines.join('\n');
 }
