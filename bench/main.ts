@@ -28,6 +28,7 @@ import { generateSampleEvents } from '../src/embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import { sendLines } from '../src/send.js';
 import { formatTable } from '../src/observability/table.js';
+import { measureStartup, startupTable } from './startup.js';
 import { distFile, jsonLine, runChild, startChild } from './child.js';
 import type { CopyReport } from './copy-ceiling.js';
 import type { EmulatorReply, EmulatorUsage } from './emulator-server.js';
@@ -768,7 +769,10 @@ async function main(): Promise<void> {
       }
       const computed = ratios(results);
       process.stdout.write(`\n${table(results, computed)}\n`);
-      output = { kind: 'drain', scenarios: results, ratios: computed };
+      log('start-up: login-etl --help, and run --drain of 100 messages');
+      const startup = await measureStartup({ sqs, sqsEndpoint: emulator.endpoint, postgres });
+      process.stdout.write(`\n${startupTable(startup)}\n`);
+      output = { kind: 'drain', scenarios: results, ratios: computed, startup };
     }
     const file = await writeResults(options.resultsDir, {
       startedAt,

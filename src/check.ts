@@ -75,7 +75,14 @@ async function checkDatabase(config: RunConfig): Promise<CheckResult[]> {
 async function checkTable(client: pg.Client): Promise<CheckResult> {
   const missing = await missingUserLoginsColumns(client);
   if (missing === undefined) {
-    return { name: 'table', ok: false, detail: 'user_logins does not exist; `login-etl migrate` (or the first `run`) creates it' };
+    // A database the pipeline has not touched yet is ready if run may create what it needs.
+    const { rows: may } = await client.query<{ create: boolean }>(
+      `SELECT has_database_privilege(current_database(), 'CREATE') AND has_schema_privilege(current_schema(), 'CREATE') AS create`,
+    );
+    if (may[0]?.create === true) {
+      return { name: 'table', ok: true, detail: 'user_logins does not exist yet: the pipeline has not run against this database; the first `run` (or `login-etl migrate`) creates it, and this user may' };
+    }
+    return { name: 'table', ok: false, detail: 'user_logins does not exist and this user may not create it: run `login-etl migrate` as the database owner' };
   }
   if (missing.length > 0) return { name: 'table', ok: false, detail: `user_logins lacks the column(s) ${missing.join(', ')}` };
   const { rows } = await client.query<{ insert: boolean }>(`SELECT has_table_privilege('user_logins', 'INSERT') AS insert`);

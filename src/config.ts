@@ -1,5 +1,6 @@
 /**
- * Every setting of login-etl, read once at start-up from flags and environment variables.
+ * Every setting of login-etl, read once at start-up from flags and environment variables, and
+ * validated against the settings table (src/settings.ts).
  *
  * A flag wins over its environment twin, which wins over the default. Nothing else in the
  * code base reads `process.env`; the composition root passes the parsed config down.
@@ -7,43 +8,49 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { checkKeysFitMode, checkWriterKeys, readKeys, type LoadedKeys } from './keys.js';
-
-export type { LoadedKeys } from './keys.js';
+import {
+  collectSettings,
+  OPTIONAL_TUNING,
+  RUN_SETTINGS,
+  SETTINGS,
+  settingLabel,
+  TUNING,
+  type IntegerRange,
+  type IntegerSettingName,
+  type RawSettings,
+  type SettingName,
+  type SettingSpec,
+} from './settings.js';
 import type { PiiKey } from './transform/key.js';
 import { MASK_MODES, type MaskMode } from './transform/mask.js';
 
-/**
- * One setting, the only place it is spelled out: its flag, its environment twin, the schema that
- * validates it (and so its range and unit), its default and its help text. Help output, the
- * README's table (checked by a test) and the run configuration all come from here.
- */
-export interface SettingSpec {
-  readonly flag: string;
-  readonly env?: string;
-  /** Read when `env` is unset or empty: the name other AWS tools use for the same thing. */
-  readonly fallbackEnv?: string;
-  readonly type: 'string' | 'boolean';
-  readonly default?: string;
-  readonly schema: z.ZodType;
-  readonly description: string;
-  /** The flag turns the setting off (`--no-metrics` sets `metrics` to false). */
-  readonly negates?: true;
-}
+export type { LoadedKeys } from './keys.js';
+export {
+  collectSettings,
+  HTTP_SETTINGS,
+  KEY_SETTINGS,
+  OPTIONAL_TUNING,
+  RUN_SETTINGS,
+  SETTINGS,
+  settingDescription,
+  settingLabel,
+  settingRange,
+  SQS_SETTINGS,
+  TUNING,
+  type RawSettings,
+  type SettingName,
+  type SettingSpec,
+} from './settings.js';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http or https URL' });
 
-/** The range (and unit) of each whole-number setting, for its help text and the README. */
-const RANGES = new WeakMap<z.ZodType, string>();
-
-const integer = (min: number, max: number, unit?: 'seconds' | 'milliseconds' | 'bytes') => {
-  const schema = z
+/** A whole number within the range the settings table gives it. */
+const integer = ({ min, max }: IntegerRange) =>
+  z
     .string()
     .regex(/^\d+$/, { error: `must be a whole number from ${min} to ${max}` })
     .transform(Number)
     .pipe(z.number().int().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
-  RANGES.set(schema, `${min}-${max}${unit === undefined ? '' : ` ${unit}`}`);
-  return schema;
-};
 
 const BOOLEAN_TEXT = ['true', 'false', '1', '0', 'yes', 'no'];
 const bool = z
@@ -58,311 +65,49 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
-export const SETTINGS = {
-  queueUrl: {
-    flag: 'queue-url',
-    schema: httpUrl,
-    env: 'SQS_QUEUE_URL',
-    type: 'string',
-    description: 'URL of the SQS queue to read from (required).',
-  },
-  region: {
-    flag: 'region',
-    schema: z.string().regex(AWS_REGION_PATTERN, { error: 'must be an AWS region such as us-east-1' }),
-    env: 'AWS_REGION',
-    // The AWS CLI's name for it; the JavaScript SDK reads only AWS_REGION.
-    fallbackEnv: 'AWS_DEFAULT_REGION',
-    type: 'string',
-    description:
-      "AWS region requests are signed for (AWS_DEFAULT_REGION is read too). By default the SDK's (the profile's region, instance metadata), else the one the queue URL names, else us-east-1 for a local endpoint.",
-  },
-  sqsEndpoint: {
-    flag: 'sqs-endpoint',
-    schema: httpUrl,
-    env: 'AWS_ENDPOINT_URL_SQS',
-    fallbackEnv: 'AWS_ENDPOINT_URL',
-    type: 'string',
-    description:
-      'Send every SQS request here (LocalStack, an emulator), whatever host the queue URL names. AWS_ENDPOINT_URL is read too.',
-  },
-  databaseUrl: {
-    flag: 'database-url',
-    schema: z
+/** How each setting's value is validated; a whole number's range is the settings table's. */
+const SCHEMAS = {
+  queueUrl: httpUrl,
+  region: z.string().regex(AWS_REGION_PATTERN, { error: 'must be an AWS region such as us-east-1' }),
+  sqsEndpoint: httpUrl,
+  databaseUrl: z
     .string()
     .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), { error: 'must be a postgres:// or postgresql:// URL' }),
-    env: 'DATABASE_URL',
-    type: 'string',
-    description: 'Postgres connection string, postgres://user:pass@host:5432/db (required).',
-  },
-  piiKeyFile: {
-    flag: 'pii-key-file',
-    schema: z.string().min(1),
-    env: 'PII_KEY_FILE',
-    type: 'string',
-    description: 'File holding the PII key. Alternatively set PII_KEY itself (there is no flag for the key: argv is visible to every user).',
-  },
-  piiKeysFile: {
-    flag: 'pii-keys-file',
-    schema: z.string().min(1),
-    env: 'PII_KEYS_FILE',
-    type: 'string',
-    description: 'JSON or YAML key ring (id, status, secret per key), instead of a single key. Alternatively set PII_KEYS to the JSON itself.',
-  },
-  maskMode: {
-    flag: 'mask-mode',
-    schema: z.enum(MASK_MODES, { error: `must be one of ${MASK_MODES.join(', ')}` }),
-    env: 'LOGIN_ETL_MASK_MODE',
-    type: 'string',
-    default: 'hmac',
-    description: 'hmac (one-way tokens), siv (deterministic encryption, key holders can decrypt) or vault (hmac tokens, originals sealed for key holders).',
-  },
-  receiveConcurrency: {
-    flag: 'receive-concurrency',
-    schema: integer(1, 64),
-    env: 'LOGIN_ETL_RECEIVE_CONCURRENCY',
-    type: 'string',
-    default: '4',
-    description: 'Receive loops (long polls) running at once.',
-  },
-  waitTimeSeconds: {
-    flag: 'wait-time-seconds',
-    schema: integer(1, 20, 'seconds'),
-    env: 'LOGIN_ETL_WAIT_TIME_SECONDS',
-    type: 'string',
-    default: '20',
-    description: 'Long-poll wait of each ReceiveMessage.',
-  },
-  pgPoolMax: {
-    flag: 'pg-pool-max',
-    schema: integer(1, 100),
-    env: 'LOGIN_ETL_PG_POOL_MAX',
-    type: 'string',
-    default: '10',
-    description: 'Largest number of pooled Postgres connections.',
-  },
-  logLevel: {
-    flag: 'log-level',
-    schema: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
-    env: 'LOG_LEVEL',
-    type: 'string',
-    default: 'info',
-    description: 'fatal, error, warn, info, debug, trace or silent. While run --drain shows its progress line on a terminal, warn unless given.',
-  },
-  logFormat: {
-    flag: 'log-format',
-    schema: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
-    env: 'LOG_FORMAT',
-    type: 'string',
-    default: 'auto',
-    description: 'json (one JSON object per line), pretty (for people), or auto: pretty when the output is a terminal, json otherwise.',
-  },
-  drain: {
-    flag: 'drain',
-    schema: bool,
-    env: 'LOGIN_ETL_DRAIN',
-    type: 'boolean',
-    default: 'false',
-    description: 'Exit 0 once the queue is empty instead of polling until SIGINT/SIGTERM.',
-  },
-  visibilityTimeoutSeconds: {
-    flag: 'visibility-timeout-seconds',
-    schema: integer(1, 43_200, 'seconds'),
-    env: 'LOGIN_ETL_VISIBILITY_TIMEOUT_SECONDS',
-    type: 'string',
-    description: "Visibility timeout asked for on each receive; by default the queue's own. Batches still being written are extended at half of it.",
-  },
-  maxInFlightMessages: {
-    flag: 'max-in-flight-messages',
-    schema: integer(10, 100_000),
-    env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
-    type: 'string',
-    default: '1000',
-    description: 'Most messages held at once; receiving pauses at this many.',
-  },
-  maxInFlightBytes: {
-    flag: 'max-in-flight-bytes',
-    schema: integer(1_048_576, 4_294_967_296, 'bytes'),
-    env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
-    type: 'string',
-    default: '67108864',
-    description: 'Most message bytes held at once; receiving pauses above this.',
-  },
-  maxReceiveCount: {
-    flag: 'max-receive-count',
-    schema: integer(1, 1_000),
-    env: 'LOGIN_ETL_MAX_RECEIVE_COUNT',
-    type: 'string',
-    default: '10',
-    description: 'A message received more often than this without being committed is rejected as poison.',
-  },
-  deadLetterQueueUrl: {
-    flag: 'dead-letter-queue-url',
-    schema: httpUrl,
-    env: 'LOGIN_ETL_DEAD_LETTER_QUEUE_URL',
-    type: 'string',
-    description: 'Queue that gets every rejected message, body untouched, with the reason as a message attribute.',
-  },
-  shutdownTimeoutSeconds: {
-    flag: 'shutdown-timeout-seconds',
-    schema: integer(1, 3_600, 'seconds'),
-    env: 'LOGIN_ETL_SHUTDOWN_TIMEOUT_SECONDS',
-    type: 'string',
-    default: '25',
-    description: 'After SIGTERM/SIGINT, time to finish batches in flight before handing the rest back to the queue.',
-  },
-  unreachableTimeoutSeconds: {
-    flag: 'unreachable-timeout-seconds',
-    schema: integer(1, 86_400, 'seconds'),
-    env: 'LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS',
-    type: 'string',
-    default: '60',
-    description:
-      'With --drain, exit 1 once SQS, Postgres or the dead-letter queue has failed this long without a success, naming it. Without --drain, run keeps retrying and /readyz says why.',
-  },
-  ledgerRetentionSeconds: {
-    flag: 'ledger-retention-seconds',
-    schema: integer(60, 31_536_000, 'seconds'),
-    env: 'LOGIN_ETL_LEDGER_RETENTION_SECONDS',
-    type: 'string',
-    description: "Age after which ledger rows are pruned; by default the queue's message retention period plus one hour.",
-  },
-  pruneIntervalSeconds: {
-    flag: 'prune-interval-seconds',
-    schema: integer(10, 86_400, 'seconds'),
-    env: 'LOGIN_ETL_PRUNE_INTERVAL_SECONDS',
-    type: 'string',
-    default: '600',
-    description: 'How often the ledger is pruned.',
-  },
-  maxBatchMessages: {
-    flag: 'max-batch-messages',
-    schema: integer(10, 10_000),
-    env: 'LOGIN_ETL_MAX_BATCH_MESSAGES',
-    type: 'string',
-    default: '500',
-    description: 'Most messages committed in one transaction; several receives are gathered up to this.',
-  },
-  flushIntervalMs: {
-    flag: 'flush-interval-ms',
-    schema: integer(0, 10_000, 'milliseconds'),
-    env: 'LOGIN_ETL_FLUSH_INTERVAL_MS',
-    type: 'string',
-    default: '50',
-    description: 'Longest a received message waits for others to share its transaction.',
-  },
-  writeConcurrency: {
-    flag: 'write-concurrency',
-    schema: integer(1, 32),
-    env: 'LOGIN_ETL_WRITE_CONCURRENCY',
-    type: 'string',
-    default: '2',
-    description: 'Transactions written at once.',
-  },
-  sqsClient: {
-    flag: 'sqs-client',
-    schema: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
-    env: 'LOGIN_ETL_SQS_CLIENT',
-    type: 'string',
-    default: 'lean',
-    description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
-  },
-  sqsTimeoutSeconds: {
-    flag: 'sqs-timeout-seconds',
-    env: 'LOGIN_ETL_SQS_TIMEOUT_SECONDS',
-    type: 'string',
-    default: '10',
-    schema: integer(1, 300, 'seconds'),
-    description:
-      'Deadline of each SQS call (delete, visibility change, queue attributes, dead-letter SendMessageBatch); a receive gets its wait time plus this. A call past it fails as transient and is retried.',
-  },
-  httpPort: {
-    flag: 'http-port',
-    schema: integer(0, 65_535),
-    env: 'LOGIN_ETL_HTTP_PORT',
-    type: 'string',
-    default: '8080',
-    description: 'Port of the /healthz, /readyz and /metrics endpoints; 0 turns the HTTP server off.',
-  },
-  metrics: {
-    flag: 'no-metrics',
-    schema: bool,
-    env: 'LOGIN_ETL_METRICS',
-    type: 'boolean',
-    default: 'true',
-    negates: true,
-    description: 'Turns off /metrics only (LOGIN_ETL_METRICS=false does the same); /healthz and /readyz stay. Metrics are on by default.',
-  },
-  httpHost: {
-    flag: 'http-host',
-    schema: z.string().min(1),
-    env: 'LOGIN_ETL_HTTP_HOST',
-    type: 'string',
-    default: '0.0.0.0',
-    description: 'Address the HTTP server listens on.',
-  },
-  file: {
-    flag: 'file',
-    schema: z.string().min(1),
-    type: 'string',
-    default: '-',
-    description: 'JSON Lines file to send, one message per line; - reads standard input.',
-  },
-} as const satisfies Record<string, SettingSpec>;
-
-export type SettingName = keyof typeof SETTINGS;
-
-/** Raw values as they came from flags and the environment, before validation. */
-export type RawSettings = Partial<Record<SettingName, string | boolean>>;
-
-/** Human name of a setting for error messages: `SQS_QUEUE_URL (--queue-url)`. */
-export function settingLabel(name: SettingName): string {
-  const spec: SettingSpec = SETTINGS[name];
-  return spec.env ? `${spec.env} (--${spec.flag})` : `--${spec.flag}`;
-}
-
-/** Merges flags over environment variables over defaults. */
-export function collectSettings(
-  names: readonly SettingName[],
-  flags: Record<string, string | boolean | undefined>,
-  env: NodeJS.ProcessEnv,
-): RawSettings {
-  const raw: RawSettings = {};
-  for (const name of names) {
-    const spec: SettingSpec = SETTINGS[name];
-    const flag = flags[spec.flag];
-    const fromFlag = spec.negates === true && flag === true ? 'false' : flag;
-    let fromEnv = spec.env === undefined ? undefined : env[spec.env];
-    if ((fromEnv === undefined || fromEnv === '') && spec.fallbackEnv !== undefined) fromEnv = env[spec.fallbackEnv];
-    const value = fromFlag ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default;
-    if (value !== undefined) raw[name] = value;
-  }
-  return raw;
-}
-
-
-
-
+  piiKeyFile: z.string().min(1),
+  piiKeysFile: z.string().min(1),
+  maskMode: z.enum(MASK_MODES, { error: `must be one of ${MASK_MODES.join(', ')}` }),
+  logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
+  logFormat: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }),
+  drain: bool,
+  deadLetterQueueUrl: httpUrl,
+  sqsClient: z.enum(['lean', 'sdk'], { error: 'must be lean or sdk' }),
+  metrics: bool,
+  httpHost: z.string().min(1),
+  file: z.string().min(1),
+} satisfies Record<Exclude<SettingName, IntegerSettingName>, z.ZodType>;
 
 /** The validated value of a setting. */
-export type SettingValue<K extends SettingName> = z.output<(typeof SETTINGS)[K]['schema']>;
+export type SettingValue<K extends SettingName> = K extends IntegerSettingName
+  ? number
+  : K extends keyof typeof SCHEMAS
+    ? z.output<(typeof SCHEMAS)[K]>
+    : never;
 
-/**
- * What --help and the README say about a setting: its description, with the range of a whole
- * number (`Receive loops (long polls) running at once (1-64).`).
- */
-export function settingDescription(name: SettingName): string {
-  const spec: SettingSpec = SETTINGS[name];
-  const range = RANGES.get(spec.schema);
-  return range === undefined ? spec.description : `${spec.description.replace(/\.$/, '')} (${range}).`;
-}
+const integerSchemas = new Map<SettingName, z.ZodType<number, string>>();
 
-/** The range of a whole-number setting (`1-64`, `1-20 seconds`), or undefined. */
-export function settingRange(name: SettingName): string | undefined {
-  return RANGES.get(SETTINGS[name].schema);
+function schemaOf(name: SettingName): z.ZodType {
+  const range = (SETTINGS[name] as SettingSpec).range;
+  if (range === undefined) return SCHEMAS[name as Exclude<SettingName, IntegerSettingName>];
+  let schema = integerSchemas.get(name);
+  if (schema === undefined) {
+    schema = integer(range);
+    integerSchemas.set(name, schema);
+  }
+  return schema;
 }
 
 function validate<K extends SettingName>(name: K, value: string | boolean): SettingValue<K> {
-  const result = SETTINGS[name].schema.safeParse(value);
+  const result = schemaOf(name).safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0];
     // Connection strings may hold passwords: say what is wrong, never echo the value.
@@ -424,36 +169,8 @@ export function queueUrlRegion(queueUrl: string): QueueUrlRegion | undefined {
   return undefined;
 }
 
-/** Tuning settings of `run` that always have a value (a default). */
-const TUNING = [
-  'receiveConcurrency',
-  'waitTimeSeconds',
-  'pgPoolMax',
-  'logLevel',
-  'logFormat',
-  'drain',
-  'maxInFlightMessages',
-  'maxInFlightBytes',
-  'maxReceiveCount',
-  'shutdownTimeoutSeconds',
-  'unreachableTimeoutSeconds',
-  'pruneIntervalSeconds',
-  'sqsClient',
-  'sqsTimeoutSeconds',
-  'maxBatchMessages',
-  'flushIntervalMs',
-  'writeConcurrency',
-] as const satisfies readonly SettingName[];
 
-/**
- * Tuning settings of `run` that may be left out: the visibility timeout (then the queue's own),
- * the dead-letter queue (then none) and the ledger retention (then the queue's message retention
- * period plus an hour).
- */
-const OPTIONAL_TUNING = ['visibilityTimeoutSeconds', 'deadLetterQueueUrl', 'ledgerRetentionSeconds'] as const satisfies readonly SettingName[];
 
-/** The HTTP server's settings; a port of 0 turns it off. */
-const HTTP_SETTINGS = ['httpPort', 'httpHost', 'metrics'] as const satisfies readonly SettingName[];
 
 type Tuning = { readonly [K in (typeof TUNING)[number]]: SettingValue<K> } & {
   readonly [K in (typeof OPTIONAL_TUNING)[number]]: SettingValue<K> | undefined;
@@ -474,20 +191,8 @@ export interface RunConfig extends Tuning {
   readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
 }
 
-export const SQS_SETTINGS = ['queueUrl', 'region', 'sqsEndpoint'] as const satisfies readonly SettingName[];
 
-/** The settings that can hold keys, in the order their conflicts are reported. */
-export const KEY_SETTINGS = ['piiKeyFile', 'piiKeysFile'] as const satisfies readonly SettingName[];
 
-export const RUN_SETTINGS = [
-  ...SQS_SETTINGS,
-  'databaseUrl',
-  ...KEY_SETTINGS,
-  'maskMode',
-  ...TUNING,
-  ...OPTIONAL_TUNING,
-  ...HTTP_SETTINGS,
-] as const satisfies readonly SettingName[];
 
 /**
  * The SQS part of a config: queue URL, region and the endpoint every request goes to. A region

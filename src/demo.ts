@@ -25,6 +25,8 @@ export interface DemoOptions {
   readonly logLevel: LogLevel;
   readonly stop: AbortSignal;
   readonly print: (line: string) => void;
+  /** How to run login-etl from the current directory, as the printed commands spell it. */
+  readonly self: string;
 }
 
 const QUEUE_NAME = 'login-queue';
@@ -73,11 +75,17 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
     await showTables(postgres.url, print);
 
     if (options.keep && !options.stop.aborted) {
+      // LocalStack's classic URL form on the emulator's loopback address: it works as printed,
+      // with no endpoint setting and no credentials (local endpoints get dummy ones).
+      const printedQueueUrl = `${sqs.endpoint}/000000000000/${QUEUE_NAME}`;
+      const { self } = options;
       print('');
-      print('Still running; press Ctrl-C to stop and delete everything.');
+      print('Still running; press Ctrl-C to stop and delete everything. From this directory, in another terminal:');
+      print(`  ${self} generate --count 10 --seed 2 | ${self} send --queue-url ${printedQueueUrl}`);
+      print(`  PII_KEY="$(${self} keygen)" ${self} run --drain --http-port 0 --queue-url ${printedQueueUrl} --database-url ${postgres.url}`);
+      print(`  ${self} report --database-url ${postgres.url}`);
       print(`  psql ${postgres.url}`);
-      print(`  queue URL: ${queueUrl}`);
-      print(`  SQS endpoint: ${sqs.endpoint}  (AWS_ENDPOINT_URL_SQS; any access key works)`);
+      print(`  queue URL: ${printedQueueUrl}  (SQS endpoint ${sqs.endpoint}; no credentials needed)`);
       await new Promise<void>((resolve) => {
         if (options.stop.aborted) resolve();
         options.stop.addEventListener('abort', () => resolve(), { once: true });
@@ -86,6 +94,7 @@ export async function runDemo(options: DemoOptions): Promise<RunSummary> {
     return summary;
   } finally {
     for (const release of cleanup.reverse()) await release().catch(() => undefined);
+    if (options.keep) print('Stopped: the embedded Postgres (its data directory too) and the SQS emulator are gone.');
   }
 }
 

@@ -75,13 +75,31 @@ export class DeadLetterError extends Error {
 /** A drain gave up: a dependency failed for longer than `--unreachable-timeout-seconds`. Exit code 1. */
 export class UnavailableError extends Error {
   override readonly name = 'UnavailableError';
+  /** The dependency that could not be reached or refused the work, and for how long, when known. */
+  readonly dependency: 'postgres' | 'sqs' | 'dead-letter-queue' | undefined;
+  readonly forMs: number | undefined;
+
+  constructor(message: string, options: { cause?: unknown; dependency?: 'postgres' | 'sqs' | 'dead-letter-queue'; forMs?: number } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.dependency = options.dependency;
+    this.forMs = options.forMs;
+  }
 }
 
-/** A short, PII-free description of an unknown thrown value, for logs. */
+/**
+ * A short, PII-free description of an unknown thrown value, for logs and error lines: the
+ * message, then its code (a Postgres SQLSTATE, a Node.js system error) unless the message has it
+ * already. No class names: they mean nothing to the person reading (SQS's error types stay).
+ */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${err.name} ${code}: ${err.message}` : `${err.name}: ${err.message}`;
+    // SQS's error types (AccessDenied, InvalidMessageContents) arrive as names and say something;
+    // class names (SourceError, pg's `error`) do not.
+    const named = /error$/i.test(err.name) ? '' : `${err.name}: `;
+    const message = `${named}${err.message === '' ? err.name : err.message}`;
+    if (typeof code !== 'string' || message.includes(code)) return message;
+    return /^[0-9A-Z]{5}$/.test(code) ? `${message} (SQLSTATE ${code})` : `${message} (${code})`;
   }
   return String(err);
 }

@@ -233,12 +233,12 @@ export async function retryWhileTransient<T>(dependency: Dependency, step: () =>
       state.failed(failure, message);
       const forMs = state.failingForMs();
       if (context.giveUpAfterMs !== undefined && forMs >= context.giveUpAfterMs) {
-        throw new UnavailableError(`${DEPENDENCY_NAMES[dependency]} could not be reached for ${Math.round(forMs / 1000)} s (--unreachable-timeout-seconds): ${failure.reason}`, { cause: err });
+        throw new UnavailableError(`${DEPENDENCY_NAMES[dependency]} could not be reached for ${Math.round(context.giveUpAfterMs / 1000)} s (--unreachable-timeout-seconds): ${failure.reason}`, { cause: err, dependency, forMs: context.giveUpAfterMs });
       }
       try {
         await sleep(Math.max(50, backoffMs(attempt, 200, 5_000)), undefined, { signal: context.signal });
       } catch {
-        throw new UnavailableError(`stopped while waiting for ${DEPENDENCY_NAMES[dependency]}: ${failure.reason}`, { cause: err });
+        throw new UnavailableError(`stopped while waiting for ${DEPENDENCY_NAMES[dependency]}: ${failure.reason}`, { cause: err, dependency });
       }
     }
   }

@@ -72,6 +72,11 @@ export async function buildReport(pool: pg.Pool, options: ReportOptions): Promis
   }, { snapshotReadOnly: true });
 }
 
+/** The report of a database with no user_logins yet: nothing counted, nothing rejected. */
+export function emptyReport(): LoginReport {
+  return { logins: 0, rejected: null, perDay: [], perDeviceType: [], perAppVersion: [], repeatedIps: [], repeatedDeviceIds: [] };
+}
+
 /** The report as text tables, for people. */
 export function formatReport(report: LoginReport): string {
   // Cells are stored text; formatTable escapes them.

@@ -10,7 +10,6 @@ import { classify, retryWhileTransient } from './failure.js';
 import { Health } from './observability/health.js';
 import { startHttpServer } from './observability/http.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics } from './observability/metrics.js';
 import type { ProgressReporter } from './observability/progress.js';
 import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
@@ -64,7 +63,8 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     const { queue } = sqsClients;
 
     const health = new Health();
-    const metrics = config.http?.metrics === true ? createMetrics() : undefined;
+    // prom-client is loaded only when metrics are served.
+    const metrics = config.http?.metrics === true ? (await import('./observability/metrics.js')).createMetrics() : undefined;
     if (config.http !== undefined) {
       const server = await startHttpServer(health, { ...config.http, metrics: metrics?.registry });
       release.push(() => server.close());

@@ -5,9 +5,9 @@
  * JSON lines by default, for log shippers; on a terminal (or with `--log-format pretty`) the
  * same records are formatted for people by pino-pretty, after redaction, so both show the same.
  */
+import { createRequire } from 'node:module';
 import { isatty } from 'node:tty';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import type { LogFormat, LogLevel } from '../config.js';
 
 export type { Logger };
@@ -23,8 +23,9 @@ export interface LoggerOptions {
 export function createLogger(level: LogLevel, destination: 1 | 2 = 1, options: LoggerOptions = {}): Logger {
   const format = options.format ?? 'auto';
   const human = format === 'pretty' || (format === 'auto' && isatty(destination));
+  // pino-pretty is loaded only when it is used: JSON logs, the usual case in production, skip it.
   let stream: DestinationStream = human
-    ? pretty({ destination, sync: true, colorize: isatty(destination), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
+    ? (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty'))({ destination, sync: true, colorize: isatty(destination), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
     : pino.destination({ dest: destination, sync: true });
   const { around } = options;
   if (around !== undefined) {

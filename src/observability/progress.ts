@@ -113,7 +113,8 @@ export class TerminalProgress implements ProgressReporter {
   redraw(): void {
     if (this.#view === undefined) return;
     this.#frame += 1;
-    const width = Math.max(20, (this.terminal.columns ?? 80) - 1);
+    // A terminal of unknown size (a pseudo-terminal nobody sized) reports 0 columns: take 80.
+    const width = Math.max(20, (this.terminal.columns || 80) - 1);
     // Cut to the terminal width: a wrapped line could not be redrawn in place.
     this.terminal.write(`\r\x1b[2K${[...this.line()].slice(0, width).join('')}`);
     this.#drawn = true;

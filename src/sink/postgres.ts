@@ -69,6 +69,8 @@ function sinkError(what: string, err: unknown): SinkError {
   // The message, not the detail: Postgres puts the failing row's values in `detail`. The
   // values written are masked or validated already, but the detail is still left out.
   const message = err instanceof Error ? err.message : String(err);
+  // A code that is no SQLSTATE is the network's (ECONNREFUSED): the database was not reached.
+  if (typeof code === 'string' && !/^[0-9A-Z]{5}$/.test(code)) return new SinkError(`Postgres (DATABASE_URL) could not be reached: ${message}`, { cause: err });
   const text = typeof code === 'string' ? `${message} (SQLSTATE ${code})` : message;
   return new SinkError(`${what}: ${text}`, { cause: err });
 }

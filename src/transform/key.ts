@@ -7,7 +7,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError } from '../errors.js';
 
 /** Fewest bytes a key may have: 256 bits. */
@@ -258,6 +258,48 @@ function vaultKey(value: unknown, setting: string): Uint8Array {
 }
 
 /**
+ * JSON as it is; anything else as YAML. The YAML parser is loaded only for YAML text, so the
+ * usual JSON ring costs no start-up time. JSON's duplicate names are refused, as YAML's are.
+ */
+function parseJsonOrYaml(text: string): unknown {
+  if (/^\s*[[{]/.test(text)) {
+    try {
+      const document: unknown = JSON.parse(text);
+      if (!hasDuplicateNames(text)) return document;
+    } catch {
+      // Not JSON after all (YAML's flow style looks alike): the YAML parser decides.
+    }
+  }
+  const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return parse(text);
+}
+
+/** Whether an object of valid JSON text names a member twice (JSON.parse keeps the last silently). */
+function hasDuplicateNames(text: string): boolean {
+  const objects: (Set<string> | undefined)[] = [];
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text[i];
+    if (ch === '{') objects.push(new Set());
+    else if (ch === '[') objects.push(undefined);
+    else if (ch === '}' || ch === ']') objects.pop();
+    else if (ch === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const name = text.slice(i, end + 1);
+      i = end;
+      let next = end + 1;
+      while (/\s/.test(text[next] ?? '')) next += 1;
+      const members = objects.at(-1);
+      if (text[next] === ':' && members !== undefined) {
+        if (members.has(name)) return true;
+        members.add(name);
+      }
+    }
+  }
+  return false;
+}
+
+/**
  * Reads a key ring: JSON or YAML, either a list of keys or `{ keys: [...] }`, each key
  * `{ id, status, secret, public_key?, private_key? }`. Errors name the setting and the entry,
  * never a value; parser messages are dropped because they can quote the text.
@@ -265,7 +307,7 @@ function vaultKey(value: unknown, setting: string): Uint8Array {
 export function parseKeyRing(text: string, setting: string): KeyRing {
   let document: unknown;
   try {
-    document = parseYaml(text);
+    document = parseJsonOrYaml(text);
   } catch {
     throw new ConfigError(setting, 'is not valid JSON or YAML');
   }

@@ -77,19 +77,19 @@ describe('a local endpoint without credentials', () => {
 
 describe('any other endpoint without credentials', () => {
   const AWS_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
-  const CREDENTIALS_ERROR = /^login-etl: SourceError: SQS \w+ failed: no usable AWS credentials \(Could not load credentials from any providers\); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~\/\.aws/;
+  const CREDENTIALS_ERROR = /^login-etl: SQS \w+ failed: no usable AWS credentials \(Could not load credentials from any providers\); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~\/\.aws/;
 
-  test('send to real AWS or to a remote endpoint fails with a credentials error, exit 1', async () => {
+  test('send to real AWS or to a remote endpoint fails with a credentials error, exit 2 (the user must provide them)', async () => {
     for (const endpoint of [[], ['--sqs-endpoint', 'http://sqs.example.invalid:4566']]) {
       const result = await cli(['send', '--queue-url', AWS_QUEUE, ...endpoint], noCredentials, '{"user_id":"u1"}\n');
-      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.code, 2, result.stderr);
       assert.match(result.stderr, CREDENTIALS_ERROR);
       assert.doesNotMatch(result.stderr, /dummy/);
       assert.equal(result.stdout, '');
     }
   });
 
-  test('run against a remote endpoint stops at start-up with the credentials error, exit 1', async () => {
+  test('run against a remote endpoint stops at start-up with the credentials error, exit 2', async () => {
     const result = await cli(['run', '--drain'], {
       ...noCredentials,
       SQS_QUEUE_URL: 'http://sqs.example.invalid:4566/000000000000/login-queue',
@@ -97,7 +97,7 @@ describe('any other endpoint without credentials', () => {
       DATABASE_URL: await servers.database(),
       PII_KEY: key,
     });
-    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, CREDENTIALS_ERROR);
     assert.doesNotMatch(result.stdout + result.stderr, /dummy/);
   });

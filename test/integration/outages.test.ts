@@ -124,7 +124,7 @@ describe('outages', () => {
         PII_KEY: generateKeyText(),
       }).exited;
       assert.equal(result.code, 1, result.stderr);
-      assert.match(result.stderr, /Postgres could not be reached for \d+ s \(--unreachable-timeout-seconds\)/);
+      assert.match(result.stderr, /^login-etl: database \(DATABASE_URL, --database-url\) refused the connection at 127\.0\.0\.1:\d+ \(for 2 s, --unreachable-timeout-seconds\)$/m);
     } finally {
       await servers.postgres.resume();
     }

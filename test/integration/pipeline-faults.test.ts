@@ -313,7 +313,7 @@ describe('pipeline faults behind a fake queue, real Postgres', () => {
         assert.equal(row?.message_id, id);
         assert.equal(
           row?.reason,
-          'received 2 times without being committed (limit 1); last error: SinkError: Postgres refused the write: sorry, too many clients already (SQLSTATE 53300)',
+          'received 2 times without being committed (limit 1); last error: Postgres refused the write: sorry, too many clients already (SQLSTATE 53300)',
         );
         assert.deepEqual(await rowsPerUser(databaseUrl), new Map());
         assert.deepEqual(queue.remaining(), []);

@@ -196,7 +196,7 @@ describe('login-etl rejected', () => {
     assert.deepEqual(lines.map((l) => l.body).sort(), [...BAD].sort());
     const again = await cli(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(again.code, 2);
-    assert.match(again.stderr, /--out: cannot create .* \(EEXIST\); it must not exist yet/);
+    assert.match(again.stderr, /--out: .* exists already; it is never overwritten/);
     assert.equal((await audits(databaseUrl)).length, 1, 'a refused export records nothing');
     assert.deepEqual((await audits(databaseUrl)).map((a) => [a.action, a.source, a.values_recovered]), [['rejected-export', 'filter', 3]]);
   });

@@ -91,12 +91,16 @@ describe('login-etl report', () => {
 });
 
 describe('login-etl report before run', () => {
-  test('a database without user_logins: one line saying what to run first, exit 1', async () => {
-    const result = await cli(['report'], { DATABASE_URL: await servers.database() });
+  test('a database the pipeline has not touched: an empty report, a line saying why, exit 0', async () => {
+    const databaseUrl = await servers.database();
+    const result = await cli(['report'], { DATABASE_URL: databaseUrl });
 
-    assert.equal(result.code, 1);
-    assert.equal(result.stderr, 'login-etl: the database has no user_logins yet; run `login-etl run` or `login-etl migrate` first\n');
-    assert.equal(result.stdout, '');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, 'login-etl: user_logins does not exist yet: the pipeline has not run against this database (`login-etl run` or `login-etl migrate` creates it)\n');
+    assert.match(result.stdout, /^user_logins: 0 logins$/m);
+    const json = await cli(['report', '--json'], { DATABASE_URL: databaseUrl });
+    assert.equal(json.code, 0);
+    assert.deepEqual(JSON.parse(json.stdout), { logins: 0, rejected: null, perDay: [], perDeviceType: [], perAppVersion: [], repeatedIps: [], repeatedDeviceIds: [] });
   });
 
   test('a user_logins made by other means, without the login_etl schema: reported, versions as text', async () => {
@@ -167,16 +171,30 @@ describe('login-etl check', () => {
     }
   });
 
-  test('a fresh database: the table check fails, exit 1, and nothing is created', async () => {
+  test('a fresh database: the table check passes and says the first run creates the table; nothing is created', async () => {
     const databaseUrl = await servers.database();
 
     const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: databaseUrl });
 
-    assert.equal(result.code, 1);
-    assert.match(result.stdout, /^FAIL table: user_logins does not exist/m);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /^ok {3}table: user_logins does not exist yet: the pipeline has not run against this database; the first `run` \(or `login-etl migrate`\) creates it, and this user may$/m);
     assert.match(result.stdout, /^ok   database:/m);
     const [found] = await query<{ t: string | null; s: string | null }>(databaseUrl, `SELECT to_regclass('user_logins')::text AS t, to_regnamespace('login_etl')::text AS s`);
     assert.deepEqual(found, { t: null, s: null });
+  });
+
+  test('a fresh database this user may not create in: the table check fails, exit 1', async () => {
+    const databaseUrl = await servers.database();
+    await query(databaseUrl, `CREATE ROLE check_no_create LOGIN PASSWORD 'pw'`).catch(() => undefined);
+    await query(databaseUrl, 'REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+    const url = new URL(databaseUrl);
+    url.username = 'check_no_create';
+    url.password = 'pw';
+
+    const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: url.toString() });
+
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(result.stdout, /^FAIL table: user_logins does not exist and this user may not create it: run `login-etl migrate` as the database owner$/m);
   });
 
   test('unreachable queue and database: FAIL lines that say why, exit 1', async () => {

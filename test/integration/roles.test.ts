@@ -186,7 +186,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   await query(databaseUrl, 'DELETE FROM login_etl.schema_migrations WHERE version = 5');
   const pending = await runAsWriter();
   assert.equal(pending.code, 1);
-  assert.match(pending.stderr, /^login-etl: SinkError: migration 005_audit\.sql is pending and this database user may not apply it \(permission denied .*\): run `login-etl migrate` as the owner \(login_etl_owner\)\n$/);
+  assert.match(pending.stderr, /^login-etl: migration 005_audit\.sql is pending and this database user may not apply it \(permission denied .*\): run `login-etl migrate` as the owner \(login_etl_owner\)\n$/);
   const upgraded = await cli(['migrate'], { DATABASE_URL: as(databaseUrl, 'etl_owner') });
   assert.equal(upgraded.code, 0, upgraded.stderr);
   assert.equal(upgraded.stdout, 'applied 005_audit.sql\n');

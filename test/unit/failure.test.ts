@@ -38,7 +38,7 @@ describe('classify: Postgres', () => {
       assert.deepEqual(classify(pgError(code, what), 'postgres'), {
         kind,
         dependency: 'postgres',
-        reason: `SinkError: Postgres refused the write: ${what} (SQLSTATE ${code})`,
+        reason: `Postgres refused the write: ${what} (SQLSTATE ${code})`,
       });
     });
   }
@@ -66,7 +66,7 @@ describe('classify: Postgres', () => {
 describe('classify: SQS and the dead-letter queue', () => {
   it('a SourceError belongs to SQS whatever the caller was doing, unless the caller names a queue', () => {
     const throttled = new SourceError('SQS ReceiveMessage failed: slow down', { cause: undefined, status: 400, type: 'ThrottlingException' });
-    assert.deepEqual(classify(throttled, 'postgres'), { kind: 'transient', dependency: 'sqs', reason: 'SourceError: SQS ReceiveMessage failed: slow down' });
+    assert.deepEqual(classify(throttled, 'postgres'), { kind: 'transient', dependency: 'sqs', reason: 'SQS ReceiveMessage failed: slow down' });
     assert.equal(classify(throttled, 'dead-letter-queue').dependency, 'dead-letter-queue');
   });
 
@@ -86,7 +86,7 @@ describe('classify: SQS and the dead-letter queue', () => {
   it('a DeadLetterError is the dead-letter queue failing, as transient or broken as its cause', () => {
     const unavailable = new DeadLetterError('forwarding failed', { cause: new SourceError('x', { cause: undefined, status: 503 }) });
     const denied = new DeadLetterError('forwarding failed', { cause: new SourceError('x', { cause: undefined, status: 403, type: 'AccessDenied' }) });
-    assert.deepEqual(classify(unavailable, 'postgres'), { kind: 'transient', dependency: 'dead-letter-queue', reason: 'DeadLetterError: forwarding failed' });
+    assert.deepEqual(classify(unavailable, 'postgres'), { kind: 'transient', dependency: 'dead-letter-queue', reason: 'forwarding failed' });
     assert.equal(classify(denied, 'postgres').kind, 'broken');
   });
 
@@ -152,7 +152,7 @@ describe('DependencyState', () => {
 
     assert.equal(health.ready, false);
     assert.equal(health.snapshot().postgres, false);
-    assert.match(health.snapshot().errors.postgres ?? '', /^broken: SinkError: .*permission denied for table user_logins \(SQLSTATE 42501\)$/);
+    assert.match(health.snapshot().errors.postgres ?? '', /^broken: .*permission denied for table user_logins \(SQLSTATE 42501\)$/);
 
     state.succeeded();
     assert.equal(health.ready, true);

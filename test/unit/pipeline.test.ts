@@ -156,7 +156,7 @@ describe('Pipeline on fakes', () => {
 
     assert.equal(safety.aborted, false, 'it gave up by itself');
     assert.ok(err instanceof UnavailableError, String(err));
-    assert.match(err.message, /^SQS could not be reached for \d+ s \(--unreachable-timeout-seconds\): SourceError: SQS ReceiveMessage failed: connect ECONNREFUSED/);
+    assert.match(err.message, /^SQS could not be reached for \d+ s \(--unreachable-timeout-seconds\): SQS ReceiveMessage failed: connect ECONNREFUSED/);
     const elapsedMs = performance.now() - started;
     assert.ok(elapsedMs >= 500 && elapsedMs < 3_000, `gave up after ${Math.round(elapsedMs)} ms`);
     assert.ok(queue.receiveAttempts > 5, `${queue.receiveAttempts} receives`);
@@ -203,7 +203,7 @@ describe('Pipeline on fakes', () => {
 
     await sleep(600);
     assert.equal(health.ready, false);
-    assert.match(health.snapshot().errors.sqs ?? '', /^transient: SourceError: SQS ReceiveMessage failed: connect ECONNREFUSED/);
+    assert.match(health.snapshot().errors.sqs ?? '', /^transient: SQS ReceiveMessage failed: connect ECONNREFUSED/);
     down = false;
     await until(() => memory.rows.length === 3, 'the messages are written once SQS is back');
     assert.equal(health.ready, true);
