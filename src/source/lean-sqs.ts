@@ -66,16 +66,18 @@ export class LeanSqsCalls {
   }
 
   /** Deletes in batches of 10, all at once; resolves with the ids SQS refused. */
-  async delete(queueUrl: string, messages: readonly MessageRef[]): Promise<string[]> {
-    return await this.#batched('DeleteMessageBatch', queueUrl, messages, (m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle }));
+  async delete(queueUrl: string, messages: readonly MessageRef[], signal?: AbortSignal): Promise<string[]> {
+    return await this.#batched('DeleteMessageBatch', queueUrl, messages, (m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle }), signal);
   }
 
-  async changeVisibility(queueUrl: string, messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
-    return await this.#batched('ChangeMessageVisibilityBatch', queueUrl, messages, (m, i) => ({
-      Id: String(i),
-      ReceiptHandle: m.receiptHandle,
-      VisibilityTimeout: timeoutSeconds,
-    }));
+  async changeVisibility(queueUrl: string, messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
+    return await this.#batched(
+      'ChangeMessageVisibilityBatch',
+      queueUrl,
+      messages,
+      (m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds }),
+      signal,
+    );
   }
 
   async close(): Promise<void> {
@@ -87,10 +89,11 @@ export class LeanSqsCalls {
     queueUrl: string,
     messages: readonly MessageRef[],
     entry: (m: MessageRef, i: number) => Record<string, unknown>,
+    signal: AbortSignal | undefined,
   ): Promise<string[]> {
     const results = await Promise.all(
       chunks(messages, SQS_MAX_BATCH).map(async (batch) => {
-        const response = await this.#call<BatchResult>(action, { QueueUrl: queueUrl, Entries: batch.map(entry) });
+        const response = await this.#call<BatchResult>(action, { QueueUrl: queueUrl, Entries: batch.map(entry) }, signal);
         return (response.Failed ?? []).flatMap((f) => batch[Number(f.Id)]?.messageId ?? []);
       }),
     );

@@ -53,10 +53,10 @@ export interface ReceiveOptions {
 /** What the pipeline needs from a queue. */
 export interface Queue {
   receive(options: ReceiveOptions): Promise<QueueMessage[]>;
-  /** Deletes messages; resolves with the ids SQS refused to delete. */
-  delete(messages: readonly MessageRef[]): Promise<string[]>;
-  /** Sets the visibility timeout of messages; resolves with the ids SQS refused. */
-  changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]>;
+  /** Deletes messages; resolves with the ids SQS refused to delete. `signal` aborts the call. */
+  delete(messages: readonly MessageRef[], signal?: AbortSignal): Promise<string[]>;
+  /** Sets the visibility timeout of messages; resolves with the ids SQS refused. `signal` aborts the call. */
+  changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]>;
   depth(): Promise<QueueDepth>;
   settings(): Promise<QueueSettings>;
 }
@@ -308,8 +308,8 @@ export class SqsQueue implements Queue {
     return (response.Messages ?? []).flatMap((m) => toQueueMessage(m) ?? []);
   }
 
-  async delete(messages: readonly MessageRef[]): Promise<string[]> {
-    if (this.lean) return await this.lean.delete(this.queueUrl, messages);
+  async delete(messages: readonly MessageRef[], signal?: AbortSignal): Promise<string[]> {
+    if (this.lean) return await this.lean.delete(this.queueUrl, messages, signal);
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
       const response = await callSqs('DeleteMessageBatch', () =>
@@ -318,6 +318,7 @@ export class SqsQueue implements Queue {
             QueueUrl: this.queueUrl,
             Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
           }),
+          { abortSignal: signal },
         ),
       );
       for (const failure of response.Failed ?? []) {
@@ -328,8 +329,8 @@ export class SqsQueue implements Queue {
     return failed;
   }
 
-  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
-    if (this.lean) return await this.lean.changeVisibility(this.queueUrl, messages, timeoutSeconds);
+  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
+    if (this.lean) return await this.lean.changeVisibility(this.queueUrl, messages, timeoutSeconds, signal);
     const failed: string[] = [];
     for (const batch of chunks(messages, SQS_MAX_BATCH)) {
       const response = await callSqs('ChangeMessageVisibilityBatch', () =>
@@ -338,6 +339,7 @@ export class SqsQueue implements Queue {
             QueueUrl: this.queueUrl,
             Entries: batch.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds })),
           }),
+          { abortSignal: signal },
         ),
       );
       for (const failure of response.Failed ?? []) {
