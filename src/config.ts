@@ -170,6 +170,14 @@ export const SETTINGS = {
     default: '600',
     description: 'How often the ledger is pruned (10-86400).',
   },
+  statementTimeoutSeconds: {
+    flag: 'statement-timeout-seconds',
+    env: 'LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '60',
+    description:
+      "Deadline of every SQL statement of run and the Lambda handler, migrations included (1-3600): Postgres's statement_timeout, and the client gives up 5 s later if no answer came. A batch whose statement runs past it is held and retried.",
+  },
   maxBatchMessages: {
     flag: 'max-batch-messages',
     env: 'LOGIN_ETL_MAX_BATCH_MESSAGES',
@@ -307,6 +315,7 @@ const fieldSchemas = {
   unreachableTimeoutSeconds: integer(1, 86_400),
   ledgerRetentionSeconds: integer(60, 31_536_000),
   pruneIntervalSeconds: integer(10, 86_400),
+  statementTimeoutSeconds: integer(1, 3_600),
   maxBatchMessages: integer(10, 10_000),
   flushIntervalMs: integer(0, 10_000),
   writeConcurrency: integer(1, 32),
@@ -407,6 +416,8 @@ export interface RunConfig {
   /** Undefined: the queue's message retention period plus an hour. */
   readonly ledgerRetentionSeconds: number | undefined;
   readonly pruneIntervalSeconds: number;
+  /** Deadline of every SQL statement, on the server and (5 s later) on the client. */
+  readonly statementTimeoutSeconds: number;
   /** Undefined: no HTTP server. */
   readonly http: { readonly port: number; readonly host: string; readonly metrics: boolean } | undefined;
   readonly sqsClient: 'lean' | 'sdk';
@@ -438,6 +449,7 @@ export const RUN_SETTINGS = [
   'unreachableTimeoutSeconds',
   'ledgerRetentionSeconds',
   'pruneIntervalSeconds',
+  'statementTimeoutSeconds',
   'httpPort',
   'httpHost',
   'sqsClient',
@@ -589,6 +601,7 @@ function parseTuning(raw: RawSettings): Omit<RunConfig, 'sqs' | 'databaseUrl' | 
     unreachableTimeoutSeconds: required('unreachableTimeoutSeconds', raw),
     ledgerRetentionSeconds: parseSetting('ledgerRetentionSeconds', raw, false),
     pruneIntervalSeconds: required('pruneIntervalSeconds', raw),
+    statementTimeoutSeconds: required('statementTimeoutSeconds', raw),
     http: httpPort === 0 ? undefined : { port: httpPort, host: required('httpHost', raw), metrics: required('metrics', raw) },
     sqsClient: required('sqsClient', raw),
     maxBatchMessages: required('maxBatchMessages', raw),
