@@ -594,9 +594,20 @@ async function follow(env: Environment, minutes: number, rate: number, lag = fal
   const { queueUrl } = await freshQueue(env, []);
   const metricsPort = lag ? await freePort() : undefined;
   const childEnv = { ...pipelineEnv(env, queueUrl, databaseUrl), ...(metricsPort === undefined ? {} : { LOGIN_ETL_HTTP_PORT: String(metricsPort), LOGIN_ETL_HTTP_HOST: '127.0.0.1' }) };
-  const running = startChild(distFile('src/cli.js'), pipelineArgs(env, false), { env: childEnv });
+  let onStarted: () => void = () => undefined;
+  const started$ = new Promise<void>((resolve) => {
+    onStarted = resolve;
+  });
+  const running = startChild(distFile('src/cli.js'), pipelineArgs(env, false), {
+    env: childEnv,
+    onLine: (line) => {
+      if (jsonLine<PipelineLog>(line, 'msg')?.msg === 'pipeline started') onStarted();
+    },
+  });
   const pid = running.child.pid;
   if (pid === undefined) throw new Error('could not start login-etl run');
+  // Messages sent while the consumer starts up would measure its start-up, not its lag.
+  await Promise.race([started$, running.exited.then(() => Promise.reject(new Error('login-etl run exited before it started')))]);
   const samples: { atSeconds: number; rssMb: number }[] = [];
   const started = performance.now();
   const endAt = started + minutes * 60_000;

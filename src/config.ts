@@ -79,7 +79,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_WAIT_TIME_SECONDS',
     type: 'string',
     default: '20',
-    description: 'Long-poll wait of each ReceiveMessage, in seconds (1-20).',
+    description: 'Long-poll wait of each ReceiveMessage, in seconds (1-20); at most --shutdown-timeout-seconds less 1, so that every poll answers before a shutdown hands messages back.',
   },
   pgPoolMax: {
     flag: 'pg-pool-max',
@@ -120,14 +120,14 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
     type: 'string',
     default: '1000',
-    description: 'Most messages held at once; receiving pauses at this many (10-100000).',
+    description: 'Most messages held at once; a receive waits until a full one (10) fits under it (10-100000).',
   },
   maxInFlightBytes: {
     flag: 'max-in-flight-bytes',
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
     type: 'string',
     default: '67108864',
-    description: 'Most message bytes held at once; receiving pauses above this (1 MiB to 4 GiB).',
+    description: "Most message body bytes held at once; a receive waits until its worst case (10 messages of 1 MiB, SQS's largest; fewer below 10 MiB) fits under it (1 MiB to 4 GiB).",
   },
   maxReceiveCount: {
     flag: 'max-receive-count',
