@@ -367,9 +367,15 @@ function pipelineEnv(env: Environment, queueUrl: string, databaseUrl: string): R
   };
 }
 
+/**
+ * `run` with C receive loops and C connections. Each receive reserves its worst case (10 messages
+ * of 1 MiB) under --max-in-flight-bytes, so the bound is sized for C receives at once (at least
+ * the default 64 MiB); with the default, more than 6 loops would wait for each other.
+ */
 function pipelineArgs(env: Environment, drain: boolean): string[] {
-  const c = String(env.options.concurrency);
-  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', c, '--pg-pool-max', c];
+  const c = env.options.concurrency;
+  const bytes = Math.max(64, c * 10) * 1_048_576;
+  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', String(c), '--pg-pool-max', String(c), '--max-in-flight-bytes', String(bytes)];
 }
 
 async function pipelineRun(env: Environment): Promise<ScenarioResult> {
