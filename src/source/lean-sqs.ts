@@ -71,13 +71,11 @@ export class LeanSqsCalls {
   }
 
   async changeVisibility(queueUrl: string, messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
-    return await this.#batched(
-      'ChangeMessageVisibilityBatch',
-      queueUrl,
-      messages,
-      (m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle, VisibilityTimeout: timeoutSeconds }),
-      signal,
-    );
+    return await this.#batched('ChangeMessageVisibilityBatch', queueUrl, messages, (m, i) => ({
+      Id: String(i),
+      ReceiptHandle: m.receiptHandle,
+      VisibilityTimeout: timeoutSeconds,
+    }), signal);
   }
 
   async close(): Promise<void> {
