@@ -15,11 +15,16 @@
  *
  * `--follow-minutes M` instead runs `login-etl run` against a steady producer for M minutes and
  * reports whether the consumer's memory stays flat.
+ *
+ * `--lag-seconds S` measures the pipeline's drain rate (scenario 3), then runs the same producer
+ * for S seconds at half that rate and reports the p50 and p99 of the event lag (SentTimestamp to
+ * commit) from the consumer's own histogram, login_etl_event_lag_seconds.
  */
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -29,6 +34,7 @@ import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import { sendLines } from '../src/send.js';
 import { formatTable } from '../src/observability/table.js';
 import { measureStartup, startupTable } from './startup.js';
+import { histogramBuckets, histogramQuantile } from './lag.js';
 import { distFile, jsonLine, runChild, startChild } from './child.js';
 import type { CopyReport } from './copy-ceiling.js';
 import type { EmulatorReply, EmulatorUsage } from './emulator-server.js';
@@ -46,6 +52,8 @@ interface BenchOptions {
   /** `--instances 1,2,4`: instead of the scenarios, drain one queue with that many `run` processes at once. */
   readonly instances: readonly number[] | undefined;
   readonly followRate: number;
+  /** `--lag-seconds S`: the event lag at half the measured drain rate, for S seconds. */
+  readonly lagSeconds: number | undefined;
   readonly sampleSeconds: number;
   readonly resultsDir: string;
   /** Run the measured consumers with --cpu-prof into this directory (their numbers then include the profiler). */
@@ -105,6 +113,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       'follow-minutes': { type: 'string' },
       instances: { type: 'string' },
       'follow-rate': { type: 'string', default: '200' },
+      'lag-seconds': { type: 'string' },
       'sample-seconds': { type: 'string', default: '5' },
       'results-dir': { type: 'string', default: distFile('../bench/results') },
       'profile-dir': { type: 'string' },
@@ -116,7 +125,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       'npm run bench -- [--messages 50000] [--concurrency 16] [--naive-concurrency 1] [--seed 1]\n' +
         `               [--only ${SCENARIOS.join(',')}] [--results-dir DIR] [--profile-dir DIR]\n` +
         'npm run bench -- --follow-minutes M [--follow-rate 200] [--sample-seconds 5]\n' +
-        'npm run bench -- --instances 1,2,4 [--messages 50000] [--concurrency 16]\n',
+        'npm run bench -- --instances 1,2,4 [--messages 50000] [--concurrency 16]\n' +
+        'npm run bench -- --lag-seconds S [--messages 50000] [--concurrency 16]\n',
     );
     process.exit(0);
   }
@@ -141,6 +151,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     followMinutes,
     instances,
     followRate: whole('follow-rate', values['follow-rate'], 1),
+    lagSeconds: values['lag-seconds'] === undefined ? undefined : whole('lag-seconds', values['lag-seconds'], 1),
     sampleSeconds: whole('sample-seconds', values['sample-seconds'], 1),
     resultsDir: values['results-dir'] ?? 'bench/results',
     profileDir: values['profile-dir'],
@@ -362,9 +373,16 @@ function pipelineEnv(env: Environment, queueUrl: string, databaseUrl: string): R
   };
 }
 
+/**
+ * `run` with C receive loops and C connections, on the chosen SQS client. Each receive reserves its
+ * worst case (10 messages of 1 MiB) under --max-in-flight-bytes, so the bound is sized for C
+ * receives at once (at least the default 64 MiB); with the default, more than 6 loops would wait
+ * for each other.
+ */
 function pipelineArgs(env: Environment, drain: boolean, sqsClient: 'lean' | 'sdk' = 'lean'): string[] {
-  const c = String(env.options.concurrency);
-  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', c, '--pg-pool-max', c, '--sqs-client', sqsClient];
+  const c = env.options.concurrency;
+  const bytes = Math.max(64, c * 10) * 1_048_576;
+  return ['run', ...(drain ? ['--drain'] : []), '--receive-concurrency', String(c), '--pg-pool-max', String(c), '--max-in-flight-bytes', String(bytes), '--sqs-client', sqsClient];
 }
 
 async function pipelineRun(env: Environment, sqsClient: 'lean' | 'sdk'): Promise<ScenarioResult> {
@@ -561,19 +579,56 @@ async function writeResults(dir: string, data: Record<string, unknown>): Promise
   return file;
 }
 
-/** `--follow-minutes`: a steady producer, `run` without --drain, the consumer's RSS sampled. */
-async function follow(env: Environment, minutes: number): Promise<Record<string, unknown>> {
+/** A TCP port free right now, for the consumer's /metrics. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address !== 'object') throw new Error('no free port');
+  return address.port;
+}
+
+/** The p50 and p99 of login_etl_event_lag_seconds as the consumer's /metrics reports them, in ms. */
+async function scrapeLag(port: number): Promise<{ p50Ms: number | undefined; p99Ms: number | undefined; observed: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const buckets = histogramBuckets(text, 'login_etl_event_lag_seconds');
+  const ms = (q: number) => {
+    const seconds = histogramQuantile(q, buckets);
+    return seconds === undefined ? undefined : Math.round(seconds * 1000);
+  };
+  return { p50Ms: ms(0.5), p99Ms: ms(0.99), observed: buckets.at(-1)?.count ?? 0 };
+}
+
+/**
+ * `--follow-minutes`: a steady producer at `rate`, `run` without --drain, the consumer's RSS
+ * sampled; with `lag`, the consumer's event-lag histogram is read once the queue is empty.
+ */
+async function follow(env: Environment, minutes: number, rate: number, lag = false): Promise<Record<string, unknown>> {
   const { options } = env;
   const databaseUrl = await freshDatabase(env.postgres, false);
   const { queueUrl } = await freshQueue(env, []);
-  const running = startChild(distFile('src/cli.js'), pipelineArgs(env, false), { env: pipelineEnv(env, queueUrl, databaseUrl) });
+  const metricsPort = lag ? await freePort() : undefined;
+  const childEnv = { ...pipelineEnv(env, queueUrl, databaseUrl), ...(metricsPort === undefined ? {} : { LOGIN_ETL_HTTP_PORT: String(metricsPort), LOGIN_ETL_HTTP_HOST: '127.0.0.1' }) };
+  let onStarted: () => void = () => undefined;
+  const started$ = new Promise<void>((resolve) => {
+    onStarted = resolve;
+  });
+  const running = startChild(distFile('src/cli.js'), pipelineArgs(env, false), {
+    env: childEnv,
+    onLine: (line) => {
+      if (jsonLine<PipelineLog>(line, 'msg')?.msg === 'pipeline started') onStarted();
+    },
+  });
   const pid = running.child.pid;
   if (pid === undefined) throw new Error('could not start login-etl run');
+  // Messages sent while the consumer starts up would measure its start-up, not its lag.
+  await Promise.race([started$, running.exited.then(() => Promise.reject(new Error('login-etl run exited before it started')))]);
   const samples: { atSeconds: number; rssMb: number }[] = [];
   const started = performance.now();
   const endAt = started + minutes * 60_000;
   const tickMs = 100;
-  const perTick = options.followRate / (1000 / tickMs);
+  const perTick = rate / (1000 / tickMs);
   let owed = 0;
   let sent = 0;
   let nextSample = started;
@@ -604,6 +659,7 @@ async function follow(env: Environment, minutes: number): Promise<Record<string,
   const drainDeadline = performance.now() + 60_000;
   while ((await queueDepth(env.sqs, queueUrl)) > 0 && performance.now() < drainDeadline) await new Promise((r) => setTimeout(r, 500));
   sampleRss();
+  const eventLag = metricsPort === undefined ? undefined : await scrapeLag(metricsPort);
   running.child.kill('SIGTERM');
   const done = await running.exited;
   const rows = await count(databaseUrl, 'SELECT count(*)::int AS n FROM login_etl.processed_messages');
@@ -618,7 +674,8 @@ async function follow(env: Environment, minutes: number): Promise<Record<string,
   const growthPercent = ((lastQuartileMb - firstQuartileMb) / firstQuartileMb) * 100;
   return {
     minutes,
-    rateMsgsPerSecond: options.followRate,
+    rateMsgsPerSecond: rate,
+    ...(eventLag === undefined ? {} : { eventLag }),
     sent,
     committed: rows,
     exitCode: done.code,
@@ -748,9 +805,23 @@ async function main(): Promise<void> {
       }
       process.stdout.write(`\n${scaleTable(runs)}\n`);
       output = { kind: 'instances', runs };
+    } else if (options.lagSeconds !== undefined) {
+      log('warming up the emulator (not measured)');
+      await warmUp(env);
+      log(`${LABELS.pipeline}: measuring the drain rate`);
+      const drained = await measured(env, 'pipeline');
+      const rate = Math.max(1, Math.floor(drained.msgsPerSecond / 2));
+      log(`event lag: ${options.lagSeconds} s at ${rate} msgs/s, half of the ${fixed(drained.msgsPerSecond, 0)} msgs/s measured`);
+      const followed = await follow(env, options.lagSeconds / 60, rate, true);
+      const lag = followed.eventLag as { p50Ms: number | undefined; p99Ms: number | undefined; observed: number };
+      process.stdout.write(
+        `event lag at ${rate} msgs/s (half of the ${fixed(drained.msgsPerSecond, 0)} msgs/s drain rate), ${lag.observed} messages: ` +
+          `p50 ${String(lag.p50Ms)} ms, p99 ${String(lag.p99Ms)} ms (target p99 < 250 ms: ${lag.p99Ms !== undefined && lag.p99Ms < 250 ? 'met' : 'NOT met'})\n`,
+      );
+      output = { kind: 'lag', drain: drained, follow: followed };
     } else if (options.followMinutes !== undefined) {
       log(`follow mode: ${options.followMinutes} min at ${options.followRate} msgs/s`);
-      const memory = await follow(env, options.followMinutes);
+      const memory = await follow(env, options.followMinutes, options.followRate);
       process.stdout.write(
         `follow ${options.followMinutes} min at ${options.followRate} msgs/s: sent ${String(memory.sent)}, committed ${String(memory.committed)}; ` +
           `RSS first quarter ${fixed(memory.firstQuartileMeanRssMb as number, 1)} MB, last quarter ${fixed(memory.lastQuartileMeanRssMb as number, 1)} MB ` +

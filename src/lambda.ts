@@ -12,7 +12,7 @@
  *
  * Configuration comes from the function's environment, parsed once per container with the
  * same rules as `run` (DATABASE_URL; PII_KEY, PII_KEY_FILE, PII_KEYS or PII_KEYS_FILE;
- * LOGIN_ETL_MASK_MODE; LOG_LEVEL). The pool, masker and logger are cached across invocations.
+ * LOGIN_ETL_MASK_MODE; LOG_LEVEL; LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS). The pool, masker and logger are cached across invocations.
  */
 import type pg from 'pg';
 import {
@@ -63,7 +63,7 @@ export interface LambdaHandler {
 }
 
 /** The settings a function reads; the queue is the mapping's business, not the function's. */
-const LAMBDA_SETTINGS = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel'] as const satisfies readonly SettingName[];
+const LAMBDA_SETTINGS = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'statementTimeoutSeconds'] as const satisfies readonly SettingName[];
 
 /** Rows per statement: a mapping can hand over up to 10,000 records with a batching window. */
 const STATEMENT_ROWS = 500;
@@ -82,7 +82,13 @@ function parseLambdaConfig(env: NodeJS.ProcessEnv) {
   const maskMode = requiredSetting('maskMode', raw);
   const keys = requireKeyRing(raw, env);
   assertWriterKeys(keys, maskMode);
-  return { databaseUrl, maskMode, keys, logLevel: requiredSetting('logLevel', raw) };
+  return {
+    databaseUrl,
+    maskMode,
+    keys,
+    logLevel: requiredSetting('logLevel', raw),
+    statementTimeoutSeconds: requiredSetting('statementTimeoutSeconds', raw),
+  };
 }
 
 async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
@@ -90,7 +96,7 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
   const log = createLogger(config.logLevel);
   for (const warning of config.keys.warnings) log.warn(warning);
   // One invocation at a time per container, and chunks are written one after another.
-  const pool = createPool(config.databaseUrl, { max: 1, log });
+  const pool = createPool(config.databaseUrl, { max: 1, log, statementTimeoutMs: config.statementTimeoutSeconds * 1000 });
   try {
     const { applied } = await migrate(pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');

@@ -14,7 +14,7 @@ import type { ProgressReporter } from './observability/progress.js';
 import { Pipeline, sleep, type PipelineStats } from './pipeline.js';
 import { migrate } from './sink/migrate.js';
 import { sealLegacyBodies } from './sink/rejected.js';
-import { createPool, PgSink } from './sink/postgres.js';
+import { createPool, PgSink, statementCanceller } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
 import type { Queue, QueueDepth, QueueSettings } from './source/queue.js';
 import { createQueue, type StaticCredentials } from './source/sqs.js';
@@ -43,6 +43,8 @@ export interface RunSummary extends PipelineStats {
  */
 const FALLBACK_QUEUE_SETTINGS: QueueSettings = { visibilityTimeoutSeconds: 30, retentionSeconds: 1_209_600 };
 const MONITOR_INTERVAL_MS = 5_000;
+/** How long the hard stop may take to cancel the statements under way. */
+const CANCEL_TIMEOUT_MS = 1_000;
 
 export async function runPipeline(config: RunConfig, options: RunOptions): Promise<RunSummary> {
   const { log, progress } = options;
@@ -50,7 +52,8 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
   const release: (() => Promise<void> | void)[] = [];
   if (progress !== undefined) release.push(() => progress.stop());
   try {
-    const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log });
+    const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log, statementTimeoutMs: config.statementTimeoutSeconds * 1000 });
+    const cancelQueries = statementCanceller(pool, config.databaseUrl, { timeoutMs: CANCEL_TIMEOUT_MS });
     release.push(() => pool.end());
     const sqsClients = createQueue(config.sqs, {
       connections: config.receiveConcurrency * 2 + 4,
@@ -117,7 +120,16 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     );
     const sink = new PgSink(pool);
     const pipeline = new Pipeline(
-      { queue, sink: metrics === undefined ? sink : metrics.meter(sink), masker, log, deadLetters, health },
+      {
+        queue,
+        sink: metrics === undefined ? sink : metrics.meter(sink),
+        masker,
+        log,
+        deadLetters,
+        health,
+        cancelQueries,
+        onCommitted: metrics === undefined ? undefined : (messages) => metrics.observeCommitted(messages),
+      },
       {
         receiveConcurrency: config.receiveConcurrency,
         waitTimeSeconds: config.waitTimeSeconds,

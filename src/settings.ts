@@ -90,7 +90,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_WAIT_TIME_SECONDS',
     type: 'string',
     default: '20',
-    description: 'Long-poll wait of each ReceiveMessage.',
+    description: 'Long-poll wait of each ReceiveMessage; at most --shutdown-timeout-seconds less 1, so that every poll answers before a shutdown hands messages back.',
   },
   pgPoolMax: {
     flag: 'pg-pool-max',
@@ -134,7 +134,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_MESSAGES',
     type: 'string',
     default: '1000',
-    description: 'Most messages held at once; receiving pauses at this many.',
+    description: 'Most messages held at once; a receive waits until a full one (10) fits under it.',
   },
   maxInFlightBytes: {
     flag: 'max-in-flight-bytes',
@@ -142,7 +142,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_MAX_IN_FLIGHT_BYTES',
     type: 'string',
     default: '67108864',
-    description: 'Most message bytes held at once; receiving pauses above this.',
+    description: "Most message body bytes held at once; a receive waits until its worst case (10 messages of 1 MiB, SQS's largest; fewer below 10 MiB) fits under it.",
   },
   maxReceiveCount: {
     flag: 'max-receive-count',
@@ -189,6 +189,15 @@ export const SETTINGS = {
     type: 'string',
     default: '600',
     description: 'How often the ledger is pruned.',
+  },
+  statementTimeoutSeconds: {
+    flag: 'statement-timeout-seconds',
+    env: 'LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS',
+    type: 'string',
+    default: '60',
+    range: { min: 1, max: 3_600, unit: 'seconds' },
+    description:
+      "Deadline of every SQL statement of run and the Lambda handler, migrations included: Postgres's statement_timeout, and the client gives up 5 s later if no answer came. A batch whose statement runs past it is held and retried.",
   },
   maxBatchMessages: {
     flag: 'max-batch-messages',
@@ -324,6 +333,7 @@ export const TUNING = [
   'shutdownTimeoutSeconds',
   'unreachableTimeoutSeconds',
   'pruneIntervalSeconds',
+  'statementTimeoutSeconds',
   'sqsClient',
   'sqsTimeoutSeconds',
   'maxBatchMessages',

@@ -18,13 +18,23 @@ export interface Sink {
   recordForwarding(record: ForwardingRecord): Promise<void>;
 }
 
-export function createPool(databaseUrl: string, options: { max: number; log: Logger }): pg.Pool {
+/** How much longer than the server's statement timeout the client waits for an answer. */
+const CLIENT_MARGIN_MS = 5_000;
+
+/**
+ * A pool whose every statement has a deadline: Postgres cancels it after `statementTimeoutMs`
+ * (statement_timeout, SQLSTATE 57014), and the client gives up `CLIENT_MARGIN_MS` later in case
+ * no answer can come at all (a connection gone silent).
+ */
+export function createPool(databaseUrl: string, options: { max: number; log: Logger; statementTimeoutMs: number }): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.max,
     application_name: 'login-etl',
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
+    statement_timeout: options.statementTimeoutMs,
+    query_timeout: options.statementTimeoutMs + CLIENT_MARGIN_MS,
   });
   // A client losing its connection (a server restart) must not crash the process: an idle one
   // is reported by the pool; one checked out between two queries emits on itself, with no
@@ -34,6 +44,39 @@ export function createPool(databaseUrl: string, options: { max: number; log: Log
     client.on('error', (err) => options.log.warn({ err: err.message }, 'Postgres connection lost'));
   });
   return pool;
+}
+
+/** A connection's server process id, which node-postgres keeps but does not type. */
+function backendPid(client: pg.Client): number | undefined {
+  const pid = (client as unknown as { processID?: unknown }).processID;
+  return typeof pid === 'number' ? pid : undefined;
+}
+
+/**
+ * Cancels the statements a pool's connections are running, with pg_cancel_backend from a
+ * connection of its own (a statement waiting on a lock holds its connection, and the pool may
+ * have none to spare). The statements fail with SQLSTATE 57014; the connections stay usable.
+ */
+export function statementCanceller(pool: pg.Pool, databaseUrl: string, options: { timeoutMs: number }): () => Promise<void> {
+  const clients = new Set<pg.Client>();
+  pool.on('connect', (client) => clients.add(client as pg.Client));
+  pool.on('remove', (client) => clients.delete(client as pg.Client));
+  return async () => {
+    const pids = [...clients].flatMap((client) => backendPid(client) ?? []);
+    if (pids.length === 0) return;
+    const canceller = new pg.Client({
+      connectionString: databaseUrl,
+      application_name: 'login-etl cancel',
+      connectionTimeoutMillis: options.timeoutMs,
+      query_timeout: options.timeoutMs,
+    });
+    try {
+      await canceller.connect();
+      await canceller.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+    } finally {
+      await canceller.end().catch(() => undefined);
+    }
+  };
 }
 
 export class PgSink implements Sink {

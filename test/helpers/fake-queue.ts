@@ -49,6 +49,11 @@ export interface FakeQueueFaults {
 export class FakeQueue implements Queue {
   readonly calls: FakeCall[];
   readonly faults: FakeQueueFaults = {};
+  /**
+   * Operations whose calls never answer, like an endpoint that accepts connections and says
+   * nothing: a call waits until its signal aborts, then rejects with the abort's reason.
+   */
+  readonly stalled = new Set<'delete' | 'changeVisibility'>();
   /** Most messages ever handed out and neither deleted nor handed back (visibility 0) at once. */
   maxOutstanding = 0;
   readonly #messages = new Map<string, Stored>();
@@ -148,9 +153,10 @@ export class FakeQueue implements Queue {
     }
   }
 
-  async delete(messages: readonly MessageRef[]): Promise<string[]> {
+  async delete(messages: readonly MessageRef[], signal?: AbortSignal): Promise<string[]> {
     this.#counts.delete += 1;
     this.calls.push({ op: 'delete', messageIds: messages.map((m) => m.messageId), atMs: performance.now(), wallMs: Date.now() });
+    if (this.stalled.has('delete')) await stall(signal);
     const refused = this.faults.delete?.(this.#counts.delete, messages) ?? [];
     return this.#applyBatch(messages, refused, (message, ref) => {
       message.deleted = true;
@@ -158,10 +164,11 @@ export class FakeQueue implements Queue {
     });
   }
 
-  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number): Promise<string[]> {
+  async changeVisibility(messages: readonly MessageRef[], timeoutSeconds: number, signal?: AbortSignal): Promise<string[]> {
     this.#counts.changeVisibility += 1;
+    this.calls.push({ op: 'changeVisibility', messageIds: messages.map((m) => m.messageId), timeoutSeconds, atMs: performance.now(), wallMs: Date.now() });
+    if (this.stalled.has('changeVisibility')) await stall(signal);
     const atMs = performance.now();
-    this.calls.push({ op: 'changeVisibility', messageIds: messages.map((m) => m.messageId), timeoutSeconds, atMs, wallMs: Date.now() });
     const refused = this.faults.changeVisibility?.(this.#counts.changeVisibility, messages, timeoutSeconds) ?? [];
     return this.#applyBatch(messages, refused, (message, ref) => {
       message.visibleAtMs = atMs + timeoutSeconds * 1000;
@@ -200,6 +207,15 @@ export class FakeQueue implements Queue {
     const message = this.#messages.get(ref.messageId);
     return message !== undefined && !message.deleted && message.receiptHandle === ref.receiptHandle ? message : undefined;
   }
+}
+
+/** Never resolves; rejects when `signal` aborts (never, without one). */
+async function stall(signal: AbortSignal | undefined): Promise<never> {
+  return await new Promise<never>((_, reject) => {
+    const abort = () => reject(signal?.reason instanceof Error ? signal.reason : new DOMException('This operation was aborted', 'AbortError'));
+    if (signal?.aborted) abort();
+    else signal?.addEventListener('abort', abort, { once: true });
+  });
 }
 
 /**

@@ -86,6 +86,9 @@ describe('/metrics', () => {
       assert.equal(sample(text, 'login_etl_batch_size_messages_sum'), 18);
       assert.ok((sample(text, 'login_etl_batch_write_seconds_count{result="committed"}') ?? 0) >= 2);
       assert.equal(sample(text, 'login_etl_messages_in_flight'), 0);
+      // Every committed message has the SentTimestamp its receive asked for, and its lag is observed.
+      assert.equal(sample(text, 'login_etl_event_lag_seconds_count'), 18);
+      assert.ok((sample(text, 'login_etl_event_lag_seconds_sum') ?? 0) > 0);
 
       for (const value of [...RAW, key]) assert.ok(!text.includes(value), `${value} appears in /metrics`);
       // Every label value comes from a fixed set: no message can add a series.

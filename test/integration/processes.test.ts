@@ -50,7 +50,7 @@ describe('processes', () => {
     assert.deepEqual(await endState(databaseUrl), exactEndState(valid, invalid));
   });
 
-  test('SIGTERM mid-run exits 0 within the shutdown timeout; a second run finishes exact', { timeout: 120_000 }, async () => {
+  test('SIGTERM mid-run exits 0 within the shutdown timeout plus 2 s; a second run finishes exact', { timeout: 120_000 }, async () => {
     const { queueUrl, valid, invalid } = await loadedQueue(servers, 5_000, 92, { VisibilityTimeout: '30' });
     const databaseUrl = await servers.database();
     const env = runEnv(queueUrl, databaseUrl, generateKeyText());
@@ -63,7 +63,8 @@ describe('processes', () => {
     const tookMs = Date.now() - signalledAt;
 
     assert.equal(stopped.code, 0, stopped.stderr);
-    assert.ok(tookMs < 10_000, `took ${tookMs} ms`);
+    // Receives under way answer first (their wait is at most the shutdown timeout less 1 s).
+    assert.ok(tookMs < 12_000, `took ${tookMs} ms`);
     assert.match(stopped.stderr, /SIGTERM received; finishing batches in flight/);
     const partial = await endState(databaseUrl);
     assert.ok(partial.ledger < valid + invalid, 'the stop should have come mid-run');

@@ -201,7 +201,7 @@ describe('createPool', () => {
     const databaseUrl = await servers.database();
     const warnings: string[] = [];
     const log = { warn: (_fields: unknown, message: string) => warnings.push(message) } as unknown as Logger;
-    const pool = createPool(databaseUrl, { max: 2, log });
+    const pool = createPool(databaseUrl, { max: 2, log, statementTimeoutMs: 10_000 });
     try {
       const client = await pool.connect();
       const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');

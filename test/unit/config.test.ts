@@ -40,6 +40,7 @@ describe('collectSettings', () => {
       shutdownTimeoutSeconds: '25',
       unreachableTimeoutSeconds: '60',
       pruneIntervalSeconds: '600',
+      statementTimeoutSeconds: '60',
       httpPort: '8080',
       httpHost: '0.0.0.0',
       sqsClient: 'lean',
@@ -138,6 +139,12 @@ describe('parseRunConfig: valid configurations', () => {
   it('reads the unreachable timeout from LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS, and --unreachable-timeout-seconds over it', () => {
     assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS: '5' }).unreachableTimeoutSeconds, 5);
     assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_UNREACHABLE_TIMEOUT_SECONDS: '5' }, { 'unreachable-timeout-seconds': '120' }).unreachableTimeoutSeconds, 120);
+  });
+
+  it('reads the statement timeout (60 s by default) from LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS, and --statement-timeout-seconds over it', () => {
+    assert.equal(runConfig(BASE_ENV).statementTimeoutSeconds, 60);
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS: '5' }).statementTimeoutSeconds, 5);
+    assert.equal(runConfig({ ...BASE_ENV, LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS: '5' }, { 'statement-timeout-seconds': '120' }).statementTimeoutSeconds, 120);
   });
 
   it('parses a full environment into numbers and booleans', () => {
@@ -258,6 +265,9 @@ describe('parseRunConfig: invalid configurations', () => {
     ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '0', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be at least 1'],
     ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '301', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be at most 300'],
     ['LOGIN_ETL_SQS_TIMEOUT_SECONDS', '2.5', 'LOGIN_ETL_SQS_TIMEOUT_SECONDS (--sqs-timeout-seconds): must be a whole number from 1 to 300'],
+    ['LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS', '0', 'LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS (--statement-timeout-seconds): must be at least 1'],
+    ['LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS', '3601', 'LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS (--statement-timeout-seconds): must be at most 3600'],
+    ['LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS', '1.5', 'LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS (--statement-timeout-seconds): must be a whole number from 1 to 3600'],
   ];
   for (const [name, value, message] of badNumbers) {
     it(`refuses ${name}=${value}`, () => {

@@ -1,5 +1,5 @@
 /**
- * InFlight: the bound on messages and bytes held at once, and the wait for room under it.
+ * InFlight: the bound on messages and bytes held and reserved at once, and the wait for room under it.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -23,11 +23,11 @@ async function settle(): Promise<void> {
 const never = () => new AbortController().signal;
 
 describe('InFlight.waitForRoom', () => {
-  it('resolves at once while count + upcoming fits and bytes are under the limit', async () => {
+  it('resolves at once while count + upcoming and bytes + upcoming bytes fit', async () => {
     const inFlight = new InFlight(20, 1_000);
-    const empty = watch(inFlight.waitForRoom(10, never()));
+    const empty = watch(inFlight.waitForRoom(10, 1_000, never()));
     inFlight.add(10, 999);
-    const exactlyFull = watch(inFlight.waitForRoom(10, never())); // 10 + 10 = 20: still fits
+    const exactlyFull = watch(inFlight.waitForRoom(10, 1, never())); // 10 + 10 = 20, 999 + 1 = 1,000: still fits
 
     await settle();
 
@@ -39,7 +39,7 @@ describe('InFlight.waitForRoom', () => {
   it('waits while count + upcoming would pass the limit, and resolves after remove() makes room', async () => {
     const inFlight = new InFlight(20, 1_000_000);
     inFlight.add(11, 100);
-    const waiting = watch(inFlight.waitForRoom(10, never())); // 11 + 10 = 21 > 20
+    const waiting = watch(inFlight.waitForRoom(10, 0, never())); // 11 + 10 = 21 > 20
 
     await settle();
     assert.equal(waiting.settled, false, 'one message over the limit must wait');
@@ -54,7 +54,7 @@ describe('InFlight.waitForRoom', () => {
     const inFlight = new InFlight(20, 1_000_000);
     inFlight.add(10, 0);
     inFlight.add(10, 0);
-    const waiting = watch(inFlight.waitForRoom(10, never()));
+    const waiting = watch(inFlight.waitForRoom(10, 0, never()));
 
     inFlight.remove(5, 0); // 15 + 10 > 20
     await settle();
@@ -65,15 +65,15 @@ describe('InFlight.waitForRoom', () => {
     assert.equal(waiting.settled, true);
   });
 
-  it('waits while the bytes held reach the byte limit, whatever the count', async () => {
+  it('waits while bytes held + upcoming bytes would pass the byte limit, whatever the count', async () => {
     const inFlight = new InFlight(1_000, 1_000);
-    inFlight.add(1, 1_000); // bytes >= maxBytes
-    const waiting = watch(inFlight.waitForRoom(1, never()));
+    inFlight.add(1, 900);
+    const waiting = watch(inFlight.waitForRoom(1, 101, never())); // 900 + 101 > 1,000
 
     await settle();
-    assert.equal(waiting.settled, false, 'bytes at the limit must wait even with room for messages');
+    assert.equal(waiting.settled, false, 'bytes over the limit must wait even with room for messages');
 
-    inFlight.remove(0, 1); // 999 < 1,000
+    inFlight.remove(0, 1); // 899 + 101 = 1,000
     await settle();
     assert.equal(waiting.settled, true);
   });
@@ -82,7 +82,7 @@ describe('InFlight.waitForRoom', () => {
     const inFlight = new InFlight(10, 1_000);
     inFlight.add(10, 0);
     const controller = new AbortController();
-    const waiting = watch(inFlight.waitForRoom(10, controller.signal));
+    const waiting = watch(inFlight.waitForRoom(10, 0, controller.signal));
     await settle();
     assert.equal(waiting.settled, false);
 
@@ -96,7 +96,7 @@ describe('InFlight.waitForRoom', () => {
   it('resolves at once for a signal that is already aborted', async () => {
     const inFlight = new InFlight(10, 1_000);
     inFlight.add(10, 5_000);
-    const waiting = watch(inFlight.waitForRoom(10, AbortSignal.abort()));
+    const waiting = watch(inFlight.waitForRoom(10, 0, AbortSignal.abort()));
     await settle();
     assert.equal(waiting.settled, true);
   });
@@ -104,7 +104,7 @@ describe('InFlight.waitForRoom', () => {
   it('wakes every waiter on one remove(), each checking the bound again', async () => {
     const inFlight = new InFlight(30, 1_000_000);
     inFlight.add(30, 300);
-    const waiters = Array.from({ length: 4 }, () => watch(inFlight.waitForRoom(10, never())));
+    const waiters = Array.from({ length: 4 }, () => watch(inFlight.waitForRoom(10, 0, never())));
     await settle();
     assert.deepEqual(
       waiters.map((w) => w.settled),
@@ -133,9 +133,9 @@ function watchAcquire(promise: Promise<boolean>): { readonly result: boolean | u
 describe('InFlight.acquire and release', () => {
   it('takes room at once when it fits, and the room taken counts against the bound for the next one', async () => {
     const inFlight = new InFlight(20, 1_000_000);
-    const first = watchAcquire(inFlight.acquire(10, never()));
-    const second = watchAcquire(inFlight.acquire(10, never()));
-    const third = watchAcquire(inFlight.acquire(10, never())); // 10 + 10 reserved: no room for 10 more
+    const first = watchAcquire(inFlight.acquire(10, 0, never()));
+    const second = watchAcquire(inFlight.acquire(10, 0, never()));
+    const third = watchAcquire(inFlight.acquire(10, 0, never())); // 10 + 10 reserved: no room for 10 more
 
     await settle();
 
@@ -146,7 +146,7 @@ describe('InFlight.acquire and release', () => {
   it('loops waiting together cannot all pass the check before any of them counts', async () => {
     const inFlight = new InFlight(20, 1_000_000);
     inFlight.add(10, 0);
-    const acquires = Array.from({ length: 4 }, () => watchAcquire(inFlight.acquire(10, never())));
+    const acquires = Array.from({ length: 4 }, () => watchAcquire(inFlight.acquire(10, 0, never())));
     await settle();
     assert.deepEqual(
       acquires.map((a) => a.result),
@@ -161,20 +161,20 @@ describe('InFlight.acquire and release', () => {
 
   it('release gives back room a receive did not fill and wakes a waiting acquire', async () => {
     const inFlight = new InFlight(20, 1_000_000);
-    assert.equal(await inFlight.acquire(10, never()), true);
-    assert.equal(await inFlight.acquire(10, never()), true);
-    const waiting = watchAcquire(inFlight.acquire(10, never()));
+    assert.equal(await inFlight.acquire(10, 0, never()), true);
+    assert.equal(await inFlight.acquire(10, 0, never()), true);
+    const waiting = watchAcquire(inFlight.acquire(10, 0, never()));
     await settle();
     assert.equal(waiting.result, undefined);
 
     // One receive brought 3 messages: they are held, and its reservation is given back.
     inFlight.add(3, 300);
-    inFlight.release(10);
+    inFlight.release(10, 0);
     await settle();
     assert.equal(waiting.result, undefined, '10 reserved + 3 held + 10 more > 20');
 
     // The other receive came back empty.
-    inFlight.release(10);
+    inFlight.release(10, 0);
     await settle();
     assert.equal(waiting.result, true);
     assert.deepEqual([inFlight.messages, inFlight.bytes], [3, 300]);
@@ -182,31 +182,53 @@ describe('InFlight.acquire and release', () => {
 
   it('resolves false, taking nothing, when the signal aborts first or already has', async () => {
     const inFlight = new InFlight(10, 1_000_000);
-    assert.equal(await inFlight.acquire(10, never()), true);
+    assert.equal(await inFlight.acquire(10, 0, never()), true);
     const stop = new AbortController();
-    const waiting = watchAcquire(inFlight.acquire(10, stop.signal));
+    const waiting = watchAcquire(inFlight.acquire(10, 0, stop.signal));
     await settle();
     assert.equal(waiting.result, undefined);
 
     stop.abort();
     await settle();
     assert.equal(waiting.result, false);
-    assert.equal(await inFlight.acquire(1, stop.signal), false);
+    assert.equal(await inFlight.acquire(1, 0, stop.signal), false);
 
     // Nothing was taken by the aborted ones: releasing the first reservation leaves room for a full receive.
-    inFlight.release(10);
-    assert.equal(await inFlight.acquire(10, never()), true);
+    inFlight.release(10, 0);
+    assert.equal(await inFlight.acquire(10, 0, never()), true);
   });
 
   it('waits on the byte bound as well as the count', async () => {
     const inFlight = new InFlight(100, 1_000);
-    inFlight.add(1, 1_000);
-    const waiting = watchAcquire(inFlight.acquire(10, never()));
+    inFlight.add(1, 1);
+    const waiting = watchAcquire(inFlight.acquire(10, 1_000, never()));
     await settle();
     assert.equal(waiting.result, undefined);
 
-    inFlight.remove(1, 1_000);
+    inFlight.remove(1, 1);
     await settle();
     assert.equal(waiting.result, true);
+  });
+
+  it("reserves a receive's worst-case bytes: two receives of 600 cannot both be under way under a bound of 1,000", async () => {
+    const inFlight = new InFlight(100, 1_000);
+    const first = watchAcquire(inFlight.acquire(10, 600, never()));
+    const second = watchAcquire(inFlight.acquire(10, 600, never()));
+    await settle();
+    assert.deepEqual([first.result, second.result], [true, undefined]);
+    assert.deepEqual(inFlight.reserved, { messages: 10, bytes: 600 });
+
+    // The first receive brought 2 messages of 250 bytes: they are held, its reservation given back.
+    inFlight.add(2, 500);
+    inFlight.release(10, 600);
+    await settle();
+    assert.equal(second.result, undefined, '500 held + 600 more > 1,000 bytes');
+    assert.deepEqual(inFlight.reserved, { messages: 0, bytes: 0 });
+
+    inFlight.remove(2, 500);
+    await settle();
+    assert.equal(second.result, true);
+    assert.deepEqual(inFlight.reserved, { messages: 10, bytes: 600 });
+    assert.deepEqual([inFlight.messages, inFlight.bytes], [0, 0]);
   });
 });

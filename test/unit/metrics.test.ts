@@ -46,6 +46,23 @@ describe('metrics setting', () => {
   });
 });
 
+describe('login_etl_event_lag_seconds', () => {
+  test('observes the time from SentTimestamp to the commit of each message that has one', async (t) => {
+    t.mock.method(Date, 'now', () => 1_000_000);
+    const metrics = createMetrics();
+    const message = (sentTimestampMs: number | undefined) => ({ messageId: 'm', receiptHandle: 'r', body: '', sentTimestampMs, receiveCount: 1 });
+    metrics.observeCommitted([message(1_000_000 - 40), message(1_000_000 - 200), message(1_000_000 - 2_000), message(undefined), message(1_000_000 + 500)]);
+    const text = await metrics.registry.metrics();
+    const value = (series: string) => Number(text.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ')[1]);
+    assert.equal(value('login_etl_event_lag_seconds_count'), 4, 'the message without a SentTimestamp is not observed');
+    assert.equal(value('login_etl_event_lag_seconds_bucket{le="0.025"}'), 1, 'a clock behind SQS counts as 0');
+    assert.equal(value('login_etl_event_lag_seconds_bucket{le="0.05"}'), 2);
+    assert.equal(value('login_etl_event_lag_seconds_bucket{le="0.25"}'), 3);
+    assert.equal(value('login_etl_event_lag_seconds_bucket{le="2.5"}'), 4);
+    assert.ok(Math.abs(value('login_etl_event_lag_seconds_sum') - 2.24) < 1e-9);
+  });
+});
+
 describe('deploy/grafana-dashboard.json', () => {
   test('queries only metrics that /metrics exposes', async () => {
     const { readFile } = await import('node:fs/promises');

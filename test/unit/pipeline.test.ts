@@ -128,6 +128,48 @@ describe('Pipeline on fakes', () => {
     assert.deepEqual(queue.remaining(), []);
   });
 
+  it('four receive loops never hold more than the in-flight bounds, counted at the queue, whatever sizes SQS hands out', async () => {
+    const MiB = 1_048_576;
+    const queue = new FakeQueue();
+    queue.send(Array.from({ length: 40 }, (_, i) => `${i} `.padEnd(600 * 1024, 'x'))); // 600 KiB each, 24 MiB in all
+    queue.send(logins('small', 60));
+    // What the process holds, as the queue sees it: received, and not yet deleted or handed back.
+    const outstanding = new Map<string, number>();
+    let bytes = 0;
+    let maxBytes = 0;
+    const receive = queue.receive.bind(queue);
+    queue.receive = async (options) => {
+      const messages = await receive(options);
+      for (const m of messages) outstanding.set(m.messageId, Buffer.byteLength(m.body));
+      bytes = [...outstanding.values()].reduce((sum, n) => sum + n, 0);
+      maxBytes = Math.max(maxBytes, bytes);
+      return messages;
+    };
+    const remove = (ids: readonly string[]) => {
+      for (const id of ids) outstanding.delete(id);
+    };
+    const del = queue.delete.bind(queue);
+    queue.delete = async (messages, signal) => {
+      remove(messages.map((m) => m.messageId));
+      return await del(messages, signal);
+    };
+    const memory = new MemorySink();
+    const slow = sinkWith(async (outcomes) => {
+      await sleep(20);
+      return await memory.write(outcomes);
+    }, memory);
+
+    const stats = await drainPipeline(
+      new Pipeline({ queue, sink: slow, masker, log: silentLog }, { ...OPTIONS, receiveConcurrency: 4, maxInFlightMessages: 20, maxInFlightBytes: 4 * MiB, maxBatchMessages: 10 }),
+    );
+
+    assert.equal(stats.written + stats.rejected, 100);
+    assert.ok(maxBytes <= 4 * MiB, `held ${maxBytes} bytes at once, bound ${4 * MiB}`);
+    assert.ok(queue.maxOutstanding <= 20, `held ${queue.maxOutstanding} messages at once, bound 20`);
+    assert.ok(maxBytes > 2 * MiB, 'the byte bound was approached, so the check means something');
+    assert.deepEqual(queue.remaining(), []);
+  });
+
   it('a drain of an empty queue ends at once, without waiting out a long poll', async () => {
     const queue = new FakeQueue();
     const started = performance.now();

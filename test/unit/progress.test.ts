@@ -5,7 +5,7 @@ import { TerminalProgress } from '../../src/observability/progress.js';
 
 const stats = (over: Partial<PipelineStats>): PipelineStats => ({
   received: 0, written: 0, rejected: 0, duplicates: 0, batches: 0, writeFailures: 0, deleteFailures: 0,
-  released: 0, visibilityExtensions: 0, poisoned: 0, deadLettered: 0, unforwardable: 0, ...over,
+  released: 0, visibilityExtensions: 0, poisoned: 0, deadLettered: 0, unforwardable: 0, unconfirmed: 0, ...over,
 });
 
 describe('TerminalProgress', () => {
