@@ -68,6 +68,24 @@ export class BatchCommit {
     return this.#outcomes.filter((o) => !this.#committed.has(o.message.messageId));
   }
 
+  /** Committed rejections still to be forwarded: their messages must not be deleted yet. */
+  get unforwarded(): string[] {
+    return [...this.#toForward.keys()];
+  }
+
+  /**
+   * Gives back the claims this batch holds on rejections it has not sent: every letter still to
+   * forward is known not to have been sent (one that may have been is dropped from it), so the
+   * next delivery of its message forwards it. For a batch given up on (a stop, a failed Lambda
+   * invocation); a process killed before this leaves its claims unconfirmed.
+   */
+  async releaseClaims(): Promise<void> {
+    const claimed = this.unforwarded.filter((id) => this.#claimed.has(id));
+    if (claimed.length === 0) return;
+    await this.deps.sink.releaseForwardingClaims(claimed);
+    for (const id of claimed) this.#claimed.delete(id);
+  }
+
   /** Whether everything is committed, forwarded and recorded. */
   get done(): boolean {
     return this.uncommitted.length === 0 && this.#toForward.size === 0 && this.#unrecorded.forwarded.length + this.#unrecorded.refused.length === 0;

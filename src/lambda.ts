@@ -147,8 +147,12 @@ export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
         failure = classify(err, 'postgres');
         const uncommitted = commit.uncommitted.map((o) => o.message.messageId);
         const log = failure.kind === 'broken' ? ready.log.error.bind(ready.log) : ready.log.warn.bind(ready.log);
-        log({ dependency: failure.dependency, kind: failure.kind, err: failure.reason, records: uncommitted.length }, 'write failed; the records go back to the queue');
-        failed.push(...uncommitted);
+        // Committed rejections not yet forwarded go back too, with their claims, so that the next
+        // delivery forwards them; their rows are skipped by the ledger.
+        const unforwarded = commit.unforwarded;
+        await commit.releaseClaims().catch(() => undefined);
+        log({ dependency: failure.dependency, kind: failure.kind, err: failure.reason, records: uncommitted.length + unforwarded.length }, 'write failed; the records go back to the queue');
+        failed.push(...uncommitted, ...unforwarded);
       }
       tally.written += commit.tally.written;
       tally.rejected += commit.tally.rejected;

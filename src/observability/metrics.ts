@@ -194,6 +194,7 @@ export function createMetrics(): Metrics {
           }
         },
         claimForwarding: (messageIds) => sink.claimForwarding(messageIds),
+        releaseForwardingClaims: (messageIds) => sink.releaseForwardingClaims(messageIds),
         recordForwarding: (record) => sink.recordForwarding(record),
       };
     },

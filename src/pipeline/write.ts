@@ -3,6 +3,7 @@
  * through failures as the failure policy (src/failure.ts) says, and decides poison.
  */
 import { BatchCommit } from '../commit.js';
+import { describeError } from '../errors.js';
 import { backoffMs, classify, DEPENDENCY_NAMES, type DependencyState } from '../failure.js';
 import type { Dependency } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -65,6 +66,9 @@ export async function commitHeld(deps: WriterDeps, outcomes: readonly Outcome[],
       }
     }
     log.error({ messages: outcomes.length }, 'batch not committed before the deadline; its messages go back to the queue');
+    await commit.releaseClaims().catch((err: unknown) => {
+      log.warn({ err: describeError(err), rejections: commit.unforwarded.length }, 'claims on rejections not yet forwarded could not be given back; they stay unconfirmed');
+    });
     return false;
   } finally {
     tally.written += commit.tally.written;

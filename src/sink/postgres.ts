@@ -7,13 +7,15 @@ import pg from 'pg';
 import { SinkError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outcome } from '../transform/transform.js';
-import { claimForwarding, recordForwarding, type ForwardingRecord } from './record-forwarding.js';
+import { claimForwarding, recordForwarding, releaseForwardingClaims, type ForwardingRecord } from './record-forwarding.js';
 import { writeBatch, type WriteResult } from './write-batch.js';
 
 export interface Sink {
   write(outcomes: readonly Outcome[]): Promise<WriteResult>;
   /** Claims committed rejections for forwarding; returns the ids claimed by this call (see claimForwarding). */
   claimForwarding(messageIds: readonly string[]): Promise<string[]>;
+  /** Gives back claims of rejections known not to have been sent (see releaseForwardingClaims). */
+  releaseForwardingClaims(messageIds: readonly string[]): Promise<void>;
   /** Records which claimed rejections reached the dead-letter queue, and which never can. */
   recordForwarding(record: ForwardingRecord): Promise<void>;
 }
@@ -95,6 +97,14 @@ export class PgSink implements Sink {
       return await claimForwarding(this.pool, messageIds);
     } catch (err) {
       throw sinkError('Postgres could not claim rejections for the dead-letter queue', err);
+    }
+  }
+
+  async releaseForwardingClaims(messageIds: readonly string[]): Promise<void> {
+    try {
+      await releaseForwardingClaims(this.pool, messageIds);
+    } catch (err) {
+      throw sinkError('Postgres could not give back claims on rejections for the dead-letter queue', err);
     }
   }
 

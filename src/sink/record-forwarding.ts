@@ -33,6 +33,20 @@ export async function claimForwarding(db: pg.Pool | pg.ClientBase, messageIds: r
   return rows.map((r) => r.message_id);
 }
 
+const RELEASE_CLAIMS = `
+UPDATE login_etl.rejected_messages
+   SET forward_claimed_at = NULL
+ WHERE message_id = ANY($1::text[]) AND forwarded_at IS NULL AND forward_error IS NULL`;
+
+/**
+ * Gives claims back for rejections known not to have been sent (the dead-letter queue answered
+ * with an error, or was never reached), so that the next delivery of their messages forwards them.
+ */
+export async function releaseForwardingClaims(db: pg.Pool | pg.ClientBase, messageIds: readonly string[]): Promise<void> {
+  if (messageIds.length === 0) return;
+  await db.query({ name: 'login-etl-release-forwarding', text: RELEASE_CLAIMS, values: [messageIds] });
+}
+
 const RECORD_FORWARDING = `
 WITH forwarded AS (
     UPDATE login_etl.rejected_messages

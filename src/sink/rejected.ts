@@ -128,6 +128,12 @@ export interface RejectedRow {
   readonly token: string | null;
   readonly shape: BodyShape | null;
   readonly replayedAt: Date | null;
+  /**
+   * What became of it on the way to the dead-letter queue: forwarded, refused for good, unconfirmed
+   * (claimed and sent, with no answer or no record of one: maybe there, not sent again), or none
+   * (no dead-letter queue, or not yet).
+   */
+  readonly deadLetter: 'forwarded' | 'refused' | 'unconfirmed' | 'none';
   /** The key the body is sealed with; null while a body stored before sealing waits for it. */
   readonly keyId: string | null;
   /** Present when the row was read with its body. */
@@ -156,11 +162,16 @@ export async function readRejected(db: pg.Pool | pg.ClientBase, filter: Rejected
     body_token: string | null;
     body_shape: BodyShape | null;
     replayed_at: Date | null;
+    dead_letter: RejectedRow['deadLetter'];
     sealed_body: Buffer | null;
     seal_key_id: string | null;
     seal_scheme: SealScheme | null;
   }>(
     `SELECT message_id, reason, rejected_at, sent_at, receive_count, body_bytes, body_token, body_shape, replayed_at,
+            CASE WHEN forwarded_at IS NOT NULL THEN 'forwarded'
+                 WHEN forward_error IS NOT NULL THEN 'refused'
+                 WHEN forward_claimed_at IS NOT NULL THEN 'unconfirmed'
+                 ELSE 'none' END AS dead_letter,
             seal_key_id, seal_scheme, ${withBodies ? 'sealed_body' : 'NULL::bytea AS sealed_body'}
        FROM login_etl.rejected_messages
       WHERE ($1::text[] IS NULL OR message_id = ANY($1::text[]))
@@ -181,6 +192,7 @@ export async function readRejected(db: pg.Pool | pg.ClientBase, filter: Rejected
     token: r.body_token,
     shape: r.body_shape,
     replayedAt: r.replayed_at,
+    deadLetter: r.dead_letter,
     keyId: r.seal_key_id,
     ...(r.sealed_body === null || r.seal_key_id === null || r.seal_scheme === null
       ? {}

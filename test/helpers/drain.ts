@@ -31,6 +31,7 @@ export function sinkWith(write: Sink['write'], real?: Sink): Sink {
   return {
     write,
     claimForwarding: async (messageIds) => (real === undefined ? [...messageIds] : await real.claimForwarding(messageIds)),
+    releaseForwardingClaims: async (messageIds) => await real?.releaseForwardingClaims(messageIds),
     recordForwarding: async (record) => await real?.recordForwarding(record),
   };
 }

@@ -73,6 +73,14 @@ export class MemorySink implements Sink {
     return claimed;
   }
 
+  async releaseForwardingClaims(messageIds: readonly string[]): Promise<void> {
+    await Promise.resolve();
+    for (const id of messageIds) {
+      const stored = this.rejections.get(id);
+      if (stored !== undefined && !stored.forwarded && stored.forwardError === undefined) stored.claimed = false;
+    }
+  }
+
   async recordForwarding(record: ForwardingRecord): Promise<void> {
     await Promise.resolve();
     this.recordFault?.(record);
