@@ -57,6 +57,7 @@ function summary(row: RejectedRow) {
     token: row.token,
     shape: row.shape,
     replayed_at: row.replayedAt?.toISOString() ?? null,
+    dead_letter: row.deadLetter,
   };
 }
 
@@ -78,9 +79,10 @@ export async function listRejected(pool: pg.Pool, filter: RejectedFilter, json: 
     r.reason,
     String(r.bytes ?? ''),
     r.shape === null ? 'not sealed yet' : describeShape(r.shape),
+    r.deadLetter,
     r.replayedAt?.toISOString() ?? '',
   ]);
-  await output.out(formatTable([['message_id', 'rejected_at', 'reason', 'bytes', 'shape', 'replayed_at'], ...cells]));
+  await output.out(formatTable([['message_id', 'rejected_at', 'reason', 'bytes', 'shape', 'dead_letter', 'replayed_at'], ...cells]));
   return 0;
 }
 

@@ -139,8 +139,14 @@ describe('login-etl rejected', () => {
     assert.match(table.stdout, /user_id is empty/);
     assert.match(table.stdout, /object: user_id string\(0\), ip string\(12\); 1 other key/);
     const json = await cli(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
-    const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { message_id: string; bytes: number; body?: string });
+    const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { message_id: string; bytes: number; dead_letter: string; body?: string });
     assert.deepEqual(lines.map((l) => l.message_id), ids.slice(0, 2));
+    assert.deepEqual(lines.map((l) => l.dead_letter), ['none', 'none'], 'no dead-letter queue was configured');
+    // The forwarding state as the claim and its record leave it.
+    await query(databaseUrl, `UPDATE login_etl.rejected_messages SET forward_claimed_at = now() WHERE message_id = $1`, [ids[0]]);
+    await query(databaseUrl, `UPDATE login_etl.rejected_messages SET forward_claimed_at = now(), forwarded_at = now() WHERE message_id = $1`, [ids[1]]);
+    const states = await cli(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
+    assert.deepEqual(states.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { dead_letter: string }).dead_letter), ['unconfirmed', 'forwarded']);
     assert.ok(lines.every((l) => l.body === undefined && typeof l.bytes === 'number'));
     assertNoRaw('the JSON list', json.stdout);
     assert.deepEqual(await audits(databaseUrl), [], 'listing opens nothing, so it records nothing');
