@@ -29,6 +29,35 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-self-import': 'error',
+      // The folders' boundaries, as docs/architecture.md states them.
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          zones: [
+            {
+              target: './src/transform',
+              from: ['./src/sink', './src/pipeline', './src/pipeline.ts', './src/cli', './src/commands', './src/embedded', './src/observability', './src/run.ts', './src/lambda.ts'],
+              message: 'transform/ is pure: it validates, masks and seals, and knows no I/O (see docs/architecture.md)',
+            },
+            {
+              target: './src/source',
+              from: ['./src/sink', './src/transform', './src/pipeline', './src/pipeline.ts', './src/cli', './src/commands', './src/embedded', './src/run.ts'],
+              message: 'source/ speaks SQS only (see docs/architecture.md)',
+            },
+            {
+              target: './src/sink',
+              from: ['./src/source', './src/pipeline', './src/pipeline.ts', './src/cli', './src/commands', './src/embedded', './src/run.ts'],
+              message: 'sink/ speaks Postgres only (see docs/architecture.md)',
+            },
+            {
+              target: ['./src/pipeline', './src/pipeline.ts', './src/observability', './src/embedded'],
+              from: ['./src/cli', './src/commands'],
+              message: 'the command line sits on top: nothing below it imports it (see docs/architecture.md)',
+            },
+            { target: './src', from: ['./test', './bench'], message: 'the product never imports its tests or its bench' },
+          ],
+        },
+      ],
     },
   },
 );

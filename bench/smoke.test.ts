@@ -36,7 +36,7 @@ test('npm run bench with 100 messages measures all seven scenarios and writes th
     assert.equal(pipeline?.details.rowsInTable, pipeline?.details.expectedRows);
     assert.equal(pipeline?.details.leftInQueue, 0);
     const sdkPipeline = results.scenarios.find((s) => s.scenario === 'pipeline-sdk');
-    assert.deepEqual(sdkPipeline?.details.args, ['run', '--drain', '--receive-concurrency', '4', '--pg-pool-max', '4', '--sqs-client', 'sdk']);
+    assert.deepEqual(sdkPipeline?.details.args, ['run', '--drain', '--receive-concurrency', '4', '--pg-pool-max', '4', '--max-in-flight-bytes', '67108864', '--sqs-client', 'sdk']);
     assert.equal(sdkPipeline?.details.rowsInTable, sdkPipeline?.details.expectedRows);
     assert.equal(results.scenarios.find((s) => s.scenario === 'queue-sdk')?.messages, 100);
     assert.equal(results.scenarios.find((s) => s.scenario === 'queue-stock')?.messages, 100);

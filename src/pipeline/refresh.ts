@@ -52,11 +52,12 @@ export class VisibilityRefresher {
 
   /** Stops extending receives (committed or about to be handed back); resolves once no extension of theirs is under way. */
   async untrack(group: readonly Held[]): Promise<void> {
-    const calls = group.map((held) => {
-      const tracked = this.#tracked.get(held);
+    const calls: Promise<unknown>[] = [];
+    for (const held of group) {
+      const call = this.#tracked.get(held)?.call;
       this.#tracked.delete(held);
-      return tracked?.call;
-    });
+      if (call !== undefined) calls.push(call);
+    }
     await Promise.all(calls);
   }
 
