@@ -6,10 +6,12 @@ import type { Ratio } from './ratios.js';
 export const fixed = (n: number | undefined, digits: number) => (n === undefined ? '—' : n.toFixed(digits));
 
 export function table(results: readonly ScenarioResult[], computed: readonly Ratio[]): string {
-  const head = ['scenario', 'msgs/s', 'CPU s/10k', 'peak RSS MB', 'emulator CPU s/10k', 'postgres CPU s/10k', 'other load (cores)'];
+  const head = ['scenario', 'msgs/s', 'msgs/s exec to exit', 'CPU s/10k', 'peak RSS MB', 'emulator CPU s/10k', 'postgres CPU s/10k', 'other load (cores)'];
   const rows = results.map((r) => [
     r.label,
     fixed(r.msgsPerSecond, 0),
+    // The whole process, start-up and drain detection included, beside the measured window.
+    fixed(r.processWallMs > 0 ? (r.msgsPerSecond * r.elapsedMs) / r.processWallMs : undefined, 0),
     fixed(r.cpuSecondsPer10k, 2),
     fixed(r.peakRssMb, 0),
     fixed(r.emulatorCpuSecondsPer10k, 2),

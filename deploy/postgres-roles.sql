@@ -81,8 +81,8 @@ GRANT SELECT, INSERT, DELETE ON login_etl.processed_messages TO login_etl_writer
 -- Forwarding to the dead-letter queue is claimed and recorded on the rejection
 -- (forward_claimed_at, forwarded_at, forward_error), and a redelivered rejection is looked up by
 -- id to see whether it still needs forwarding.
-GRANT INSERT, SELECT (message_id, reason, legacy_body, body_shape, forward_claimed_at, forwarded_at, forward_error),
-      UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme, forward_claimed_at, forwarded_at, forward_error)
+GRANT INSERT, SELECT (message_id, reason, legacy_body, body_shape, forward_claimed_at, forward_claimed_by, forwarded_at, forward_error),
+      UPDATE (legacy_body, body_bytes, body_token, body_shape, sealed_body, seal_key_id, seal_scheme, forward_claimed_at, forward_claimed_by, forwarded_at, forward_error)
    ON login_etl.rejected_messages TO login_etl_writer;
 GRANT INSERT, SELECT (token) ON login_etl.pii_vault TO login_etl_writer;
 

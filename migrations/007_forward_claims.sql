@@ -5,4 +5,8 @@
 -- or may not have reached the dead-letter queue. Nothing is lost either way (the body is sealed in
 -- this table); `login-etl rejected list` shows such rows and `rejected replay` can send them.
 
-ALTER TABLE login_etl.rejected_messages ADD COLUMN forward_claimed_at timestamptz;
+-- forward_claimed_by is the claiming batch's own random token: a claim whose answer was lost
+-- (a connection cut after the commit) is recognised as its own when the batch claims again.
+ALTER TABLE login_etl.rejected_messages
+    ADD COLUMN forward_claimed_at timestamptz,
+    ADD COLUMN forward_claimed_by text;

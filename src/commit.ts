@@ -15,6 +15,7 @@
  * Any other failure (`classify` says transient or broken) ends the attempt with the failure
  * thrown; what is committed or forwarded stays so, and the next attempt goes on from there.
  */
+import { randomUUID } from 'node:crypto';
 import { DeadLetterError, describeError, UnstorableRejectionError } from './errors.js';
 import { classify } from './failure.js';
 import type { Logger } from './observability/logger.js';
@@ -53,6 +54,8 @@ export class BatchCommit {
   readonly #toForward = new Map<string, DeadLetter>();
   /** Of those, the ones this batch has claimed: only these may be sent. */
   readonly #claimed = new Set<string>();
+  /** This batch's token on its claims. */
+  readonly #claimant = randomUUID();
   /** Forwarded or refused for good, not yet recorded in Postgres. */
   #unrecorded: { forwarded: string[]; refused: { messageId: string; reason: string }[] } = { forwarded: [], refused: [] };
 
@@ -82,7 +85,7 @@ export class BatchCommit {
   async releaseClaims(): Promise<void> {
     const claimed = this.unforwarded.filter((id) => this.#claimed.has(id));
     if (claimed.length === 0) return;
-    await this.deps.sink.releaseForwardingClaims(claimed);
+    await this.deps.sink.releaseForwardingClaims(claimed, this.#claimant);
     for (const id of claimed) this.#claimed.delete(id);
   }
 
@@ -138,7 +141,7 @@ export class BatchCommit {
     let failure: unknown;
     const unclaimed = [...this.#toForward.keys()].filter((id) => !this.#claimed.has(id));
     if (unclaimed.length > 0) {
-      const claimed = new Set(await sink.claimForwarding(unclaimed));
+      const claimed = new Set(await sink.claimForwarding(unclaimed, this.#claimant));
       for (const id of unclaimed) {
         if (claimed.has(id)) this.#claimed.add(id);
         // Another writer claimed it: that one sends it.

@@ -187,20 +187,28 @@ export class DependencyState {
   }
 }
 
-/** Errors raised before a connection exists: nothing was sent. */
+/** Errors raised before a request exists on the wire: nothing was sent. */
 const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const TLS_CODE = /^(ERR_TLS_|CERT_)|^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/;
+/** Failures before any request: no credentials, a bad setting. */
+const BEFORE_REQUEST_NAMES = new Set(['CredentialsProviderError', 'ConfigError', 'TokenProviderError']);
 
 /**
- * Whether a request that failed may still have been carried out: no answer came back (or an
- * answer of success that could not be read), and the failure is not one from before the
- * connection was made. For sends that must not be repeated (the dead-letter queue).
+ * Whether a request that failed may still have been carried out, for sends that must not be
+ * repeated (the dead-letter queue). No: SQS answered with a client error (4xx), or the failure
+ * came before a request was on the wire (no connection, TLS refused, no credentials, a bad
+ * setting). Yes: anything else, a server error (5xx, which can come after the message was
+ * queued), an answer of success that could not be read, a connection cut or a deadline.
  */
 export function mayHaveArrived(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth += 1) {
     const status = (e as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode ?? (e as { status?: unknown }).status;
-    if (typeof status === 'number') return status >= 200 && status < 300;
+    if (typeof status === 'number') return status < 400 || status >= 500;
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && NOT_CONNECTED_CODES.has(code)) return false;
+    if (typeof code === 'string' && (NOT_CONNECTED_CODES.has(code) || TLS_CODE.test(code))) return false;
+    const name = (e as { name?: unknown }).name;
+    const type = (e as { type?: unknown }).type;
+    if ((typeof name === 'string' && BEFORE_REQUEST_NAMES.has(name)) || (typeof type === 'string' && BEFORE_REQUEST_NAMES.has(type))) return false;
   }
   return true;
 }

@@ -193,8 +193,8 @@ export function createMetrics(): Metrics {
             throw err;
           }
         },
-        claimForwarding: (messageIds) => sink.claimForwarding(messageIds),
-        releaseForwardingClaims: (messageIds) => sink.releaseForwardingClaims(messageIds),
+        claimForwarding: (messageIds, claimant) => sink.claimForwarding(messageIds, claimant),
+        releaseForwardingClaims: (messageIds, claimant) => sink.releaseForwardingClaims(messageIds, claimant),
         recordForwarding: (record) => sink.recordForwarding(record),
       };
     },

@@ -66,7 +66,8 @@ export async function commitHeld(deps: WriterDeps, outcomes: readonly Outcome[],
       }
     }
     log.error({ messages: outcomes.length }, 'batch not committed before the deadline; its messages go back to the queue');
-    await commit.releaseClaims().catch((err: unknown) => {
+    // The hard stop cancels the statements under way, which can take this one with it: once more.
+    await commit.releaseClaims().catch(async () => await commit.releaseClaims()).catch((err: unknown) => {
       log.warn({ err: describeError(err), rejections: commit.unforwarded.length }, 'claims on rejections not yet forwarded could not be given back; they stay unconfirmed');
     });
     return false;

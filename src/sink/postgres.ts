@@ -13,9 +13,9 @@ import { writeBatch, type WriteResult } from './write-batch.js';
 export interface Sink {
   write(outcomes: readonly Outcome[]): Promise<WriteResult>;
   /** Claims committed rejections for forwarding; returns the ids claimed by this call (see claimForwarding). */
-  claimForwarding(messageIds: readonly string[]): Promise<string[]>;
+  claimForwarding(messageIds: readonly string[], claimant: string): Promise<string[]>;
   /** Gives back claims of rejections known not to have been sent (see releaseForwardingClaims). */
-  releaseForwardingClaims(messageIds: readonly string[]): Promise<void>;
+  releaseForwardingClaims(messageIds: readonly string[], claimant: string): Promise<void>;
   /** Records which claimed rejections reached the dead-letter queue, and which never can. */
   recordForwarding(record: ForwardingRecord): Promise<void>;
 }
@@ -92,17 +92,17 @@ export class PgSink implements Sink {
     }
   }
 
-  async claimForwarding(messageIds: readonly string[]): Promise<string[]> {
+  async claimForwarding(messageIds: readonly string[], claimant: string): Promise<string[]> {
     try {
-      return await claimForwarding(this.pool, messageIds);
+      return await claimForwarding(this.pool, messageIds, claimant);
     } catch (err) {
       throw sinkError('Postgres could not claim rejections for the dead-letter queue', err);
     }
   }
 
-  async releaseForwardingClaims(messageIds: readonly string[]): Promise<void> {
+  async releaseForwardingClaims(messageIds: readonly string[], claimant: string): Promise<void> {
     try {
-      await releaseForwardingClaims(this.pool, messageIds);
+      await releaseForwardingClaims(this.pool, messageIds, claimant);
     } catch (err) {
       throw sinkError('Postgres could not give back claims on rejections for the dead-letter queue', err);
     }

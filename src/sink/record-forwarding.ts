@@ -16,35 +16,38 @@ WITH candidates AS (
        FOR UPDATE
 )
 UPDATE login_etl.rejected_messages r
-   SET forward_claimed_at = now()
+   SET forward_claimed_at = now(), forward_claimed_by = $2
   FROM candidates c
  WHERE r.message_id = c.message_id
-   AND r.forward_claimed_at IS NULL AND r.forwarded_at IS NULL AND r.forward_error IS NULL
+   AND (r.forward_claimed_at IS NULL OR r.forward_claimed_by = $2)
+   AND r.forwarded_at IS NULL AND r.forward_error IS NULL
 RETURNING r.message_id`;
 
 /**
- * Claims rejections for forwarding and returns the ids this call claimed: a rejection is sent to
- * the dead-letter queue only by the writer whose claim took, so at most once. Two writers that
- * hold the same redelivered rejection race here; the row lock lets exactly one of them win.
+ * Claims rejections for forwarding under `claimant` (a batch's own random token) and returns the
+ * ids it holds: a rejection is sent to the dead-letter queue only by the writer whose claim took,
+ * so at most once. Two writers that hold the same redelivered rejection race here; the row lock
+ * lets exactly one of them win. Claiming again with the same token returns the claims already
+ * held, so a claim whose answer was lost is not mistaken for another writer's.
  */
-export async function claimForwarding(db: pg.Pool | pg.ClientBase, messageIds: readonly string[]): Promise<string[]> {
+export async function claimForwarding(db: pg.Pool | pg.ClientBase, messageIds: readonly string[], claimant: string): Promise<string[]> {
   if (messageIds.length === 0) return [];
-  const { rows } = await db.query<{ message_id: string }>({ name: 'login-etl-claim-forwarding', text: CLAIM_FORWARDING, values: [messageIds] });
+  const { rows } = await db.query<{ message_id: string }>({ name: 'login-etl-claim-forwarding', text: CLAIM_FORWARDING, values: [messageIds, claimant] });
   return rows.map((r) => r.message_id);
 }
 
 const RELEASE_CLAIMS = `
 UPDATE login_etl.rejected_messages
-   SET forward_claimed_at = NULL
- WHERE message_id = ANY($1::text[]) AND forwarded_at IS NULL AND forward_error IS NULL`;
+   SET forward_claimed_at = NULL, forward_claimed_by = NULL
+ WHERE message_id = ANY($1::text[]) AND forward_claimed_by = $2 AND forwarded_at IS NULL AND forward_error IS NULL`;
 
 /**
  * Gives claims back for rejections known not to have been sent (the dead-letter queue answered
  * with an error, or was never reached), so that the next delivery of their messages forwards them.
  */
-export async function releaseForwardingClaims(db: pg.Pool | pg.ClientBase, messageIds: readonly string[]): Promise<void> {
+export async function releaseForwardingClaims(db: pg.Pool | pg.ClientBase, messageIds: readonly string[], claimant: string): Promise<void> {
   if (messageIds.length === 0) return;
-  await db.query({ name: 'login-etl-release-forwarding', text: RELEASE_CLAIMS, values: [messageIds] });
+  await db.query({ name: 'login-etl-release-forwarding', text: RELEASE_CLAIMS, values: [messageIds, claimant] });
 }
 
 const RECORD_FORWARDING = `

@@ -30,8 +30,8 @@ export function safetyStop(timeoutMs = 60_000): { readonly signal: AbortSignal; 
 export function sinkWith(write: Sink['write'], real?: Sink): Sink {
   return {
     write,
-    claimForwarding: async (messageIds) => (real === undefined ? [...messageIds] : await real.claimForwarding(messageIds)),
-    releaseForwardingClaims: async (messageIds) => await real?.releaseForwardingClaims(messageIds),
+    claimForwarding: async (messageIds, claimant) => (real === undefined ? [...messageIds] : await real.claimForwarding(messageIds, claimant)),
+    releaseForwardingClaims: async (messageIds, claimant) => await real?.releaseForwardingClaims(messageIds, claimant),
     recordForwarding: async (record) => await real?.recordForwarding(record),
   };
 }

@@ -13,6 +13,7 @@ import type { Outcome } from '../../src/transform/transform.js';
 export interface StoredRejection {
   readonly reason: string;
   claimed: boolean;
+  claimant?: string | undefined;
   forwarded: boolean;
   forwardError: string | undefined;
 }
@@ -60,24 +61,29 @@ export class MemorySink implements Sink {
     return { written, rejected, duplicates: outcomes.length - written - rejected, forward };
   }
 
-  async claimForwarding(messageIds: readonly string[]): Promise<string[]> {
+  async claimForwarding(messageIds: readonly string[], claimant: string): Promise<string[]> {
     await Promise.resolve();
-    this.claimFault?.(messageIds);
     const claimed: string[] = [];
     for (const id of messageIds) {
       const stored = this.rejections.get(id);
-      if (stored === undefined || stored.claimed || stored.forwarded || stored.forwardError !== undefined) continue;
+      if (stored === undefined || (stored.claimed && stored.claimant !== claimant) || stored.forwarded || stored.forwardError !== undefined) continue;
       stored.claimed = true;
+      stored.claimant = claimant;
       claimed.push(id);
     }
+    // A fault after the claims took: their answer is lost, as when a connection is cut after the commit.
+    this.claimFault?.(messageIds);
     return claimed;
   }
 
-  async releaseForwardingClaims(messageIds: readonly string[]): Promise<void> {
+  async releaseForwardingClaims(messageIds: readonly string[], claimant: string): Promise<void> {
     await Promise.resolve();
     for (const id of messageIds) {
       const stored = this.rejections.get(id);
-      if (stored !== undefined && !stored.forwarded && stored.forwardError === undefined) stored.claimed = false;
+      if (stored !== undefined && stored.claimant === claimant && !stored.forwarded && stored.forwardError === undefined) {
+        stored.claimed = false;
+        stored.claimant = undefined;
+      }
     }
   }
 

@@ -89,6 +89,7 @@ describe('PgSink.write', () => {
         token: rejected.token,
         shape: rejected.shape,
         replayedAt: null,
+        deadLetter: 'none' as const,
         keyId: 'k1',
         sealed: { scheme: 'box', keyId: 'k1', sealed: Buffer.from(rejected.sealed.sealed) },
       });
@@ -177,10 +178,15 @@ describe('forwarding claims', () => {
 
       // Two writers holding the same redelivered rejections claim them at once: every id is
       // claimed by exactly one of them.
-      const [a, b] = await Promise.all([one.claimForwarding(ids), two.claimForwarding([...ids].reverse())]);
+      const [a, b] = await Promise.all([one.claimForwarding(ids, 'batch-a'), two.claimForwarding([...ids].reverse(), 'batch-b')]);
       assert.deepEqual([...a, ...b].sort(), [...ids].sort());
       assert.equal(new Set([...a, ...b]).size, ids.length);
-      assert.deepEqual(await one.claimForwarding(ids), [], 'a claim takes once');
+      assert.deepEqual(await one.claimForwarding(ids, 'batch-c'), [], 'a claim takes once');
+      // The same batch claiming again (its first answer lost) gets back exactly what it holds.
+      assert.deepEqual((await one.claimForwarding(ids, 'batch-a')).sort(), [...a].sort());
+      // A release gives back only the releasing batch's own claims.
+      await two.releaseForwardingClaims(ids, 'batch-a');
+      assert.deepEqual((await one.claimForwarding(ids, 'batch-c')).sort(), [...a].sort());
 
       // Claimed, never recorded (the process stopped after its send): not reported again.
       assert.deepEqual((await two.write(rejections)).forward, []);
@@ -190,6 +196,8 @@ describe('forwarding claims', () => {
           WHERE forward_claimed_at IS NOT NULL AND forwarded_at IS NULL AND forward_error IS NULL`,
       );
       assert.equal(row?.unconfirmed, ids.length);
+      const [claimants] = await query<{ n: number }>(databaseUrl, 'SELECT count(DISTINCT forward_claimed_by)::int AS n FROM login_etl.rejected_messages');
+      assert.equal(claimants?.n, b.length > 0 ? 2 : 1, 'batch-a released to batch-c; batch-b kept its own');
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
     }

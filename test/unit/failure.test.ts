@@ -176,9 +176,15 @@ describe('mayHaveArrived: whether a failed send may still have been carried out'
       assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed', { cause: withCode(code) })), false, code);
     }
   });
-  it('no: SQS answered with an error', () => {
+  it('no: SQS answered with a client error, or there were no credentials or no TLS', () => {
     assert.equal(mayHaveArrived(Object.assign(new Error('ThrottlingException'), { $metadata: { httpStatusCode: 400 } })), false);
-    assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed: HTTP 503', { cause: undefined, status: 503 })), false);
+    assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed: AccessDenied', { cause: undefined, status: 403 })), false);
+    assert.equal(mayHaveArrived(new SourceError('could not load credentials', { cause: Object.assign(new Error('no credentials'), { name: 'CredentialsProviderError' }) })), false);
+    assert.equal(mayHaveArrived(new SourceError('certificate', { cause: withCode('CERT_HAS_EXPIRED') })), false);
+  });
+  it('yes: a server error (it may come after the message was queued)', () => {
+    assert.equal(mayHaveArrived(new SourceError('SQS SendMessageBatch failed: HTTP 503', { cause: undefined, status: 503 })), true);
+    assert.equal(mayHaveArrived(Object.assign(new Error('InternalError'), { $metadata: { httpStatusCode: 500 } })), true);
   });
   it('yes: the connection was cut, the deadline passed, or a success could not be read', () => {
     assert.equal(mayHaveArrived(new SourceError('socket hang up', { cause: withCode('ECONNRESET') })), true);
