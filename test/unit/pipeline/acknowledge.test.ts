@@ -17,6 +17,16 @@ async function received(queue: FakeQueue, count: number) {
   return await queue.receive({ maxMessages: 10, waitTimeSeconds: 0, signal: never() });
 }
 
+/**
+ * A signal aborted after `ms` by a timer that keeps the process alive: AbortSignal.timeout's timer
+ * does not, and with nothing else pending Node.js 22 would end the test before it fires.
+ */
+function abortAfter(ms: number): AbortSignal {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms);
+  return controller.signal;
+}
+
 describe('Acknowledger', () => {
   it('deletes committed messages', async () => {
     const queue = new FakeQueue();
@@ -56,7 +66,7 @@ describe('Acknowledger', () => {
     queue.stalled.add('delete');
     const tally = { deleteFailures: 0, released: 0 };
     const started = performance.now();
-    await new Acknowledger({ queue, log: silentLog, tally }, RETRY).delete(messages, AbortSignal.timeout(100));
+    await new Acknowledger({ queue, log: silentLog, tally }, RETRY).delete(messages, abortAfter(100));
     const tookMs = performance.now() - started;
     assert.ok(tookMs >= 90 && tookMs < 1_000, `took ${Math.round(tookMs)} ms`);
     assert.equal(queue.callsOf('delete').length, 1, 'an aborted delete is not tried again');
@@ -73,7 +83,7 @@ describe('Acknowledger', () => {
 
     queue.stalled.add('changeVisibility');
     const started = performance.now();
-    await acknowledger.release(messages.slice(2), AbortSignal.timeout(100));
+    await acknowledger.release(messages.slice(2), abortAfter(100));
     assert.ok(performance.now() - started < 1_000);
     assert.equal(tally.released, 4);
     assert.deepEqual(await queue.depth(), { visible: 2, inFlight: 2, delayed: 0 }, 'the stalled hand-back changed nothing');
