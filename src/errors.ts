@@ -3,6 +3,7 @@
  * (SQS's status and error type, Postgres's SQLSTATE in its cause); what to do about a failure is
  * decided in one place, `classify` in src/failure.ts.
  */
+import type { Dependency } from './observability/health.js';
 
 /** A setting is missing or invalid. The CLI prints the message and exits with code 2. */
 export class ConfigError extends Error {
@@ -76,10 +77,10 @@ export class DeadLetterError extends Error {
 export class UnavailableError extends Error {
   override readonly name = 'UnavailableError';
   /** The dependency that could not be reached or refused the work, and for how long, when known. */
-  readonly dependency: 'postgres' | 'sqs' | 'dead-letter-queue' | undefined;
+  readonly dependency: Dependency | undefined;
   readonly forMs: number | undefined;
 
-  constructor(message: string, options: { cause?: unknown; dependency?: 'postgres' | 'sqs' | 'dead-letter-queue'; forMs?: number } = {}) {
+  constructor(message: string, options: { cause?: unknown; dependency?: Dependency; forMs?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.dependency = options.dependency;
     this.forMs = options.forMs;

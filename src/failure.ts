@@ -48,7 +48,8 @@ export const DEPENDENCY_NAMES: Readonly<Record<Dependency, string>> = {
 const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-3]|40001|40P01|55P03)/;
 /** Data exceptions (22) and integrity constraint violations (23): the row, not the database. */
 const ROW_REFUSED_SQLSTATE = /^(22|23)/;
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** Socket and DNS failures: the dependency could not be reached, or the connection broke. */
+export const NETWORK_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 /** node-postgres reports a dropped connection or a pool time-out without a code. */
 const PG_CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i;
 /**

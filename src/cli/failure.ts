@@ -4,6 +4,7 @@
  * code: 2 when the user must change something before a retry can help, 1 otherwise.
  */
 import { ConfigError, describeError, SinkError, SourceError, UnavailableError, UsageError } from '../errors.js';
+import { NETWORK_CODES } from '../failure.js';
 
 export interface FailureLine {
   readonly text: string;
@@ -11,7 +12,6 @@ export interface FailureLine {
 }
 
 /** Errors of the network layer, as Node.js names them. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
 
 interface SystemError {
   readonly code: string;
