@@ -227,6 +227,7 @@ export class Pipeline {
         sqs: this.#states.sqs,
         accept: (messages: QueueMessage[]) => this.#accept(messages),
         onEmpty: () => this.#drain.emptyReceive(),
+        onAnswer: (full: boolean) => this.#batcher.answered(full),
       };
       const signals = { stop: this.#receiving.signal, cut: this.#cut.signal };
       const loops = Array.from({ length: options.receiveConcurrency }, () => receiveLoop(receiveDeps, receiveOptions, signals));

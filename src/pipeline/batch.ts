@@ -1,6 +1,9 @@
 /**
  * The batcher: gathers held receives into transactions of up to `maxBatchMessages`, waiting at
- * most `flushIntervalMs` (on a monotonic clock) for company.
+ * most `flushIntervalMs` (on a monotonic clock) for company, and not at all once the queue has
+ * said that none is coming: a receive that brought fewer messages than it asked for found the
+ * queue empty for the moment, and waiting would only add its time to every event's lag. Under a
+ * backlog receives come back full and batches fill; at a trickle each commit goes out at once.
  */
 import type { Held } from './held.js';
 
@@ -13,6 +16,8 @@ export class Batcher {
   #pending: Held[] = [];
   #pendingMessages = 0;
   #ended = false;
+  /** The last receive came back with less than it asked for. */
+  #quiet = false;
   #wakers: (() => void)[] = [];
 
   constructor(
@@ -31,6 +36,15 @@ export class Batcher {
     this.#wake();
   }
 
+  /**
+   * What a receive's answer says about the queue: `full` if it brought all it asked for (more
+   * may be waiting), otherwise the queue is empty for now and what is pending goes out at once.
+   */
+  answered(full: boolean): void {
+    this.#quiet = !full;
+    if (this.#quiet) this.#wake();
+  }
+
   /** No more receives will come: what is pending goes out without waiting for company. */
   end(): void {
     this.#ended = true;
@@ -39,7 +53,8 @@ export class Batcher {
 
   /**
    * The next group of receives to commit together: once `maxBatchMessages` are pending, the
-   * oldest has waited `flushIntervalMs`, or receiving has ended. Undefined once ended and empty.
+   * oldest has waited `flushIntervalMs`, the last receive found the queue empty, or receiving
+   * has ended. Undefined once ended and empty.
    */
   async next(): Promise<Held[] | undefined> {
     const { maxBatchMessages, flushIntervalMs } = this.options;
@@ -51,7 +66,7 @@ export class Batcher {
         continue;
       }
       const waitedMs = this.clock() - oldest.receivedAt;
-      if (this.#pendingMessages < maxBatchMessages && !this.#ended && waitedMs < flushIntervalMs) {
+      if (this.#pendingMessages < maxBatchMessages && !this.#ended && !this.#quiet && waitedMs < flushIntervalMs) {
         await this.#waitForWork(flushIntervalMs - waitedMs);
         continue;
       }

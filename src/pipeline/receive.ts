@@ -41,6 +41,8 @@ export interface ReceiveLoopDeps {
   readonly accept: (messages: QueueMessage[]) => void;
   /** A receive came back empty. */
   readonly onEmpty: () => void;
+  /** Every receive's answer: whether it brought as many messages as it asked for. */
+  readonly onAnswer: (full: boolean) => void;
 }
 
 export interface ReceiveSignals {
@@ -85,6 +87,7 @@ export async function receiveLoop(deps: ReceiveLoopDeps, options: ReceiveLoopOpt
       continue;
     }
     if (messages.length > 0) deps.accept(messages);
+    deps.onAnswer(messages.length >= worst.messages);
     inFlight.release(worst.messages, worst.bytes);
     if (messages.length > 0) continue;
     if (options.drain) {

@@ -46,6 +46,34 @@ describe('Batcher', () => {
     assert.ok(performance.now() - again < 20);
   });
 
+  it('a receive that came back short lets what is pending out at once; a full one makes it wait for company again', async (t) => {
+    const batcher = new Batcher({ maxBatchMessages: 500, flushIntervalMs: 60_000 }, () => 0);
+    // Ends the minute-long waits of a failed run, so the file ends with the test.
+    t.after(() => batcher.end());
+    const stillWaiting = (group: Promise<Held[] | undefined>) =>
+      Promise.race([group, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 200))]);
+
+    const first = held(10, 0);
+    batcher.push(first);
+    batcher.answered(true);
+    const waiting = batcher.next();
+    assert.equal(await stillWaiting(waiting), 'still waiting', 'a full receive: more may come, so the batch waits');
+    batcher.answered(false);
+    assert.deepEqual(await stillWaiting(waiting), [first], 'a short receive wakes the writer waiting for company');
+
+    const second = held(3, 0);
+    batcher.push(second);
+    assert.deepEqual(await stillWaiting(batcher.next()), [second], 'still quiet: the next receive goes out at once');
+
+    batcher.answered(true);
+    const third = held(10, 0);
+    batcher.push(third);
+    const waitingAgain = batcher.next();
+    assert.equal(await stillWaiting(waitingAgain), 'still waiting', 'a full receive again: back to waiting');
+    batcher.end();
+    assert.deepEqual(await waitingAgain, [third]);
+  });
+
   it('end() lets what is pending out without waiting and wakes a writer that waits for work', async () => {
     const batcher = new Batcher({ maxBatchMessages: 500, flushIntervalMs: 60_000 }, () => 0);
     const waiting = batcher.next();

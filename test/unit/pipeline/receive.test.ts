@@ -19,6 +19,7 @@ const MiB = 1_048_576;
 function setUp(inFlight = new InFlight(1_000, 64 * MiB)) {
   const queue = new FakeQueue();
   const accepted: QueueMessage[][] = [];
+  const answers: boolean[] = [];
   const sqs = new DependencyState('sqs', { log: silentLog, clock: () => performance.now() });
   const deps = {
     queue,
@@ -32,8 +33,9 @@ function setUp(inFlight = new InFlight(1_000, 64 * MiB)) {
       setTimeout(() => inFlight.remove(messages.length, bytes), 5);
     },
     onEmpty: () => undefined,
+    onAnswer: (full: boolean) => answers.push(full),
   };
-  return { queue, accepted, sqs, deps, inFlight };
+  return { queue, accepted, answers, sqs, deps, inFlight };
 }
 
 describe('receiveWorstCase', () => {
@@ -69,6 +71,19 @@ describe('receiveLoop', () => {
 
     assert.ok(seen.every((n) => n === 3), `maxMessages asked for: ${seen.join(', ')}`);
     assert.deepEqual(inFlight.reserved, { messages: 0, bytes: 0 }, 'every reservation given back');
+  });
+
+  it('tells whether each receive brought all it asked for', async () => {
+    const { queue, accepted, answers, deps } = setUp();
+    queue.send(Array.from({ length: 13 }, (_, i) => loginBody({ user_id: `u-${i}` })));
+    const stop = new AbortController();
+    // A drain: short polls, and a pause after an empty one.
+    const loop = receiveLoop(deps, { ...OPTIONS, drain: true }, { stop: stop.signal, cut: new AbortController().signal });
+    while (answers.length < 3) await sleep(5);
+    stop.abort();
+    await loop;
+    assert.deepEqual(accepted.map((m) => m.length), [10, 3]);
+    assert.deepEqual(answers.slice(0, 3), [true, false, false], '10 of 10, then 3 of 10, then none');
   });
 
   it('a stop issues no new receive but lets the one under way answer, and what it brings is accepted', async () => {
