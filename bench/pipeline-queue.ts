@@ -4,7 +4,8 @@
  */
 import type { RunConfig } from '../src/config.js';
 import type { Queue } from '../src/source/queue.js';
-import { createQueue, type StaticCredentials } from '../src/source/sqs.js';
+import type { StaticCredentials } from '../src/source/aws.js';
+import { createQueue } from '../src/source/clients.js';
 
 export interface PipelineQueue {
   readonly queue: Queue;
@@ -15,9 +16,9 @@ export interface PipelineQueue {
 /** What run.ts reads from its config to build the queue. */
 export type PipelineQueueConfig = Pick<RunConfig, 'sqs' | 'receiveConcurrency' | 'sqsClient' | 'sqsTimeoutSeconds'>;
 
-export function createPipelineQueue(config: PipelineQueueConfig, credentials?: StaticCredentials): PipelineQueue {
+export async function createPipelineQueue(config: PipelineQueueConfig, credentials?: StaticCredentials): Promise<PipelineQueue> {
   // As in src/run.ts runPipeline(): same factory, same connection limit.
-  const clients = createQueue(config.sqs, {
+  const clients = await createQueue(config.sqs, {
     connections: config.receiveConcurrency * 2 + 4,
     client: config.sqsClient,
     timeoutMs: config.sqsTimeoutSeconds * 1000,

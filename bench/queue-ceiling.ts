@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const { queue, close } =
     ceiling === 'stock'
       ? stockQueue(endpoint, queueUrl)
-      : createPipelineQueue(
+      : await createPipelineQueue(
           { sqs: { queueUrl, region: 'us-east-1', endpoint }, receiveConcurrency: concurrency, sqsClient: ceiling === 'sdk' ? 'sdk' : 'lean', sqsTimeoutSeconds: 10 },
           EMULATOR_CREDENTIALS,
         );

@@ -7,7 +7,8 @@ import pg from 'pg';
 import type { RunConfig } from './config.js';
 import { describeError } from './errors.js';
 import { missingUserLoginsColumns, USER_LOGINS_COLUMNS } from './sink/migrate.js';
-import { createQueue, type StaticCredentials } from './source/sqs.js';
+import type { StaticCredentials } from './source/aws.js';
+import { createQueue } from './source/clients.js';
 
 export type CheckResult = { readonly name: string; readonly ok: true; readonly detail: string } | { readonly name: string; readonly ok: false; readonly detail: string };
 
@@ -20,7 +21,7 @@ const CHECK_TIMEOUT_MS = 10_000;
  * permission and that client's signing.
  */
 async function checkQueue(config: RunConfig, credentials?: StaticCredentials): Promise<CheckResult> {
-  const clients = createQueue(config.sqs, {
+  const clients = await createQueue(config.sqs, {
     connections: 1,
     client: config.sqsClient,
     timeoutMs: Math.min(config.sqsTimeoutSeconds * 1000, CHECK_TIMEOUT_MS),

@@ -17,7 +17,8 @@ import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink, statementCanceller } from './sink/postgres.js';
 import { pruneLedger } from './sink/prune.js';
 import type { Queue, QueueDepth, QueueSettings } from './source/queue.js';
-import { createQueue, type StaticCredentials } from './source/sqs.js';
+import type { StaticCredentials } from './source/aws.js';
+import { createQueue } from './source/clients.js';
 import { createMasker } from './transform/mask.js';
 
 export interface RunOptions {
@@ -55,7 +56,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     const pool = createPool(config.databaseUrl, { max: config.pgPoolMax, log, statementTimeoutMs: config.statementTimeoutSeconds * 1000 });
     const cancelQueries = statementCanceller(pool, config.databaseUrl, { timeoutMs: CANCEL_TIMEOUT_MS });
     release.push(() => pool.end());
-    const sqsClients = createQueue(config.sqs, {
+    const sqsClients = await createQueue(config.sqs, {
       connections: config.receiveConcurrency * 2 + 4,
       client: config.sqsClient,
       timeoutMs: config.sqsTimeoutSeconds * 1000,
@@ -83,9 +84,12 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
         signal: options.stop,
         giveUpAfterMs: config.drain ? config.unreachableTimeoutSeconds * 1000 : undefined,
       });
-    const { applied } = await waitForPostgres(() => migrate(pool), 'Postgres is not reachable yet; waiting to check the schema');
+    // The schema and the queue's settings are asked for at once: neither waits for the other.
+    const [{ applied }, queueSettings] = await Promise.all([
+      waitForPostgres(() => migrate(pool), 'Postgres is not reachable yet; waiting to check the schema'),
+      readQueueSettings(queue, log),
+    ]);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
-    const queueSettings = await readQueueSettings(queue, log);
     // The monitor reads the depth only every few seconds; a display wants it from the start.
     if (progress !== undefined) await queue.depth().then((d) => progress.depth(d), () => undefined);
     const visibilityTimeoutSeconds = config.visibilityTimeoutSeconds ?? queueSettings.visibilityTimeoutSeconds;
@@ -105,7 +109,7 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     for (const warning of config.keyWarnings ?? []) log.warn(warning);
     const masker = await createMasker(config.maskMode, config.piiKey);
     await waitForPostgres(() => sealLegacyBodies(pool, masker.bodies, log), 'Postgres is not reachable; waiting to seal rejected bodies stored before sealing');
-    const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : sqsClients.deadLetters(config.deadLetterQueueUrl);
+    const deadLetters = config.deadLetterQueueUrl === undefined ? undefined : await sqsClients.deadLetters(config.deadLetterQueueUrl);
     log.info(
       {
         receiveConcurrency: config.receiveConcurrency,

@@ -228,7 +228,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_SQS_CLIENT',
     type: 'string',
     default: 'lean',
-    description: 'lean: receive, delete and extend visibility with signed requests over undici; sdk: the stock AWS SDK client for every call.',
+    description: 'lean: receive, delete and extend visibility with signed requests over node:http; sdk: the stock AWS SDK client for every call.',
   },
   sqsTimeoutSeconds: {
     flag: 'sqs-timeout-seconds',

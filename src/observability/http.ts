@@ -3,7 +3,8 @@
  * dependencies answered the last time they were used and none refuses the work: 200, or 503 with
  * why) and, unless turned off, `/metrics` in the Prometheus text format.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../node-http.js';
 import type { Registry } from 'prom-client';
 import type { Health } from './health.js';
 
@@ -17,7 +18,7 @@ export async function startHttpServer(
   options: { host: string; port: number; metrics?: Registry | undefined },
 ): Promise<HttpServer> {
   const { metrics } = options;
-  const server: Server = createServer((request, response) => {
+  const server: Server = http.createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     const send = (status: number, body: unknown) => {
       response.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);

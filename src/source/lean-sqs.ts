@@ -1,7 +1,8 @@
 /**
  * The lean SQS client: the calls the pipeline makes (ReceiveMessage, DeleteMessageBatch,
  * ChangeMessageVisibilityBatch, GetQueueAttributes), each one signed POST in SQS's JSON protocol,
- * sent with undici over kept-alive connections and signed (SigV4) with aws4, with credentials
+ * sent with node:http over kept-alive connections (the HTTP stack the SDK client uses too) and
+ * signed (SigV4) with aws4, with credentials
  * from the AWS SDK's own provider chain. It does what the SDK client does for these calls and
  * that the pipeline relies on: deadlines, clock-skew correction from the server's Date header,
  * fresh credentials after an expired-token or skew error, and every failure as a SourceError
@@ -10,9 +11,10 @@
  */
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import aws4 from 'aws4';
-import { Pool } from 'undici';
+import type { Agent, IncomingMessage } from 'node:http';
 import { SourceError } from '../errors.js';
 import { isClockSkew, needsFreshCredentials } from '../failure.js';
+import { http, https } from '../node-http.js';
 import {
   chunks,
   receiveDeadlineMs,
@@ -63,9 +65,10 @@ interface Response {
   readonly date: string | undefined;
 }
 
-/** The pipeline's Queue over undici and aws4; failures are SourceErrors with SQS's status and error type. */
+/** The pipeline's Queue over node:http and aws4; failures are SourceErrors with SQS's status and error type. */
 export class LeanSqsQueue implements Queue {
-  readonly #pool: Pool;
+  readonly #agent: Agent;
+  readonly #request: typeof http.request;
   readonly #queueUrl: string;
   readonly #credentials: AwsCredentialIdentityProvider;
   readonly #region: string | (() => Promise<string>);
@@ -81,7 +84,10 @@ export class LeanSqsQueue implements Queue {
   constructor(options: LeanSqsOptions) {
     this.#queueUrl = options.queueUrl;
     this.#url = new URL(options.endpoint);
-    this.#pool = new Pool(this.#url.origin, { connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+    const tls = this.#url.protocol === 'https:';
+    // One keep-alive agent for this queue's connections, as the SDK client's (src/source/sqs.ts).
+    this.#agent = new (tls ? https : http).Agent({ keepAlive: true, maxSockets: options.connections });
+    this.#request = tls ? https.request : http.request;
     this.#credentials = options.credentials;
     this.#region = options.region;
     this.#deadlines = options.deadlines;
@@ -147,8 +153,9 @@ export class LeanSqsQueue implements Queue {
     return { visibilityTimeoutSeconds: Number(a.VisibilityTimeout ?? 30), retentionSeconds: Number(a.MessageRetentionPeriod ?? 345_600) };
   }
 
-  async close(): Promise<void> {
-    await this.#pool.close();
+  close(): Promise<void> {
+    this.#agent.destroy();
+    return Promise.resolve();
   }
 
   async #attributes(names: readonly string[]): Promise<Record<string, string>> {
@@ -284,57 +291,52 @@ export class LeanSqsQueue implements Queue {
     return headers;
   }
 
-  /**
-   * One POST through undici's dispatcher with a handler that only gathers the body: the
-   * `request()` API's stream and promise plumbing cost more than the rest of the call. A body
-   * longer than the bound is cut off.
-   */
+  /** One POST over the agent's connections, its body gathered; a body longer than the bound is cut off. */
   #post(headers: Record<string, string>, body: string, signal: AbortSignal): Promise<Response> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
         reject(abortError(signal));
         return;
       }
-      let statusCode = 0;
-      let date: string | undefined;
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      let abort: ((err?: Error) => void) | undefined;
-      const onAbort = () => abort?.(abortError(signal));
-      signal.addEventListener('abort', onAbort, { once: true });
-      const settle = () => signal.removeEventListener('abort', onAbort);
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        outcome();
+      };
+      const fail = (err: Error) => settle(() => reject(err));
       const limit = this.#maxResponseBytes;
-      this.#pool.dispatch(
-        { origin: this.#url.origin, method: 'POST', path: '/', headers, body },
-        {
-          onConnect: (abortRequest) => {
-            abort = abortRequest;
-            if (signal.aborted) abortRequest(abortError(signal));
-          },
-          onHeaders: (status, rawHeaders) => {
-            statusCode = status;
-            if (status < 200 || status >= 300) date = headerValue(rawHeaders, 'date');
-            return true;
-          },
-          onData: (chunk) => {
+      const request = this.#request(
+        { hostname: this.#url.hostname, port: this.#url.port, method: 'POST', path: '/', headers, agent: this.#agent },
+        (response: IncomingMessage) => {
+          const statusCode = response.statusCode ?? 0;
+          const date = statusCode < 200 || statusCode >= 300 ? response.headers.date : undefined;
+          const chunks: Buffer[] = [];
+          let bytes = 0;
+          response.on('data', (chunk: Buffer) => {
             bytes += chunk.length;
             if (bytes > limit) {
-              abort?.(new SourceError(`SQS's response is longer than ${limit} bytes; cut off`, { cause: undefined, status: statusCode, type: 'ResponseTooLarge' }));
-              return false;
+              fail(new SourceError(`SQS's response is longer than ${limit} bytes; cut off`, { cause: undefined, status: statusCode, type: 'ResponseTooLarge' }));
+              request.destroy();
+              return;
             }
             chunks.push(chunk);
-            return true;
-          },
-          onComplete: () => {
-            settle();
-            resolve({ statusCode, date, text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8') });
-          },
-          onError: (err) => {
-            settle();
-            reject(err);
-          },
+          });
+          response.on('end', () =>
+            settle(() => resolve({ statusCode, date, text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8') })),
+          );
+          // A connection cut before the body's end is an error here ('aborted').
+          response.on('error', fail);
         },
       );
+      const onAbort = () => {
+        fail(abortError(signal));
+        request.destroy();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      request.on('error', fail);
+      request.end(body);
     });
   }
 }
@@ -352,15 +354,6 @@ function stringValues(record: Record<string, unknown> | undefined): Record<strin
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(record ?? {})) if (typeof value === 'string') out[name] = value;
   return out;
-}
-
-/** undici's raw headers are alternating name/value buffers. */
-function headerValue(raw: Buffer[] | string[] | null | undefined, name: string): string | undefined {
-  if (!raw) return undefined;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (String(raw[i]).toLowerCase() === name) return String(raw[i + 1]);
-  }
-  return undefined;
 }
 
 function abortError(signal: AbortSignal): Error {

@@ -1,7 +1,7 @@
 /**
- * SQS through the AWS SDK: where requests go (endpoint, region, credentials), the SDK client
- * tuned for the pipeline, its Queue adapter (`SqsQueue`), the dead-letter queue, and
- * `createQueue`, which builds the Queue `run` and `check` use (this adapter or the lean one).
+ * SQS through the AWS SDK: the SDK client tuned for the pipeline, its Queue adapter
+ * (`SqsQueue`) and the dead-letter queue. Where requests go and how they are signed is
+ * src/source/aws.ts; src/source/clients.ts loads this module only when a process needs the SDK.
  */
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -12,21 +12,17 @@ import {
   SQSClient,
   type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import ipaddr from 'ipaddr.js';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { queueUrlRegion, settingLabel, type SqsConfig } from '../config.js';
-import { ConfigError, SourceError } from '../errors.js';
+import type { SqsConfig } from '../config.js';
+import { SourceError } from '../errors.js';
 import { classifyBatchEntry, mayHaveArrived, needsFreshCredentials } from '../failure.js';
-import { LeanSqsQueue } from './lean-sqs.js';
+import { http, https } from '../node-http.js';
+import { resolveSqsEndpoint, signingFor, type Signing, type SigningOptions } from './aws.js';
 import {
   chunks,
+  DEFAULT_SQS_TIMEOUT_MS,
   DEAD_LETTER_MESSAGE_ID_ATTRIBUTE,
   DEAD_LETTER_REASON_ATTRIBUTE,
-  DEFAULT_SQS_TIMEOUT_MS,
   receiveDeadlineMs,
   RECEIVE_ATTRIBUTE_NAMES,
   SQS_MAX_BATCH,
@@ -45,139 +41,10 @@ import {
   type SqsDeadlines,
 } from './queue.js';
 
-const AWS_HOST = /(^|\.)amazonaws\.com(\.cn)?$|(^|\.)api\.aws$/;
-
-/**
- * The endpoint every request must go to. An explicit endpoint always wins: newer LocalStack and
- * emulators hand out queue URLs whose hosts do not resolve. Without one, a queue URL that is
- * not on an AWS host (LocalStack's `http://localhost:4566/000000000000/q`) is its own endpoint,
- * and an AWS queue URL is left to the SDK's own endpoint resolution.
- */
-export function resolveSqsEndpoint(config: SqsConfig): string | undefined {
-  if (config.endpoint !== undefined) return config.endpoint;
-  const url = new URL(config.queueUrl);
-  return AWS_HOST.test(url.hostname) ? undefined : url.origin;
-}
-
-/**
- * Whether an endpoint reaches only this machine or a LocalStack: a loopback address (127.0.0.0/8,
- * ::1), `localhost` and its subdomains, LocalStack's Compose service name `localstack`, or
- * `localhost.localstack.cloud` and its subdomains (public names for 127.0.0.1).
- */
-export function isLocalEndpoint(endpoint: string): boolean {
-  const host = new URL(endpoint).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  if (host === 'localhost' || host.endsWith('.localhost') || host === 'localstack') return true;
-  if (host === 'localhost.localstack.cloud' || host.endsWith('.localhost.localstack.cloud')) return true;
-  return ipaddr.isValid(host) && ipaddr.process(host).range() === 'loopback';
-}
-
-/** Looks up the region the SDK would use on its own (AWS profile, instance metadata); undefined if none. */
-export type RegionLookup = () => Promise<string | undefined>;
-
-/** The SDK's own region chain, as a client given no region resolves it. */
-export async function sdkRegion(): Promise<string | undefined> {
-  const probe = new SQSClient({});
-  try {
-    return await probe.config.region();
-  } catch {
-    return undefined;
-  } finally {
-    probe.destroy();
-  }
-}
-
-/**
- * The region requests are signed for: the one given (--region, AWS_REGION, AWS_DEFAULT_REGION);
- * else the SDK's own (`fromSdk`); else the one the queue URL names; else us-east-1 when every
- * request goes to a local endpoint. An SDK region that differs from the one an AWS queue URL names
- * is refused, as a given one is when the config is parsed: SQS would refuse every request.
- */
-export function chooseSqsRegion(config: SqsConfig, fromSdk: string | undefined): string {
-  if (config.region !== undefined) return config.region;
-  const named = queueUrlRegion(config.queueUrl);
-  if (fromSdk !== undefined) {
-    if (named?.host === 'aws' && named.region !== fromSdk) {
-      throw new ConfigError(
-        settingLabel('region'),
-        `is not set, and the SDK's region (${fromSdk}, from the AWS profile or instance metadata) differs from ${named.region}, where ${settingLabel('queueUrl')} names the queue; set ${named.region}`,
-      );
-    }
-    return fromSdk;
-  }
-  if (named !== undefined) return named.region;
-  const endpoint = resolveSqsEndpoint(config);
-  if (endpoint !== undefined && isLocalEndpoint(endpoint)) return 'us-east-1';
-  throw new ConfigError(
-    settingLabel('region'),
-    `is required: the SDK found no region (AWS_DEFAULT_REGION, the AWS profile, instance metadata) and ${settingLabel('queueUrl')} names none`,
-  );
-}
-
-/** chooseSqsRegion as a provider: the SDK's region is looked up once, on first use, and only if none is given. */
-export function sqsRegionProvider(config: SqsConfig, lookUp: RegionLookup = sdkRegion): () => Promise<string> {
-  let region: Promise<string> | undefined;
-  return () => (region ??= config.region !== undefined ? Promise.resolve(config.region) : lookUp().then((found) => chooseSqsRegion(config, found)));
-}
-
-export interface StaticCredentials {
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
-}
-
-/** What awslocal signs with when nothing else is configured; LocalStack and emulators check none. */
-export const LOCAL_DUMMY_CREDENTIALS: StaticCredentials = { accessKeyId: 'test', secretAccessKey: 'test' };
-
-/**
- * The SDK's credential chain (environment, profile, SSO, web identity, container or instance
- * role), with one fallback: when it finds nothing and every request goes to a local endpoint
- * (isLocalEndpoint), requests are signed with LOCAL_DUMMY_CREDENTIALS, as awslocal does, and
- * `onDummy` is told once. Any other endpoint gets the chain's failure, with where it looked.
- */
-export function sqsCredentialProvider(
-  config: SqsConfig,
-  options: { onDummy: (endpoint: string) => void; chain?: AwsCredentialIdentityProvider },
-): AwsCredentialIdentityProvider {
-  const chain = options.chain ?? defaultProvider();
-  const endpoint = resolveSqsEndpoint(config);
-  const local = endpoint !== undefined && isLocalEndpoint(endpoint) ? endpoint : undefined;
-  let dummy = false;
-  return async (properties) => {
-    if (dummy) return LOCAL_DUMMY_CREDENTIALS;
-    try {
-      return await chain(properties);
-    } catch (err) {
-      if (!(err instanceof Error) || err.name !== 'CredentialsProviderError') throw err;
-      if (local === undefined) {
-        const missing = new Error(
-          `no usable AWS credentials (${err.message}); the SDK looks in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, SSO, web identity, and container or instance roles`,
-          { cause: err },
-        );
-        // The SDK's name for it: the failure policy counts it broken, never retried as transient.
-        missing.name = 'CredentialsProviderError';
-        throw missing;
-      }
-      if (!dummy) {
-        dummy = true;
-        options.onDummy(local);
-      }
-      return LOCAL_DUMMY_CREDENTIALS;
-    }
-  };
-}
-
-/** The part of a logger the clients use: one info line about dummy credentials. */
-export interface InfoLog {
-  info(fields: Record<string, unknown>, msg: string): void;
-}
-
-export interface SqsClientOptions {
+export interface SqsClientOptions extends SigningOptions {
   readonly maxSockets: number;
-  /** Fixed credentials (the embedded emulator's); without them, sqsCredentialProvider. */
-  readonly credentials?: StaticCredentials;
-  /** Replaces the SDK's credential chain inside sqsCredentialProvider. */
-  readonly credentialChain?: AwsCredentialIdentityProvider;
-  /** Where the one line about dummy credentials for a local endpoint goes, at info; stderr without it. */
-  readonly log?: InfoLog;
+  /** The region and credentials to sign with, shared with another client; without it, signingFor(config, options). */
+  readonly signing?: Signing;
   /**
    * `pipeline`: tuned for a caller with its own retry policy (see PIPELINE_CLIENT_TUNING);
    * without it, the SDK's defaults (three attempts, the MD5 check of bodies), as `send` wants.
@@ -205,19 +72,14 @@ export const PIPELINE_CLIENT_TUNING = { maxAttempts: 1, md5: false } as const;
 export function createSqsClient(config: SqsConfig, options: SqsClientOptions): SQSClient {
   const endpoint = resolveSqsEndpoint(config);
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
-  const { log } = options;
-  const onDummy = (local: string) => {
-    const message = 'no AWS credentials found; signing with the dummy credentials test/test, since the SQS endpoint is local';
-    if (log !== undefined) log.info({ endpoint: local }, message);
-    else process.stderr.write(`login-etl: ${message} (${local})\n`);
-  };
+  const { region, credentials } = options.signing ?? signingFor(config, options);
   return new SQSClient({
-    region: config.region ?? sqsRegionProvider(config),
-    credentials: options.credentials ?? sqsCredentialProvider(config, { onDummy, ...(options.credentialChain === undefined ? {} : { chain: options.credentialChain }) }),
+    region,
+    credentials,
     ...(endpoint === undefined ? {} : { endpoint, useQueueUrlAsEndpoint: false }),
     requestHandler: new NodeHttpHandler({
-      httpAgent: new HttpAgent(agentOptions),
-      httpsAgent: new HttpsAgent(agentOptions),
+      httpAgent: new http.Agent(agentOptions),
+      httpsAgent: new https.Agent(agentOptions),
       connectionTimeout: 5_000,
     }),
     ...(options.tuning === 'pipeline' ? PIPELINE_CLIENT_TUNING : {}),
@@ -483,61 +345,3 @@ export class SqsDeadLetterQueue implements DeadLetterQueue {
   }
 }
 
-export interface QueueClients {
-  /** The queue `run` reads: the lean client's or the SDK's, as chosen. */
-  readonly queue: Queue;
-  /** The SDK client, for the calls the Queue does not make (dead-letter queue). */
-  readonly client: SQSClient;
-  /** The dead-letter queue at `queueUrl`, through the SDK client, with the same deadlines. */
-  deadLetters(queueUrl: string): DeadLetterQueue;
-  close(): Promise<void>;
-}
-
-export interface CreateQueueOptions {
-  readonly connections: number;
-  readonly credentials?: StaticCredentials | undefined;
-  /** Replaces the SDK's credential chain (tests: credentials that change). */
-  readonly credentialChain?: AwsCredentialIdentityProvider | undefined;
-  /** `lean` (the default): receive, delete, visibility and attributes over undici; `sdk`: the SDK client for every call. */
-  readonly client?: 'lean' | 'sdk' | undefined;
-  /** `--sqs-timeout-seconds` in milliseconds; a receive gets its wait time on top. */
-  readonly timeoutMs?: number | undefined;
-  readonly log?: InfoLog | undefined;
-}
-
-/**
- * The queue as `run` (and `check`) use it, behind the one Queue interface: the lean client or
- * the SDK client, both sending every request to the same endpoint and signing with the same
- * region and credentials. The SDK client also serves the dead-letter queue.
- */
-export function createQueue(config: SqsConfig, options: CreateQueueOptions): QueueClients {
-  const deadlines: SqsDeadlines = { timeoutMs: options.timeoutMs ?? DEFAULT_SQS_TIMEOUT_MS };
-  const client = createSqsClient(config, {
-    maxSockets: options.connections,
-    tuning: 'pipeline',
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    ...(options.credentialChain === undefined ? {} : { credentialChain: options.credentialChain }),
-    ...(options.log === undefined ? {} : { log: options.log }),
-  });
-  const lean =
-    options.client === 'sdk'
-      ? undefined
-      : new LeanSqsQueue({
-          queueUrl: config.queueUrl,
-          endpoint: resolveSqsEndpoint(config) ?? new URL(config.queueUrl).origin,
-          // The client's own region and credentials: both paths sign alike, and a forced refresh reaches the chain.
-          region: () => client.config.region(),
-          credentials: (properties) => client.config.credentials(properties),
-          connections: options.connections,
-          deadlines,
-        });
-  return {
-    queue: lean ?? new SqsQueue(client, config.queueUrl, deadlines),
-    client,
-    deadLetters: (queueUrl) => new SqsDeadLetterQueue(client, queueUrl, deadlines),
-    async close() {
-      await lean?.close();
-      client.destroy();
-    },
-  };
-}

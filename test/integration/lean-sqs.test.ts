@@ -352,6 +352,23 @@ describe('lean SQS calls', () => {
     }
   });
 
+  it('a connection cut in the middle of an answer is a transient SourceError, and the next call works', async () => {
+    reply = (_seen, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0', 'content-length': '1000' });
+      res.write('{"Messages":[');
+      setTimeout(() => res.socket?.destroy(), 20);
+    };
+    const err = await receive().then(
+      () => assert.fail('should fail'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof SourceError, String(err));
+    assert.equal(classify(err, 'sqs').kind, 'transient');
+    reply = ok({ Messages: [{ MessageId: 'm', ReceiptHandle: 'r', Body: 'after' }] });
+    const [message] = await receive();
+    assert.equal(message?.body, 'after');
+  });
+
   it('an abort ends a long poll at once', async () => {
     reply = () => undefined; // holds the request, as a 20-second long poll does
     const stop = new AbortController();

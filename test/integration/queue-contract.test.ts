@@ -14,7 +14,7 @@ import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { SourceError } from '../../src/errors.js';
 import { classify } from '../../src/failure.js';
 import type { MessageRef, Queue } from '../../src/source/queue.js';
-import { createQueue, type QueueClients } from '../../src/source/sqs.js';
+import { createQueue, type QueueClients } from '../../src/source/clients.js';
 import { startSilentServer, startSqsFaultProxy, type SqsFaultProxy } from '../helpers/sqs-fault-proxy.js';
 
 const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -88,7 +88,7 @@ function queueFor(
   queueUrl: string,
   endpoint: string,
   options: { timeoutMs?: number; credentialChain?: () => Promise<{ accessKeyId: string; secretAccessKey: string }> } = {},
-): QueueClients {
+): Promise<QueueClients> {
   return createQueue(
     { queueUrl, region: 'us-east-1', endpoint },
     {
@@ -148,7 +148,7 @@ for (const [implementationName, start] of IMPLEMENTATIONS) {
           proxy.fault = () => undefined;
           proxy.refuseReceiptHandles.clear();
           const queueUrl = await implementation.createQueue(uniqueName());
-          const clients = queueFor(client, queueUrl, proxy.endpoint, options);
+          const clients = await queueFor(client, queueUrl, proxy.endpoint, options);
           return { queueUrl, clients, queue: clients.queue };
         };
 
@@ -235,7 +235,7 @@ for (const [implementationName, start] of IMPLEMENTATIONS) {
 
         test('a missing queue is a broken SQS, not a transient one', async () => {
           const { queueUrl, clients } = await setUp();
-          const missing = queueFor(client, queueUrl.replace(/[^/]+$/, 'no_such_queue_anywhere'), proxy.endpoint);
+          const missing = await queueFor(client, queueUrl.replace(/[^/]+$/, 'no_such_queue_anywhere'), proxy.endpoint);
           try {
             const err = await failureOf(missing.queue.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: never }));
             assert.match(err.type ?? '', /QueueDoesNotExist|NonExistentQueue/);
@@ -324,7 +324,7 @@ describe('SQS call deadlines: an endpoint that accepts connections and never ans
     test(`${client} client: every call fails within its deadline, transient; the caller's signal still ends a call at once`, { timeout: 60_000 }, async () => {
       const timeoutMs = 400;
       const queueUrl = `${silent.endpoint}/000000000000/silent`;
-      const clients = queueFor(client, queueUrl, silent.endpoint, { timeoutMs });
+      const clients = await queueFor(client, queueUrl, silent.endpoint, { timeoutMs });
       const ref = { messageId: 'm', receiptHandle: 'r' };
       const calls: [string, number, () => Promise<unknown>][] = [
         // A receive gets its wait time on top of the timeout.
@@ -343,7 +343,7 @@ describe('SQS call deadlines: an endpoint that accepts connections and never ans
           assert.match(err.message, new RegExp(`no answer within ${deadlineMs} ms`), name);
           assert.equal(classify(err, 'sqs').kind, 'transient', name);
         }
-        const forwarded = await clients.deadLetters(queueUrl).forward([{ messageId: 'm', body: 'b', reason: 'r' }]);
+        const forwarded = await (await clients.deadLetters(queueUrl)).forward([{ messageId: 'm', body: 'b', reason: 'r' }]);
         assert.deepEqual(forwarded.sent, []);
         assert.ok(forwarded.failure instanceof SourceError && /no answer within 400 ms/.test(forwarded.failure.message), String(forwarded.failure));
 

@@ -14,7 +14,7 @@ import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
 import { migrate } from '../../src/sink/migrate.js';
 import type { Queue } from '../../src/source/queue.js';
-import { createQueue } from '../../src/source/sqs.js';
+import { createQueue } from '../../src/source/clients.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { HmacMasker } from '../../src/transform/mask.js';
 import { startCli } from '../helpers/cli.js';
@@ -110,7 +110,7 @@ describe('shutdown', () => {
     const address = silent.address();
     assert.ok(address !== null && typeof address === 'object');
     const endpoint = `http://127.0.0.1:${address.port}`;
-    const clients = createQueue({ queueUrl: `${endpoint}/000000000000/silent`, region: 'us-east-1', endpoint }, { connections: 4, credentials: TEST_CREDENTIALS });
+    const clients = await createQueue({ queueUrl: `${endpoint}/000000000000/silent`, region: 'us-east-1', endpoint }, { connections: 4, credentials: TEST_CREDENTIALS });
     const fake = new FakeQueue({ visibilityTimeoutSeconds: 1 });
     const ids = fake.send(Array.from({ length: 20 }, (_, i) => loginBody({ user_id: `silent-${i}` })));
     // Receives from the fake; deletes and visibility changes to the endpoint that never answers.

@@ -13,17 +13,9 @@ import { after, before, describe, it } from 'node:test';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { SqsConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
-import {
-  chooseSqsRegion,
-  createQueue,
-  createSqsClient,
-  isLocalEndpoint,
-  sqsError,
-  LOCAL_DUMMY_CREDENTIALS,
-  sdkRegion,
-  sqsCredentialProvider,
-  sqsRegionProvider,
-} from '../../src/source/sqs.js';
+import { chooseSqsRegion, isLocalEndpoint, LOCAL_DUMMY_CREDENTIALS, sdkRegion, sqsCredentialProvider, sqsRegionProvider } from '../../src/source/aws.js';
+import { createQueue } from '../../src/source/clients.js';
+import { createSqsClient, sqsError } from '../../src/source/sqs.js';
 import { classify } from '../../src/failure.js';
 
 const AWS_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/login-queue';
@@ -268,9 +260,9 @@ describe('what the server sees', () => {
 
   it("the SDK client and the lean client sign for the queue URL's region", async () => {
     const config = sqs(AWS_QUEUE, undefined, endpoint);
-    const clients = createQueue(config, { connections: 2, credentials: REAL });
+    const clients = await createQueue(config, { connections: 2, credentials: REAL });
     try {
-      await clients.client.send(new GetQueueAttributesCommand({ QueueUrl: AWS_QUEUE, AttributeNames: ['All'] }));
+      await (await clients.sdkClient()).send(new GetQueueAttributesCommand({ QueueUrl: AWS_QUEUE, AttributeNames: ['All'] }));
       assert.deepEqual(lastScope(), { accessKeyId: REAL.accessKeyId, region: 'eu-west-1' });
       await clients.queue.receive({ maxMessages: 10, waitTimeSeconds: 1, signal: AbortSignal.timeout(5_000) });
       assert.equal(seen.at(-1)?.['x-amz-target'], 'AmazonSQS.ReceiveMessage');
@@ -281,9 +273,9 @@ describe('what the server sees', () => {
   });
 
   it('a region given wins, for both clients', async () => {
-    const clients = createQueue(sqs(CLASSIC_LOCAL_QUEUE, 'ca-central-1', endpoint), { connections: 2, credentials: REAL });
+    const clients = await createQueue(sqs(CLASSIC_LOCAL_QUEUE, 'ca-central-1', endpoint), { connections: 2, credentials: REAL });
     try {
-      await clients.client.send(new GetQueueAttributesCommand({ QueueUrl: CLASSIC_LOCAL_QUEUE, AttributeNames: ['All'] }));
+      await (await clients.sdkClient()).send(new GetQueueAttributesCommand({ QueueUrl: CLASSIC_LOCAL_QUEUE, AttributeNames: ['All'] }));
       assert.equal(lastScope()?.region, 'ca-central-1');
       await clients.queue.depth();
       assert.equal(lastScope()?.region, 'ca-central-1');

@@ -4,7 +4,8 @@ import { QueueDoesNotExist } from '@aws-sdk/client-sqs';
 import fc from 'fast-check';
 import { classify } from '../../src/failure.js';
 import { chunks } from '../../src/source/queue.js';
-import { batchesBySize, resolveSqsEndpoint, sqsError } from '../../src/source/sqs.js';
+import { resolveSqsEndpoint } from '../../src/source/aws.js';
+import { batchesBySize, sqsError } from '../../src/source/sqs.js';
 
 const AWS_QUEUE = 'https://sqs.us-east-1.amazonaws.com/123456789012/q';
 
