@@ -9,21 +9,15 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
 import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
 import { createMasker, type VaultEntry } from '../../src/transform/mask.js';
 import { cli } from '../helpers/cli.js';
-import { query, startServers, type Servers } from '../helpers/servers.js';
+import { query, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 const SIV_RING = JSON.stringify({ keys: [{ id: 's1', status: 'active', secret: generateKeyText() }] });
 const VAULT_KEY = generateVaultKey('v1');

@@ -3,7 +3,7 @@
  * the two, a refused delete) comes back with the same MessageId and must not be written twice.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
 import { migrate } from '../../src/sink/migrate.js';
@@ -15,15 +15,9 @@ import { transform, type Outcome } from '../../src/transform/transform.js';
 import { SinkError } from '../../src/errors.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
-import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { query, queueDepth, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** The real queue, except that the first `n` delete calls are lost, as if the process died. */
 class LosingDeletes implements Queue {

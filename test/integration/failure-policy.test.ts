@@ -4,7 +4,7 @@
  * endpoint nobody listens on. Each reproduces a failure seen on the code before the policy.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -22,15 +22,9 @@ import { logLines, startCli, summaryOf } from '../helpers/cli.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { FakeDeadLetterQueue, FakeQueue } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
-import { query, sendBodies, startServers, testKey, type Servers } from '../helpers/servers.js';
+import { query, sendBodies, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 const OPTIONS: PipelineOptions = {
   receiveConcurrency: 1,

@@ -3,23 +3,16 @@
  * sends them, against the embedded Postgres.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { ConfigError } from '../../src/errors.js';
 import { createHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { loginBody } from '../helpers/fixtures.js';
-import { dumpAllTables, query, startServers, type Servers } from '../helpers/servers.js';
+import { dumpAllTables, query, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const key = generateKeyText();
-
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
 
 let ids = 0;
 function record(body: string, overrides: Partial<SqsRecord> = {}): SqsRecord {

@@ -4,7 +4,7 @@
  * stands in for SQS behind the `Queue` and `DeadLetterQueue` interfaces, nothing else is faked.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -19,15 +19,9 @@ import type { Outcome } from '../../src/transform/transform.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { FakeDeadLetterQueue, FakeQueue, type FakeCall } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
-import { query, startServers, testKey, type Servers } from '../helpers/servers.js';
+import { query, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** A fresh, migrated database with the real sink over it. */
 async function database() {

@@ -3,19 +3,13 @@
  * only one instance prunes at a time.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
 import { pruneLedger } from '../../src/sink/prune.js';
-import { query, startServers, type Servers } from '../helpers/servers.js';
+import { query, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 const DAY = 86_400;
 

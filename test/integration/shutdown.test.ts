@@ -8,7 +8,7 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
@@ -23,15 +23,9 @@ import { FakeQueue } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
 import { MemorySink } from '../helpers/memory-sink.js';
-import { query, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { query, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 function runEnv(queueUrl: string, databaseUrl: string, key: string) {
   return { SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: databaseUrl, PII_KEY: key };

@@ -3,7 +3,7 @@
  * transform produced it, and ids already in the ledger are skipped.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../../src/sink/migrate.js';
 import type { Logger } from '../../src/observability/logger.js';
@@ -13,15 +13,9 @@ import { writeBatch } from '../../src/sink/write-batch.js';
 import { HmacMasker } from '../../src/transform/mask.js';
 import { transform, type Outcome } from '../../src/transform/transform.js';
 import { queueMessage, shapeFields } from '../helpers/fixtures.js';
-import { query, startServers, testKey, type Servers } from '../helpers/servers.js';
+import { query, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 describe('PgSink.write', () => {
   test('stores each column as given, text with quotes, escapes and astral characters included', async () => {
