@@ -9,7 +9,8 @@
  * quick to start).
  *
  * A test file calls `useServers()` once, at its top level: it starts the servers before the
- * file's first test and stops them after its last.
+ * file's first test and stops them after its last. Per-test fixtures such as
+ * `servers.migratedDatabase(t)` release what they made with `t.after`, when that test ends.
  */
 import {
   GetQueueAttributesCommand,
@@ -19,10 +20,12 @@ import {
 } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import pg from 'pg';
 import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
 import { startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
+import { migrate } from '../../src/sink/migrate.js';
+import { PgSink } from '../../src/sink/postgres.js';
 import { chunks } from '../../src/source/queue.js';
 import { readRejected, type RejectedRow } from '../../src/sink/rejected.js';
 import { PiiKey, type KeyRing } from '../../src/transform/key.js';
@@ -113,10 +116,23 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
   };
 }
 
+/** A migrated database of one test, and a pool over it that ends when the test does. */
+export interface MigratedDatabase {
+  readonly databaseUrl: string;
+  readonly pool: pg.Pool;
+  /** The real sink over `pool`. */
+  readonly sink: PgSink;
+}
+
 /** The servers of one test file, as `useServers` gives them: started before its first test, stopped after its last. */
 export interface FileServers extends Omit<Servers, 'stop'> {
   /** Resolves once the servers are running; rejects if they could not start. */
   ready(): Promise<void>;
+  /**
+   * A new database with every migration applied, and a pool of at most `max` connections over it
+   * that is ended after test `t`. `max` has no default: each test sizes the pool for what it runs.
+   */
+  migratedDatabase(t: TestContext, options: { readonly max: number }): Promise<MigratedDatabase>;
 }
 
 /**
@@ -173,6 +189,13 @@ export function useServers(options: ServerOptions = {}): FileServers {
     },
     database: () => running().database(),
     queue: (attributes) => running().queue(attributes),
+    async migratedDatabase(t, { max }) {
+      const databaseUrl = await running().database();
+      const pool = new pg.Pool({ connectionString: databaseUrl, max });
+      t.after(() => pool.end());
+      await migrate(pool);
+      return { databaseUrl, pool, sink: new PgSink(pool) };
+    },
   };
 }
 
