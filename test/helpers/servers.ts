@@ -199,6 +199,16 @@ export function useServers(options: ServerOptions = {}): FileServers {
   };
 }
 
+/** Applies every migration to the database at `databaseUrl`, over a connection of its own. */
+export async function migrateDatabase(databaseUrl: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
 async function waitForNoClients(url: string, databases: readonly string[], timeoutMs = 5_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {

@@ -10,12 +10,10 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import pg from 'pg';
-import { migrate } from '../../src/sink/migrate.js';
 import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
 import { createMasker, type VaultEntry } from '../../src/transform/mask.js';
 import { cli } from '../helpers/cli.js';
-import { query, useServers } from '../helpers/servers.js';
+import { migrateDatabase, query, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
 
@@ -38,12 +36,7 @@ const LOGINS: readonly Login[] = [
 /** A migrated database holding `logins`, masked in `mode` with the test ring, as `run` writes them. */
 async function databaseWith(mode: 'siv' | 'vault', logins: readonly Login[] = LOGINS): Promise<string> {
   const databaseUrl = await servers.database();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
-  }
+  await migrateDatabase(databaseUrl);
   const masker = await createMasker(mode, parseKeyRing(mode === 'siv' ? SIV_RING : VAULT_RING, 'test').active);
   const vault: VaultEntry[] = [];
   const rows = logins.map((l) => [l.user_id, l.device_type ?? 'ios', masker.mask('ip', l.ip, vault), masker.mask('device_id', l.device_id, vault)]);

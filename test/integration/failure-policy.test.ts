@@ -12,7 +12,6 @@ import { pino } from 'pino';
 import { freePort } from '../../src/embedded/ports.js';
 import { Health } from '../../src/observability/health.js';
 import { Pipeline, type PipelineDeps, type PipelineOptions } from '../../src/pipeline.js';
-import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
 import { DEAD_LETTER_MESSAGE_ID_ATTRIBUTE, type DeadLetterQueue } from '../../src/source/queue.js';
 import { SqsDeadLetterQueue } from '../../src/source/sqs.js';
@@ -22,7 +21,7 @@ import { logLines, startCli, summaryOf } from '../helpers/cli.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { FakeDeadLetterQueue, FakeQueue } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
-import { query, sendBodies, testKey, useServers } from '../helpers/servers.js';
+import { migrateDatabase, query, sendBodies, testKey, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
 
@@ -54,9 +53,7 @@ let roles = 0;
 describe('the failure policy against real servers', () => {
   test('INSERT on user_logins revoked: held, unready, no split, poison or forward, no hot loop; after GRANT each row is written once', { timeout: 60_000 }, async () => {
     const databaseUrl = await servers.database();
-    const admin = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-    await migrate(admin);
-    await admin.end();
+    await migrateDatabase(databaseUrl);
     // A role of its own: a superuser ignores privileges.
     const role = `etl_writer_${process.pid}_${(roles += 1)}`;
     await query(databaseUrl, `CREATE ROLE ${role} LOGIN PASSWORD 'writer'`);

@@ -14,7 +14,7 @@ import { startCli, summaryOf } from '../helpers/cli.js';
 import { drainPipeline } from '../helpers/drain.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
-import { query, queueDepth, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
+import { migrateDatabase, query, queueDepth, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
 
@@ -189,13 +189,4 @@ describe('processes', () => {
     }
   });
 });
-
-async function migrateDatabase(databaseUrl: string): Promise<void> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
-  }
-}
 
