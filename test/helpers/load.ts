@@ -3,7 +3,7 @@ import { sendLines } from '../../src/send.js';
 import { query, type Servers } from './servers.js';
 
 /** A fresh queue loaded with `count` generated events (1% malformed); returns its URL and the counts. */
-export async function loadedQueue(servers: Servers, count: number, seed: number, attributes?: Record<string, string>) {
+export async function loadedQueue(servers: Pick<Servers, 'queue' | 'sqsClient'>, count: number, seed: number, attributes?: Record<string, string>) {
   const queueUrl = await servers.queue(attributes);
   const events = generateSampleEvents({ count, seed });
   await sendLines(servers.sqsClient, queueUrl, events.map((e) => e.body));

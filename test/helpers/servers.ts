@@ -7,6 +7,10 @@
  * when it stops. A file run on its own, or a test that stops, restarts or reconfigures its server
  * (`ownPostgres`), starts a Postgres of its own. Each file has its own emulator (in-process, and
  * quick to start).
+ *
+ * A test file calls `useServers()` once, at its top level: it starts the servers before the
+ * file's first test and stops them after its last. Per-test fixtures such as
+ * `servers.migratedDatabase(t)` release what they made with `t.after`, when that test ends.
  */
 import {
   GetQueueAttributesCommand,
@@ -16,9 +20,12 @@ import {
 } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { after, before, type TestContext } from 'node:test';
 import pg from 'pg';
 import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
 import { startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
+import { migrate } from '../../src/sink/migrate.js';
+import { PgSink } from '../../src/sink/postgres.js';
 import { chunks } from '../../src/source/queue.js';
 import { readRejected, type RejectedRow } from '../../src/sink/rejected.js';
 import { PiiKey, type KeyRing } from '../../src/transform/key.js';
@@ -107,6 +114,99 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
       await Promise.all([sqs.stop(), postgres.stop()]);
     },
   };
+}
+
+/** A migrated database of one test, and a pool over it that ends when the test does. */
+export interface MigratedDatabase {
+  readonly databaseUrl: string;
+  readonly pool: pg.Pool;
+  /** The real sink over `pool`. */
+  readonly sink: PgSink;
+}
+
+/** The servers of one test file, as `useServers` gives them: started before its first test, stopped after its last. */
+export interface FileServers extends Omit<Servers, 'stop'> {
+  /** Resolves once the servers are running; rejects if they could not start. */
+  ready(): Promise<void>;
+  /**
+   * A new database with every migration applied, and a pool of at most `max` connections over it
+   * that is ended after test `t`. `max` has no default: each test sizes the pool for what it runs.
+   */
+  migratedDatabase(t: TestContext, options: { readonly max: number }): Promise<MigratedDatabase>;
+}
+
+/**
+ * The servers of this test file: registers the `before` hook that starts them and the `after`
+ * hook that stops them; call it once, at the file's top level. The object returned can be held
+ * from the start; using it while the servers are not running is an error.
+ *
+ * Node starts a top-level `before` hook as soon as it is registered, without waiting for those
+ * registered earlier: a `before` hook of the file's that uses the servers awaits `ready()` first.
+ * Top-level `after` hooks run one after another in the order registered: one that must run while
+ * the servers are still up is registered before this call.
+ */
+export function useServers(options: ServerOptions = {}): FileServers {
+  let started: Servers | undefined;
+  let markReady: () => void = () => undefined;
+  let markFailed: (err: unknown) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    markReady = resolve;
+    markFailed = reject;
+  });
+  // The before hook reports a failure to start; a file that never awaits ready() must not also
+  // see it as an unhandled rejection.
+  ready.catch(() => undefined);
+  before(async () => {
+    try {
+      started = await startServers(options);
+      markReady();
+    } catch (err) {
+      markFailed(err);
+      throw err;
+    }
+  });
+  after(async () => {
+    const stopping = started;
+    started = undefined;
+    await stopping?.stop();
+  });
+  const running = (): Servers => {
+    if (started === undefined) {
+      throw new Error('the test servers are not running: use them in a test, or in a before hook after `await servers.ready()`');
+    }
+    return started;
+  };
+  return {
+    ready: () => ready,
+    get postgres() {
+      return running().postgres;
+    },
+    get sqs() {
+      return running().sqs;
+    },
+    get sqsClient() {
+      return running().sqsClient;
+    },
+    database: () => running().database(),
+    queue: (attributes) => running().queue(attributes),
+    async migratedDatabase(t, { max }) {
+      const databaseUrl = await running().database();
+      const pool = new pg.Pool({ connectionString: databaseUrl, max });
+      t.after(() => pool.end());
+      await migrate(pool);
+      return { databaseUrl, pool, sink: new PgSink(pool) };
+    },
+  };
+}
+
+/** Applies every migration to the database at `databaseUrl`, over a connection of its own. */
+export async function migrateDatabase(databaseUrl: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    await migrate(pool);
+  } finally {
+    await pool.end();
+  }
 }
 
 async function waitForNoClients(url: string, databases: readonly string[], timeoutMs = 5_000): Promise<void> {

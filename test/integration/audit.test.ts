@@ -9,21 +9,13 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
-import { migrate } from '../../src/sink/migrate.js';
+import { describe, test } from 'node:test';
 import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
 import { createMasker, type VaultEntry } from '../../src/transform/mask.js';
 import { cli } from '../helpers/cli.js';
-import { query, startServers, type Servers } from '../helpers/servers.js';
+import { migrateDatabase, query, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 const SIV_RING = JSON.stringify({ keys: [{ id: 's1', status: 'active', secret: generateKeyText() }] });
 const VAULT_KEY = generateVaultKey('v1');
@@ -44,12 +36,7 @@ const LOGINS: readonly Login[] = [
 /** A migrated database holding `logins`, masked in `mode` with the test ring, as `run` writes them. */
 async function databaseWith(mode: 'siv' | 'vault', logins: readonly Login[] = LOGINS): Promise<string> {
   const databaseUrl = await servers.database();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
-  }
+  await migrateDatabase(databaseUrl);
   const masker = await createMasker(mode, parseKeyRing(mode === 'siv' ? SIV_RING : VAULT_RING, 'test').active);
   const vault: VaultEntry[] = [];
   const rows = logins.map((l) => [l.user_id, l.device_type ?? 'ios', masker.mask('ip', l.ip, vault), masker.mask('device_id', l.device_id, vault)]);

@@ -8,21 +8,14 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { generateKeyText } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
-import { queueDepth, startServers, type Servers } from '../helpers/servers.js';
+import { queueDepth, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const key = generateKeyText();
 const dir = mkdtempSync(join(tmpdir(), 'login-etl-cli-failures-'));
-
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
 
 /** A port nothing listens on: taken from the kernel, then given back. */
 async function closedPort(): Promise<number> {

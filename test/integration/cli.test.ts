@@ -6,25 +6,22 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { CLI, cli } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
-import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 let port: string;
 const key = generateKeyText();
 const aws = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
 
 before(async () => {
-  servers = await startServers();
+  await servers.ready();
   port = new URL(servers.sqs.endpoint).port;
-});
-after(async () => {
-  await servers?.stop();
 });
 
 async function loadQueue(count: number, seed: number) {

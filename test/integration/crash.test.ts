@@ -4,19 +4,13 @@
  * invalid one in rejected_messages once.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { generateKeyText } from '../../src/transform/key.js';
 import { startCli, summaryOf } from '../helpers/cli.js';
 import { endState, loadedQueue } from '../helpers/load.js';
-import { queueDepth, startServers, type Servers } from '../helpers/servers.js';
+import { queueDepth, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 test('SIGKILL at random moments during a drain of 10,000 messages loses and duplicates nothing', { timeout: 240_000 }, async () => {
   // A short visibility timeout brings a killed process's messages back quickly.

@@ -3,7 +3,7 @@
  * the two, a refused delete) comes back with the same MessageId and must not be written twice.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
 import { migrate } from '../../src/sink/migrate.js';
@@ -15,15 +15,9 @@ import { transform, type Outcome } from '../../src/transform/transform.js';
 import { SinkError } from '../../src/errors.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
-import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { query, queueDepth, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** The real queue, except that the first `n` delete calls are lost, as if the process died. */
 class LosingDeletes implements Queue {
@@ -44,56 +38,48 @@ class LosingDeletes implements Queue {
   }
 }
 
-async function setup(visibilityTimeoutSeconds: string) {
-  const databaseUrl = await servers.database();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
-  await migrate(pool);
+/** A migrated database and a queue of test `t`, with an SQS client over the queue destroyed when `t` ends. */
+async function setup(t: TestContext, visibilityTimeoutSeconds: string) {
+  const { databaseUrl, pool } = await servers.migratedDatabase(t, { max: 4 });
   const queueUrl = await servers.queue({ VisibilityTimeout: visibilityTimeoutSeconds });
   const client = createSqsClient({ queueUrl, region: 'us-east-1', endpoint: servers.sqs.endpoint }, { maxSockets: 8, credentials: TEST_CREDENTIALS });
-  return { databaseUrl, pool, queueUrl, queue: new SqsQueue(client, queueUrl), close: async () => (client.destroy(), await pool.end()) };
+  t.after(() => client.destroy());
+  return { databaseUrl, pool, queueUrl, queue: new SqsQueue(client, queueUrl) };
 }
 
 describe('exactly once in the table', () => {
-  test('a message redelivered after its commit (same MessageId) is not written twice', async () => {
-    const { databaseUrl, pool, queueUrl, queue, close } = await setup('1');
-    try {
-      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'redelivered' })]);
-      const pipeline = new Pipeline(
-        { queue: new LosingDeletes(queue, 1), sink: new PgSink(pool), masker: new HmacMasker(testKey()), log: silentLog },
-        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 1 },
-      );
+  test('a message redelivered after its commit (same MessageId) is not written twice', async (t) => {
+    const { databaseUrl, pool, queueUrl, queue } = await setup(t, '1');
+    await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'redelivered' })]);
+    const pipeline = new Pipeline(
+      { queue: new LosingDeletes(queue, 1), sink: new PgSink(pool), masker: new HmacMasker(testKey()), log: silentLog },
+      { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, visibilityTimeoutSeconds: 1 },
+    );
 
-      const stats = await drainPipeline(pipeline, 30_000);
+    const stats = await drainPipeline(pipeline, 30_000);
 
-      assert.equal(stats.received, 2, 'the message should have been delivered twice');
-      assert.equal(stats.written, 1);
-      assert.equal(stats.duplicates, 1);
-      const rows = await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'redelivered'`);
-      assert.equal(rows.length, 1);
-      const ledger = await query<{ outcome: string }>(databaseUrl, 'SELECT outcome FROM login_etl.processed_messages');
-      assert.deepEqual(ledger, [{ outcome: 'written' }]);
-      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
-    } finally {
-      await close();
-    }
+    assert.equal(stats.received, 2, 'the message should have been delivered twice');
+    assert.equal(stats.written, 1);
+    assert.equal(stats.duplicates, 1);
+    const rows = await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'redelivered'`);
+    assert.equal(rows.length, 1);
+    const ledger = await query<{ outcome: string }>(databaseUrl, 'SELECT outcome FROM login_etl.processed_messages');
+    assert.deepEqual(ledger, [{ outcome: 'written' }]);
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
   });
 
-  test('the same MessageId twice in one batch gives one row and deletes both receipts', async () => {
-    const { databaseUrl, pool, close } = await setup('30');
-    try {
-      const masker = new HmacMasker(testKey());
-      const message = { messageId: 'same-id', receiptHandle: 'r1', body: loginBody({ user_id: 'twice' }), sentTimestampMs: Date.now(), receiveCount: 1 };
-      const outcomes = [transform(message, masker), transform({ ...message, receiptHandle: 'r2' }, masker)];
+  test('the same MessageId twice in one batch gives one row and deletes both receipts', async (t) => {
+    const { databaseUrl, pool } = await setup(t, '30');
+    const masker = new HmacMasker(testKey());
+    const message = { messageId: 'same-id', receiptHandle: 'r1', body: loginBody({ user_id: 'twice' }), sentTimestampMs: Date.now(), receiveCount: 1 };
+    const outcomes = [transform(message, masker), transform({ ...message, receiptHandle: 'r2' }, masker)];
 
-      const result = await new PgSink(pool).write(outcomes);
+    const result = await new PgSink(pool).write(outcomes);
 
-      assert.deepEqual(result, { written: 1, rejected: 0, duplicates: 1, forward: [] });
-      const again = await new PgSink(pool).write(outcomes.slice(0, 1));
-      assert.deepEqual(again, { written: 0, rejected: 0, duplicates: 1, forward: [] });
-      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'twice'`)).length, 1);
-    } finally {
-      await close();
-    }
+    assert.deepEqual(result, { written: 1, rejected: 0, duplicates: 1, forward: [] });
+    const again = await new PgSink(pool).write(outcomes.slice(0, 1));
+    assert.deepEqual(again, { written: 0, rejected: 0, duplicates: 1, forward: [] });
+    assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'twice'`)).length, 1);
   });
 
   /** The real sink, failing its first `n` writes with `error()`. */
@@ -108,46 +94,38 @@ describe('exactly once in the table', () => {
     }, real);
   }
 
-  test('a transient write failure is retried while the batch is held: no redelivery, no loss', async () => {
-    const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
-    try {
-      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'retried' })]);
-      const connectionLost = () => new SinkError('Postgres refused the write: Connection terminated unexpectedly', { cause: new Error('Connection terminated unexpectedly') });
-      const pipeline = new Pipeline(
-        { queue, sink: failingFirst(new PgSink(pool), 2, connectionLost), masker: new HmacMasker(testKey()), log: silentLog },
-        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
-      );
+  test('a transient write failure is retried while the batch is held: no redelivery, no loss', async (t) => {
+    const { databaseUrl, pool, queueUrl, queue } = await setup(t, '30');
+    await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'retried' })]);
+    const connectionLost = () => new SinkError('Postgres refused the write: Connection terminated unexpectedly', { cause: new Error('Connection terminated unexpectedly') });
+    const pipeline = new Pipeline(
+      { queue, sink: failingFirst(new PgSink(pool), 2, connectionLost), masker: new HmacMasker(testKey()), log: silentLog },
+      { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
+    );
 
-      const stats = await drainPipeline(pipeline, 30_000);
+    const stats = await drainPipeline(pipeline, 30_000);
 
-      assert.deepEqual([stats.writeFailures, stats.received, stats.written, stats.released], [2, 1, 1, 0]);
-      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'retried'`)).length, 1);
-      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
-    } finally {
-      await close();
-    }
+    assert.deepEqual([stats.writeFailures, stats.received, stats.written, stats.released], [2, 1, 1, 0]);
+    assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'retried'`)).length, 1);
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
   });
 
-  test('a batch that fails for an unknown reason is held, not released or deleted, and lands once the sink works: no redelivery', async () => {
-    const { databaseUrl, pool, queueUrl, queue, close } = await setup('30');
-    try {
-      await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'late' })]);
-      const pipeline = new Pipeline(
-        { queue, sink: failingFirst(new PgSink(pool), 1, () => new TypeError('unexpected')), masker: new HmacMasker(testKey()), log: silentLog },
-        { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
-      );
+  test('a batch that fails for an unknown reason is held, not released or deleted, and lands once the sink works: no redelivery', async (t) => {
+    const { databaseUrl, pool, queueUrl, queue } = await setup(t, '30');
+    await sendBodies(servers.sqsClient, queueUrl, [loginBody({ user_id: 'late' })]);
+    const pipeline = new Pipeline(
+      { queue, sink: failingFirst(new PgSink(pool), 1, () => new TypeError('unexpected')), masker: new HmacMasker(testKey()), log: silentLog },
+      { receiveConcurrency: 1, waitTimeSeconds: 1, drain: true, drainCheckIntervalMs: 200, retryBaseDelayMs: 10, visibilityTimeoutSeconds: 30 },
+    );
 
-      const stats = await drainPipeline(pipeline, 30_000);
+    const stats = await drainPipeline(pipeline, 30_000);
 
-      assert.equal(stats.writeFailures, 1);
-      assert.equal(stats.released, 0, 'an unknown failure is broken, not a reason to hand the batch back');
-      assert.equal(stats.received, 1, 'held and retried in hand, not redelivered');
-      assert.equal(stats.written, 1);
-      assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'late'`)).length, 1);
-      assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
-    } finally {
-      await close();
-    }
+    assert.equal(stats.writeFailures, 1);
+    assert.equal(stats.released, 0, 'an unknown failure is broken, not a reason to hand the batch back');
+    assert.equal(stats.received, 1, 'held and retried in hand, not redelivered');
+    assert.equal(stats.written, 1);
+    assert.equal((await query(databaseUrl, `SELECT 1 FROM user_logins WHERE user_id = 'late'`)).length, 1);
+    assert.equal(await queueDepth(servers.sqsClient, queueUrl), 0);
   });
 
   test('migrations run from many processes at once without racing', async () => {

@@ -4,7 +4,7 @@
  * endpoint nobody listens on. Each reproduces a failure seen on the code before the policy.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
@@ -12,7 +12,6 @@ import { pino } from 'pino';
 import { freePort } from '../../src/embedded/ports.js';
 import { Health } from '../../src/observability/health.js';
 import { Pipeline, type PipelineDeps, type PipelineOptions } from '../../src/pipeline.js';
-import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
 import { DEAD_LETTER_MESSAGE_ID_ATTRIBUTE, type DeadLetterQueue } from '../../src/source/queue.js';
 import { SqsDeadLetterQueue } from '../../src/source/sqs.js';
@@ -22,15 +21,9 @@ import { logLines, startCli, summaryOf } from '../helpers/cli.js';
 import { drainPipeline, sinkWith } from '../helpers/drain.js';
 import { FakeDeadLetterQueue, FakeQueue } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
-import { query, sendBodies, startServers, testKey, type Servers } from '../helpers/servers.js';
+import { migrateDatabase, query, sendBodies, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 const OPTIONS: PipelineOptions = {
   receiveConcurrency: 1,
@@ -60,9 +53,7 @@ let roles = 0;
 describe('the failure policy against real servers', () => {
   test('INSERT on user_logins revoked: held, unready, no split, poison or forward, no hot loop; after GRANT each row is written once', { timeout: 60_000 }, async () => {
     const databaseUrl = await servers.database();
-    const admin = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-    await migrate(admin);
-    await admin.end();
+    await migrateDatabase(databaseUrl);
     // A role of its own: a superuser ignores privileges.
     const role = `etl_writer_${process.pid}_${(roles += 1)}`;
     await query(databaseUrl, `CREATE ROLE ${role} LOGIN PASSWORD 'writer'`);
@@ -122,45 +113,39 @@ describe('the failure policy against real servers', () => {
     }
   });
 
-  test('dead letters are sent in requests of at most 1 MiB: two rejected 600,000-byte bodies reach the dead-letter queue', { timeout: 60_000 }, async () => {
-    const databaseUrl = await servers.database();
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-    try {
-      await migrate(pool);
-      const deadLetterUrl = await servers.queue();
-      const sqsDeadLetters = new SqsDeadLetterQueue(servers.sqsClient, deadLetterUrl);
-      let forwards = 0;
-      const deadLetters: DeadLetterQueue = {
-        forward: async (letters) => {
-          forwards += 1;
-          return await sqsDeadLetters.forward(letters);
-        },
-      };
-      const queue = new FakeQueue();
-      const bodies = ['x'.repeat(600_000), 'y'.repeat(600_000)];
-      const ids = queue.send(bodies);
+  test('dead letters are sent in requests of at most 1 MiB: two rejected 600,000-byte bodies reach the dead-letter queue', { timeout: 60_000 }, async (t) => {
+    const { databaseUrl, sink } = await servers.migratedDatabase(t, { max: 2 });
+    const deadLetterUrl = await servers.queue();
+    const sqsDeadLetters = new SqsDeadLetterQueue(servers.sqsClient, deadLetterUrl);
+    let forwards = 0;
+    const deadLetters: DeadLetterQueue = {
+      forward: async (letters) => {
+        forwards += 1;
+        return await sqsDeadLetters.forward(letters);
+      },
+    };
+    const queue = new FakeQueue();
+    const bodies = ['x'.repeat(600_000), 'y'.repeat(600_000)];
+    const ids = queue.send(bodies);
 
-      const stats = await drainPipeline(pipeline({ queue, sink: new PgSink(pool), deadLetters }), 20_000);
+    const stats = await drainPipeline(pipeline({ queue, sink, deadLetters }), 20_000);
 
-      assert.deepEqual([stats.rejected, stats.deadLettered, stats.writeFailures, stats.released], [2, 2, 0, 0]);
-      assert.equal(forwards, 1, 'one forward, split into two requests');
-      const received: { id: string | undefined; bytes: number }[] = [];
-      for (let i = 0; i < 5 && received.length < 2; i += 1) {
-        const { Messages } = await servers.sqsClient.send(
-          new ReceiveMessageCommand({ QueueUrl: deadLetterUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
-        );
-        for (const m of Messages ?? []) received.push({ id: m.MessageAttributes?.[DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]?.StringValue, bytes: m.Body?.length ?? 0 });
-      }
-      assert.deepEqual(
-        received.sort((a, b) => (a.id ?? '').localeCompare(b.id ?? '')),
-        [...ids].sort().map((id) => ({ id, bytes: 600_000 })),
+    assert.deepEqual([stats.rejected, stats.deadLettered, stats.writeFailures, stats.released], [2, 2, 0, 0]);
+    assert.equal(forwards, 1, 'one forward, split into two requests');
+    const received: { id: string | undefined; bytes: number }[] = [];
+    for (let i = 0; i < 5 && received.length < 2; i += 1) {
+      const { Messages } = await servers.sqsClient.send(
+        new ReceiveMessageCommand({ QueueUrl: deadLetterUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
       );
-      const rows = await query<{ forwarded: boolean }>(databaseUrl, 'SELECT forwarded_at IS NOT NULL AS forwarded FROM login_etl.rejected_messages');
-      assert.deepEqual(rows, [{ forwarded: true }, { forwarded: true }]);
-      assert.deepEqual(queue.remaining(), []);
-    } finally {
-      await pool.end();
+      for (const m of Messages ?? []) received.push({ id: m.MessageAttributes?.[DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]?.StringValue, bytes: m.Body?.length ?? 0 });
     }
+    assert.deepEqual(
+      received.sort((a, b) => (a.id ?? '').localeCompare(b.id ?? '')),
+      [...ids].sort().map((id) => ({ id, bytes: 600_000 })),
+    );
+    const rows = await query<{ forwarded: boolean }>(databaseUrl, 'SELECT forwarded_at IS NOT NULL AS forwarded FROM login_etl.rejected_messages');
+    assert.deepEqual(rows, [{ forwarded: true }, { forwarded: true }]);
+    assert.deepEqual(queue.remaining(), []);
   });
 });
 

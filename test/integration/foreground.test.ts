@@ -8,25 +8,24 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { generateKeyText } from '../../src/transform/key.js';
-import { queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+import { queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
 /** The project's root: the documented commands run from there. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** Exactly the README's foreground command. */
 const DOCUMENTED = ['dist/src/cli.js'];
 
-let servers: Servers;
 const key = generateKeyText();
 
-before(async () => {
-  servers = await startServers();
-});
-/** Jobs still running when the file ends (a failed test) are killed, so none outlives it. */
+/**
+ * Jobs still running when the file ends (a failed test) are killed, so none outlives it; this
+ * hook is registered before useServers() so that it runs before the servers stop.
+ */
 const jobs = new Set<number>();
-after(async () => {
+after(() => {
   for (const pid of jobs) {
     try {
       process.kill(-pid, 'SIGKILL');
@@ -34,8 +33,8 @@ after(async () => {
       // Ended already.
     }
   }
-  await servers?.stop();
 });
+const servers = useServers();
 
 interface Started {
   readonly pid: number;

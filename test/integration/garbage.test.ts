@@ -10,7 +10,7 @@
  * JSON escapes (`\ud83d\ude00`), which reach the pipeline as the same characters once parsed.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import fc from 'fast-check';
 import pg from 'pg';
@@ -21,15 +21,9 @@ import { createSqsClient, SqsQueue } from '../../src/source/sqs.js';
 import { HmacMasker } from '../../src/transform/mask.js';
 import { drainPipeline } from '../helpers/drain.js';
 import { silentLog } from '../helpers/fixtures.js';
-import { dumpAllTables, query, queueDepth, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { dumpAllTables, query, queueDepth, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** Fixed for reproducibility; a failure prints it with the path to replay. */
 const SEED = 7_340_033;

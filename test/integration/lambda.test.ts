@@ -3,23 +3,16 @@
  * sends them, against the embedded Postgres.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { ConfigError } from '../../src/errors.js';
-import { createHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
+import { createHandler, type LambdaHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { loginBody } from '../helpers/fixtures.js';
-import { dumpAllTables, query, startServers, type Servers } from '../helpers/servers.js';
+import { dumpAllTables, query, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const key = generateKeyText();
-
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
 
 let ids = 0;
 function record(body: string, overrides: Partial<SqsRecord> = {}): SqsRecord {
@@ -36,146 +29,128 @@ function record(body: string, overrides: Partial<SqsRecord> = {}): SqsRecord {
 }
 const event = (...records: SqsRecord[]): SqsEvent => ({ Records: records });
 
+/** A handler reading its settings from `env`, closed when test `t` ends. */
+function handlerOf(t: TestContext, env: () => NodeJS.ProcessEnv): LambdaHandler {
+  const handler = createHandler(env);
+  t.after(() => handler.close());
+  return handler;
+}
+
 describe('Lambda handler', () => {
-  test('valid and invalid records become rows and rejections; nothing is reported failed', async () => {
+  test('valid and invalid records become rows and rejections; nothing is reported failed', async (t) => {
     const databaseUrl = await servers.database();
-    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
-    try {
-      const good = record(loginBody({ user_id: 'lambda-1', ip: '192.0.2.44', device_id: '777-88-9999', app_version: '6.02' }));
-      const bad = record('{"foo": "oops_wrong_msg_type", "bar": "123"}');
-      const notJson = record('{"user_id": "x", "ip": "198.51.100.200"');
+    const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    const good = record(loginBody({ user_id: 'lambda-1', ip: '192.0.2.44', device_id: '777-88-9999', app_version: '6.02' }));
+    const bad = record('{"foo": "oops_wrong_msg_type", "bar": "123"}');
+    const notJson = record('{"user_id": "x", "ip": "198.51.100.200"');
 
-      const response = await handler(event(good, bad, notJson));
+    const response = await handler(event(good, bad, notJson));
 
-      assert.deepEqual(response, { batchItemFailures: [] });
-      const rows = await query<Record<string, unknown>>(databaseUrl, 'SELECT user_id, masked_ip, app_version, create_date::text FROM user_logins');
-      assert.equal(rows.length, 1);
-      assert.equal(rows[0]?.user_id, 'lambda-1');
-      assert.equal(rows[0]?.app_version, 6_002_000);
-      assert.equal(rows[0]?.create_date, '2024-02-29');
-      assert.match(String(rows[0]?.masked_ip), /^hmac:/);
-      const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
-      assert.deepEqual(rejected.map((r) => r.message_id).sort(), [bad.messageId, notJson.messageId].sort());
-      const dump = await dumpAllTables(databaseUrl);
-      for (const raw of ['192.0.2.44', '777-88-9999', '198.51.100.200']) assert.ok(!dump.includes(raw), `${raw} is stored raw`);
-    } finally {
-      await handler.close();
-    }
+    assert.deepEqual(response, { batchItemFailures: [] });
+    const rows = await query<Record<string, unknown>>(databaseUrl, 'SELECT user_id, masked_ip, app_version, create_date::text FROM user_logins');
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.user_id, 'lambda-1');
+    assert.equal(rows[0]?.app_version, 6_002_000);
+    assert.equal(rows[0]?.create_date, '2024-02-29');
+    assert.match(String(rows[0]?.masked_ip), /^hmac:/);
+    const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
+    assert.deepEqual(rejected.map((r) => r.message_id).sort(), [bad.messageId, notJson.messageId].sort());
+    const dump = await dumpAllTables(databaseUrl);
+    for (const raw of ['192.0.2.44', '777-88-9999', '198.51.100.200']) assert.ok(!dump.includes(raw), `${raw} is stored raw`);
   });
 
-  test('the same record delivered twice, in one event and in a later one, gives one row', async () => {
+  test('the same record delivered twice, in one event and in a later one, gives one row', async (t) => {
     const databaseUrl = await servers.database();
-    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
-    try {
-      const once = record(loginBody({ user_id: 'lambda-twice' }));
-      const again = { ...once, receiptHandle: 'another-handle', attributes: { ...once.attributes, ApproximateReceiveCount: '2' } };
+    const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    const once = record(loginBody({ user_id: 'lambda-twice' }));
+    const again = { ...once, receiptHandle: 'another-handle', attributes: { ...once.attributes, ApproximateReceiveCount: '2' } };
 
-      assert.deepEqual(await handler(event(once, again)), { batchItemFailures: [] });
-      assert.deepEqual(await handler(event(again)), { batchItemFailures: [] });
+    assert.deepEqual(await handler(event(once, again)), { batchItemFailures: [] });
+    assert.deepEqual(await handler(event(again)), { batchItemFailures: [] });
 
-      const [count] = await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM user_logins WHERE user_id = 'lambda-twice'`);
-      assert.equal(count?.n, 1);
-    } finally {
-      await handler.close();
-    }
+    const [count] = await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM user_logins WHERE user_id = 'lambda-twice'`);
+    assert.equal(count?.n, 1);
   });
 
-  test('a row Postgres refuses (a CHECK of its own user_logins) is split out and rejected with its reason; the others are rows, nothing is reported failed', async () => {
+  test('a row Postgres refuses (a CHECK of its own user_logins) is split out and rejected with its reason; the others are rows, nothing is reported failed', async (t) => {
     const databaseUrl = await servers.database();
-    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
-    try {
-      assert.deepEqual(await handler(event(record(loginBody({ user_id: 'first' })))), { batchItemFailures: [] });
-      await query(databaseUrl, `ALTER TABLE user_logins ADD CONSTRAINT no_tv CHECK (device_type <> 'tv')`);
-      const records = [
-        record(loginBody({ user_id: 'split-1' })),
-        record(loginBody({ user_id: 'split-2', device_type: 'tv' })),
-        record(loginBody({ user_id: 'split-3' })),
-        record(loginBody({ user_id: 'split-4' })),
-        record('not json'),
-      ];
+    const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    assert.deepEqual(await handler(event(record(loginBody({ user_id: 'first' })))), { batchItemFailures: [] });
+    await query(databaseUrl, `ALTER TABLE user_logins ADD CONSTRAINT no_tv CHECK (device_type <> 'tv')`);
+    const records = [
+      record(loginBody({ user_id: 'split-1' })),
+      record(loginBody({ user_id: 'split-2', device_type: 'tv' })),
+      record(loginBody({ user_id: 'split-3' })),
+      record(loginBody({ user_id: 'split-4' })),
+      record('not json'),
+    ];
 
-      const response = await handler(event(...records));
+    const response = await handler(event(...records));
 
-      assert.deepEqual(response, { batchItemFailures: [] });
-      const rows = await query<{ user_id: string }>(databaseUrl, `SELECT user_id FROM user_logins WHERE user_id LIKE 'split-%' ORDER BY user_id`);
-      assert.deepEqual(rows.map((r) => r.user_id), ['split-1', 'split-3', 'split-4']);
-      const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
-      assert.deepEqual(rejected.map((r) => r.message_id).sort(), [records[1]?.messageId, records[4]?.messageId].sort());
-      assert.match(rejected.find((r) => r.message_id === records[1]?.messageId)?.reason ?? '', /^Postgres refused the write: .*"no_tv" \(SQLSTATE 23514\)$/);
-    } finally {
-      await handler.close();
-    }
+    assert.deepEqual(response, { batchItemFailures: [] });
+    const rows = await query<{ user_id: string }>(databaseUrl, `SELECT user_id FROM user_logins WHERE user_id LIKE 'split-%' ORDER BY user_id`);
+    assert.deepEqual(rows.map((r) => r.user_id), ['split-1', 'split-3', 'split-4']);
+    const rejected = await query<{ message_id: string; reason: string }>(databaseUrl, 'SELECT message_id, reason FROM login_etl.rejected_messages ORDER BY reason');
+    assert.deepEqual(rejected.map((r) => r.message_id).sort(), [records[1]?.messageId, records[4]?.messageId].sort());
+    assert.match(rejected.find((r) => r.message_id === records[1]?.messageId)?.reason ?? '', /^Postgres refused the write: .*"no_tv" \(SQLSTATE 23514\)$/);
   });
 
-  test('a privilege revoked: the records are reported failed, not split, not rejected', async () => {
+  test('a privilege revoked: the records are reported failed, not split, not rejected', async (t) => {
     const databaseUrl = await servers.database();
     const role = `lambda_writer_${process.pid}`;
     await query(databaseUrl, `CREATE ROLE ${role} LOGIN PASSWORD 'writer'`);
     const url = new URL(databaseUrl);
     url.username = role;
     url.password = 'writer';
-    const admin = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
-    const handler = createHandler(() => ({ DATABASE_URL: url.toString(), PII_KEY: key }));
-    try {
-      // Migrated by its owner; the function's role may read and write everything but user_logins.
-      assert.deepEqual(await admin(event(record(loginBody({ user_id: 'owner' })))), { batchItemFailures: [] });
-      await query(databaseUrl, `GRANT USAGE, CREATE ON SCHEMA login_etl TO ${role}`);
-      await query(databaseUrl, `GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA login_etl TO ${role}`);
-      await query(databaseUrl, `GRANT SELECT ON user_logins TO ${role}`);
-      const records = [record(loginBody({ user_id: 'denied-1' })), record(loginBody({ user_id: 'denied-2' })), record('not json')];
+    const admin = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    const handler = handlerOf(t, () => ({ DATABASE_URL: url.toString(), PII_KEY: key }));
+    // Migrated by its owner; the function's role may read and write everything but user_logins.
+    assert.deepEqual(await admin(event(record(loginBody({ user_id: 'owner' })))), { batchItemFailures: [] });
+    await query(databaseUrl, `GRANT USAGE, CREATE ON SCHEMA login_etl TO ${role}`);
+    await query(databaseUrl, `GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA login_etl TO ${role}`);
+    await query(databaseUrl, `GRANT SELECT ON user_logins TO ${role}`);
+    const records = [record(loginBody({ user_id: 'denied-1' })), record(loginBody({ user_id: 'denied-2' })), record('not json')];
 
-      const response = await handler(event(...records));
+    const response = await handler(event(...records));
 
-      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
-      const [counts] = await query<{ rejected: number; ledger: number }>(
-        databaseUrl,
-        `SELECT (SELECT count(*) FROM login_etl.rejected_messages)::int AS rejected, (SELECT count(*) FROM login_etl.processed_messages)::int AS ledger`,
-      );
-      assert.deepEqual(counts, { rejected: 0, ledger: 1 });
-    } finally {
-      await handler.close();
-      await admin.close();
-    }
+    assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
+    const [counts] = await query<{ rejected: number; ledger: number }>(
+      databaseUrl,
+      `SELECT (SELECT count(*) FROM login_etl.rejected_messages)::int AS rejected, (SELECT count(*) FROM login_etl.processed_messages)::int AS ledger`,
+    );
+    assert.deepEqual(counts, { rejected: 0, ledger: 1 });
   });
 
-  test('Postgres unreachable: every record is reported in batchItemFailures; they land once it is back', async () => {
+  test('Postgres unreachable: every record is reported in batchItemFailures; they land once it is back', async (t) => {
     const databaseUrl = await servers.database();
     const closed = await freePort();
     let url = databaseUrl.replace(`:${servers.postgres.port}/`, `:${closed}/`);
-    const handler = createHandler(() => ({ DATABASE_URL: url, PII_KEY: key }));
-    try {
-      const records = [record(loginBody({ user_id: 'later-1' })), record(loginBody({ user_id: 'later-2' })), record('not json')];
+    const handler = handlerOf(t, () => ({ DATABASE_URL: url, PII_KEY: key }));
+    const records = [record(loginBody({ user_id: 'later-1' })), record(loginBody({ user_id: 'later-2' })), record('not json')];
 
-      const response = await handler(event(...records));
+    const response = await handler(event(...records));
 
-      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
-      url = databaseUrl;
-      assert.deepEqual(await handler(event(...records)), { batchItemFailures: [] });
-      const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
-      assert.equal(count?.n, 2);
-    } finally {
-      await handler.close();
-    }
+    assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
+    url = databaseUrl;
+    assert.deepEqual(await handler(event(...records)), { batchItemFailures: [] });
+    const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
+    assert.equal(count?.n, 2);
   });
 
-  test('Postgres going away after start: the records of the failed write are reported', async () => {
+  test('Postgres going away after start: the records of the failed write are reported', async (t) => {
     const databaseUrl = await servers.database();
-    const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
-    try {
-      assert.deepEqual(await handler(event(record(loginBody({ user_id: 'warm' })))), { batchItemFailures: [] });
-      // Every connection of this database dropped, and new ones refused, as in a failover.
-      const name = new URL(databaseUrl).pathname.slice(1);
-      await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS false`);
-      await query(servers.postgres.url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [name]);
-      const records = [record(loginBody({ user_id: 'cold-1' })), record(loginBody({ user_id: 'cold-2' }))];
+    const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
+    assert.deepEqual(await handler(event(record(loginBody({ user_id: 'warm' })))), { batchItemFailures: [] });
+    // Every connection of this database dropped, and new ones refused, as in a failover.
+    const name = new URL(databaseUrl).pathname.slice(1);
+    await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS false`);
+    await query(servers.postgres.url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [name]);
+    const records = [record(loginBody({ user_id: 'cold-1' })), record(loginBody({ user_id: 'cold-2' }))];
 
-      const response = await handler(event(...records));
+    const response = await handler(event(...records));
 
-      await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS true`);
-      assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
-    } finally {
-      await handler.close();
-    }
+    await query(servers.postgres.url, `ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS true`);
+    assert.deepEqual(response.batchItemFailures.map((f) => f.itemIdentifier), records.map((r) => r.messageId));
   });
 
   test('a bad setting fails the invocation with a ConfigError naming it', async () => {
@@ -186,20 +161,16 @@ describe('Lambda handler', () => {
   });
 
   for (const mode of ['hmac', 'siv'] as const) {
-    test(`${mode}: a ring holding a vault private key fails the invocation with a ConfigError naming PII_KEYS, before touching the database`, async () => {
+    test(`${mode}: a ring holding a vault private key fails the invocation with a ConfigError naming PII_KEYS, before touching the database`, async (t) => {
       const databaseUrl = await servers.database();
       const { holder } = generateVaultKey('v1');
-      const handler = createHandler(() => ({ DATABASE_URL: databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: mode }));
-      try {
-        await assert.rejects(
-          handler(event(record(loginBody({ user_id: `private-${mode}` })))),
-          (err: unknown) => err instanceof ConfigError && err.setting === 'PII_KEYS' && /holds a vault private_key/.test(err.message) && !err.message.includes(holder.private_key as string),
-        );
-        const [schema] = await query<{ found: string | null }>(databaseUrl, `SELECT to_regclass('user_logins')::text AS found`);
-        assert.equal(schema?.found, null);
-      } finally {
-        await handler.close();
-      }
+      const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: mode }));
+      await assert.rejects(
+        handler(event(record(loginBody({ user_id: `private-${mode}` })))),
+        (err: unknown) => err instanceof ConfigError && err.setting === 'PII_KEYS' && /holds a vault private_key/.test(err.message) && !err.message.includes(holder.private_key as string),
+      );
+      const [schema] = await query<{ found: string | null }>(databaseUrl, `SELECT to_regclass('user_logins')::text AS found`);
+      assert.equal(schema?.found, null);
     });
   }
 });

@@ -35,7 +35,7 @@ import { canonicalIp } from '../../src/transform/ip.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli, logLines, startCli, summaryOf, type CliResult } from '../helpers/cli.js';
 import { excerpt, NeedleIndex, PREFIX_BYTES, type Hit } from '../helpers/needles.js';
-import { dumpEveryRelation, query, queueDepth, sendBodiesForIds, startServers, type Servers } from '../helpers/servers.js';
+import { dumpEveryRelation, query, queueDepth, sendBodiesForIds, useServers } from '../helpers/servers.js';
 
 /**
  * Fixed unless LEAK_SEED is set, so that CI runs the same cases every time and a failure there
@@ -466,21 +466,20 @@ interface ModeRun {
   readonly haystacks: Haystack[];
 }
 
-let servers: Servers;
 const serverLog: string[] = [];
+const servers = useServers({ onPostgresLog: (line) => serverLog.push(line) });
 let keyDir: string;
 const runs: ModeRun[] = [];
 
 before(async () => {
   keyDir = mkdtempSync(join(tmpdir(), 'login-etl-leak-'));
-  servers = await startServers({ onPostgresLog: (line) => serverLog.push(line) });
+  await servers.ready();
   // Every statement with its parameters in the server log: an original sent to Postgres and
   // never stored is a leak too.
   await query(servers.postgres.url, `ALTER SYSTEM SET log_statement = 'all'`);
   await query(servers.postgres.url, 'SELECT pg_reload_conf()');
 });
-after(async () => {
-  await servers?.stop();
+after(() => {
   if (keyDir !== undefined) rmSync(keyDir, { recursive: true, force: true });
 });
 

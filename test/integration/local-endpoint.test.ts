@@ -11,23 +11,21 @@ import { after, before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { cli, logLines } from '../helpers/cli.js';
-import { query, queueDepth, startServers, type Servers } from '../helpers/servers.js';
+import { query, queueDepth, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 let home: string;
 /** The CLI helper's environment without its dummy credentials, and nowhere else to find any. */
 let noCredentials: Record<string, string | undefined>;
 const key = generateKeyText();
 const DUMMY_NOTICE = 'no AWS credentials found; signing with the dummy credentials test/test, since the SQS endpoint is local';
 
-before(async () => {
-  servers = await startServers();
+before(() => {
   home = mkdtempSync(join(tmpdir(), 'login-etl-home-'));
   // Instance metadata off: on a cloud machine with a role the chain would find credentials there.
   noCredentials = { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, HOME: home, AWS_EC2_METADATA_DISABLED: 'true' };
 });
-after(async () => {
-  await servers?.stop();
+after(() => {
   rmSync(home, { recursive: true, force: true });
 });
 

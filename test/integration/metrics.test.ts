@@ -4,21 +4,14 @@
  * material appears in the output, whatever the messages held.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { startCli } from '../helpers/cli.js';
-import { query, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+import { query, sendBodies, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const key = generateKeyText();
-
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
 
 /** Valid events and rejections of every category, carrying PII that must never reach a metric. */
 const RAW = ['198.51.100.23', '203.0.113.99', '444-55-6666', 'DEV-metric-secret-1', '2001:db8::77', '10.20.30.40'];

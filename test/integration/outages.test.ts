@@ -3,21 +3,15 @@
  * must ride them out, report not-ready meanwhile, and end exact.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateKeyText } from '../../src/transform/key.js';
 import { startCli, summaryOf, type RunningCli } from '../helpers/cli.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
-import { queueDepth, startServers, type Servers } from '../helpers/servers.js';
+import { queueDepth, useServers } from '../helpers/servers.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers({ ownPostgres: true });
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers({ ownPostgres: true });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

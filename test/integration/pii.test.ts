@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
 import pg from 'pg';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
@@ -19,18 +19,11 @@ import { loadSealedBox } from '../../src/transform/sealed-box.js';
 import { transform } from '../../src/transform/transform.js';
 import { cli, logLines, startCli, type CliResult } from '../helpers/cli.js';
 import { loginBody, queueMessage } from '../helpers/fixtures.js';
-import { dumpAllTables, openedBody, query, sendBodies, startServers, storedRejections, type Servers } from '../helpers/servers.js';
+import { dumpAllTables, openedBody, query, sendBodies, storedRejections, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const aws = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
 const keyDir = mkdtempSync(join(tmpdir(), 'login-etl-pii-'));
-
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
 
 function ringFile(name: string, keys: unknown[]): string {
   const file = join(keyDir, name);

@@ -2,7 +2,7 @@
  * The pipeline against real servers: fauxqs for SQS and an embedded Postgres.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { runPipeline } from '../../src/run.js';
 import type { RejectedRow } from '../../src/sink/rejected.js';
@@ -18,20 +18,13 @@ import {
   query,
   queueDepth,
   sendBodies,
-  startServers,
   storedRejections,
   TEST_CREDENTIALS,
   testKey,
-  type Servers,
+  useServers,
 } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 function config(queueUrl: string, databaseUrl: string, piiKey: PiiKey, overrides: Partial<RunConfig> = {}): RunConfig {
   return {

@@ -2,7 +2,7 @@
  * Slow writes, graceful stops, several processes, and rows Postgres refuses: each ends exact.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
 import { migrate } from '../../src/sink/migrate.js';
@@ -14,15 +14,9 @@ import { startCli, summaryOf } from '../helpers/cli.js';
 import { drainPipeline } from '../helpers/drain.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
-import { query, queueDepth, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { migrateDatabase, query, queueDepth, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 function runEnv(queueUrl: string, databaseUrl: string, key: string) {
   return { SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: databaseUrl, PII_KEY: key };
@@ -195,13 +189,4 @@ describe('processes', () => {
     }
   });
 });
-
-async function migrateDatabase(databaseUrl: string): Promise<void> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
-  }
-}
 

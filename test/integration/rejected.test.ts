@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { defaultRunConfig } from '../../src/config.js';
 import { runPipeline } from '../../src/run.js';
@@ -24,20 +24,13 @@ import {
   query,
   queueDepth,
   sendBodies,
-  startServers,
   storedRejections,
   TEST_CREDENTIALS,
   testKey,
-  type Servers,
+  useServers,
 } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** A database as a release before sealing left it: migrations 001 to 003 only. */
 async function databaseBeforeSealing(): Promise<string> {

@@ -2,21 +2,21 @@
  * `report` and `check` as a user runs them: the built CLI in a child process, against real servers.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { SETTINGS, type SettingSpec } from '../../src/config.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { cli } from '../helpers/cli.js';
-import { query, queueDepth, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
+const servers = useServers();
 const key = generateKeyText();
 /** One database drained once, shared by the report tests. */
 let filled: { databaseUrl: string; events: { body: string; valid: boolean }[] };
 
 before(async () => {
-  servers = await startServers();
+  await servers.ready();
   const queueUrl = await servers.queue();
   const events = generateSampleEvents({ count: 60, seed: 61, repeatRatio: 0.3 });
   await sendBodies(servers.sqsClient, queueUrl, events.map((e) => e.body));
@@ -28,9 +28,6 @@ before(async () => {
   });
   assert.equal(run.code, 0, run.stderr);
   filled = { databaseUrl, events };
-});
-after(async () => {
-  await servers?.stop();
 });
 
 interface Report {

@@ -5,24 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { generateVaultKey } from '../../src/transform/key.js';
 import { cli, logLines, summaryOf } from '../helpers/cli.js';
 import { loginBody } from '../helpers/fixtures.js';
-import { query, sendBodies, startServers, type Servers } from '../helpers/servers.js';
+import { query, sendBodies, useServers } from '../helpers/servers.js';
 
 const ROLES_SQL = readFileSync(new URL('../../../deploy/postgres-roles.sql', import.meta.url), 'utf8');
 /** The advisory lock migrate() takes (src/sink/migrate.ts). */
 const MIGRATION_LOCK_ID = 7_221_904_311;
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 /** The same database, logged in as `user`. */
 function as(databaseUrl: string, user: string): string {

@@ -8,11 +8,10 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Pipeline } from '../../src/pipeline.js';
-import { migrate } from '../../src/sink/migrate.js';
 import type { Queue } from '../../src/source/queue.js';
 import { createQueue } from '../../src/source/clients.js';
 import { generateKeyText } from '../../src/transform/key.js';
@@ -23,15 +22,9 @@ import { FakeQueue } from '../helpers/fake-queue.js';
 import { loginBody, silentLog } from '../helpers/fixtures.js';
 import { endState, exactEndState, loadedQueue } from '../helpers/load.js';
 import { MemorySink } from '../helpers/memory-sink.js';
-import { query, sendBodies, startServers, TEST_CREDENTIALS, testKey, type Servers } from '../helpers/servers.js';
+import { migrateDatabase, query, sendBodies, TEST_CREDENTIALS, testKey, useServers } from '../helpers/servers.js';
 
-let servers: Servers;
-before(async () => {
-  servers = await startServers();
-});
-after(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 function runEnv(queueUrl: string, databaseUrl: string, key: string) {
   return { SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: databaseUrl, PII_KEY: key };
@@ -44,15 +37,6 @@ async function visibility(queueUrl: string): Promise<{ visible: number; inFlight
   return { visible: Number(a?.ApproximateNumberOfMessages ?? 0), inFlight: Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0) };
 }
 
-async function migrated(databaseUrl: string): Promise<void> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
-  }
-}
-
 describe('shutdown', () => {
   test(
     'SIGTERM while the write waits on a lock, shutdown timeout 3 s shorter than the 20 s wait: exits within 5 s, the statement cancelled, every message visible again at once and committed once by a later run',
@@ -60,7 +44,7 @@ describe('shutdown', () => {
     async () => {
       const { queueUrl, valid, invalid } = await loadedQueue(servers, 100, 95, { VisibilityTimeout: '60' });
       const databaseUrl = await servers.database();
-      await migrated(databaseUrl);
+      await migrateDatabase(databaseUrl);
       const env = runEnv(queueUrl, databaseUrl, generateKeyText());
       const locker = new pg.Client({ connectionString: databaseUrl });
       await locker.connect();
