@@ -2,10 +2,12 @@
  * The command line as a user runs it: the built CLI in a child process, against real servers.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
@@ -15,6 +17,7 @@ import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
 import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
+const execFileAsync = promisify(execFile);
 let port: string;
 const key = generateKeyText();
 const aws = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
@@ -32,6 +35,27 @@ async function loadQueue(count: number, seed: number) {
 }
 
 describe('login-etl run', () => {
+  test('loads one HTTP stack (node:http), and the SDK\'s SQS client only with a dead-letter queue', async () => {
+    const recorder = fileURLToPath(new URL('../helpers/record-imports.js', import.meta.url));
+    const packagesOf = (stderr: string) => JSON.parse(/^packages loaded: (.*)$/m.exec(stderr)?.[1] ?? 'null') as string[] | null;
+    const drain = async (extra: readonly string[]) => {
+      const { queueUrl } = await loadQueue(20, 5);
+      // Not spawnSync: the emulator answers from this process.
+      const { stderr } = await execFileAsync(process.execPath, ['--import', recorder, CLI, 'run', '--drain', '--wait-time-seconds', '1', '--log-level', 'warn', ...extra], {
+        env: { PATH: process.env.PATH ?? '', ...aws, LOGIN_ETL_HTTP_PORT: '0', SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: await servers.database(), PII_KEY: key },
+      });
+      const packages = packagesOf(stderr);
+      assert.ok(packages !== null, stderr);
+      return packages;
+    };
+    const lean = await drain([]);
+    assert.ok(lean.includes('pg') && lean.includes('aws4'), lean.join(', '));
+    assert.ok(!lean.includes('undici'), 'a second HTTP stack');
+    assert.ok(!lean.includes('@aws-sdk/client-sqs'), "the SDK's SQS client, with nothing to use it");
+    const withDeadLetters = await drain(['--dead-letter-queue-url', await servers.queue()]);
+    assert.ok(withDeadLetters.includes('@aws-sdk/client-sqs'), withDeadLetters.join(', '));
+  });
+
   test('drains a queue named by a LocalStack-style URL, with no endpoint configured, and exits 0', async () => {
     const { queueUrl } = await loadQueue(30, 21);
     const localstackStyle = `http://127.0.0.1:${port}/000000000000/${queueUrl.split('/').at(-1)}`;
