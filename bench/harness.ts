@@ -29,6 +29,8 @@ export interface BenchOptions {
   /** `--lag-seconds S`: the event lag at half the measured drain rate, for S seconds. */
   readonly lagSeconds: number | undefined;
   readonly sampleSeconds: number;
+  /** Measured runs of each start-up figure: `--help` and `node -e 0` this many times, `run --drain` half as many (at least one). */
+  readonly startupRuns: number;
   readonly resultsDir: string;
   /** Run the measured consumers with --cpu-prof into this directory (their numbers then include the profiler). */
   readonly profileDir: string | undefined;

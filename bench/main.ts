@@ -48,6 +48,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       'follow-rate': { type: 'string', default: '200' },
       'lag-seconds': { type: 'string' },
       'sample-seconds': { type: 'string', default: '5' },
+      'startup-runs': { type: 'string', default: '11' },
       'results-dir': { type: 'string', default: distFile('../bench/results') },
       'profile-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -56,7 +57,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   if (values.help) {
     process.stdout.write(
       'npm run bench -- [--messages 50000] [--concurrency 16] [--naive-concurrency 1] [--seed 1]\n' +
-        `               [--only ${SCENARIOS.join(',')}] [--results-dir DIR] [--profile-dir DIR]\n` +
+        `               [--only ${SCENARIOS.join(',')}] [--startup-runs 11] [--results-dir DIR] [--profile-dir DIR]\n` +
         'npm run bench -- --follow-minutes M [--follow-rate 200] [--sample-seconds 5]\n' +
         'npm run bench -- --instances 1,2,4 [--messages 50000] [--concurrency 16]\n' +
         'npm run bench -- --lag-seconds S [--messages 50000] [--concurrency 16]\n',
@@ -86,6 +87,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     followRate: whole('follow-rate', values['follow-rate'], 1),
     lagSeconds: values['lag-seconds'] === undefined ? undefined : whole('lag-seconds', values['lag-seconds'], 1),
     sampleSeconds: whole('sample-seconds', values['sample-seconds'], 1),
+    startupRuns: whole('startup-runs', values['startup-runs'], 1),
     resultsDir: values['results-dir'] ?? 'bench/results',
     profileDir: values['profile-dir'],
   };
@@ -156,7 +158,10 @@ async function main(): Promise<void> {
       const computed = ratios(results);
       process.stdout.write(`\n${table(results, computed)}\n`);
       log('start-up: login-etl --help, and run --drain of 100 messages');
-      const startup = await measureStartup({ sqs, sqsEndpoint: emulator.endpoint, postgres });
+      const startup = await measureStartup(
+        { sqs, sqsEndpoint: emulator.endpoint, postgres },
+        { help: options.startupRuns, drain: Math.max(1, Math.floor(options.startupRuns / 2)) },
+      );
       process.stdout.write(`\n${startupTable(startup)}\n`);
       output = { kind: 'drain', scenarios: results, ratios: computed, startup };
     }

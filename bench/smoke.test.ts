@@ -17,7 +17,7 @@ const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 test('npm run bench with 100 messages measures all seven scenarios and writes them to a JSON file', { timeout: 120_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'login-etl-bench-'));
   try {
-    await promisify(execFile)(process.execPath, [MAIN, '--messages', '100', '--concurrency', '4', '--results-dir', dir], {
+    await promisify(execFile)(process.execPath, [MAIN, '--messages', '100', '--concurrency', '4', '--startup-runs', '1', '--results-dir', dir], {
       env: { PATH: process.env.PATH ?? '' },
     });
     const [file, ...others] = await readdir(dir);
@@ -26,6 +26,7 @@ test('npm run bench with 100 messages measures all seven scenarios and writes th
       scenarios: { scenario: string; messages: number; details: Record<string, unknown> }[];
       ratios: { name: string }[];
       machine: { cpuCount: number };
+      startup: { helpMs: { runs: number }; drain100Ms: { runs: number } };
     };
     assert.deepEqual(
       results.scenarios.map((s) => s.scenario),
@@ -43,6 +44,7 @@ test('npm run bench with 100 messages measures all seven scenarios and writes th
     assert.equal(results.ratios.length, 8);
     assert.ok(results.ratios.some((r) => r.name.startsWith('lean ÷ tuned-SDK consumer CPU per message')), 'the client decision is printed');
     assert.ok(results.machine.cpuCount > 0);
+    assert.deepEqual([results.startup.helpMs.runs, results.startup.drain100Ms.runs], [1, 1], 'the start-up figures, measured once each');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

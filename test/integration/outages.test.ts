@@ -41,8 +41,8 @@ async function visibleMessages(queueUrl: string): Promise<number> {
 }
 
 describe('outages', () => {
-  test('Postgres down for 10 s mid-run: polling pauses, readiness drops and returns, the same process ends exact', { timeout: 120_000 }, async () => {
-    const { queueUrl, valid, invalid } = await loadedQueue(servers, 6_000, 77, { VisibilityTimeout: '4' });
+  test('Postgres down for 6 s, twice the visibility timeout, mid-run: polling pauses, readiness drops and returns, the same process ends exact', { timeout: 120_000 }, async () => {
+    const { queueUrl, valid, invalid } = await loadedQueue(servers, 6_000, 77, { VisibilityTimeout: '3' });
     const databaseUrl = await servers.database();
     const port = await freePort();
     const run = startCli(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '4'], {
@@ -63,7 +63,7 @@ describe('outages', () => {
     assert.equal(alive.status, 200, '/healthz reports the process, not its dependencies');
     await sleep(2_000);
     const visibleEarly = await visibleMessages(queueUrl);
-    await sleep(Math.max(0, 10_000 - (Date.now() - outageStarted)));
+    await sleep(Math.max(0, 6_000 - (Date.now() - outageStarted)));
     const visibleLate = await visibleMessages(queueUrl);
     await servers.postgres.resume();
 
