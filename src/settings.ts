@@ -213,7 +213,7 @@ export const SETTINGS = {
     env: 'LOGIN_ETL_FLUSH_INTERVAL_MS',
     type: 'string',
     default: '50',
-    description: 'Longest a received message waits for others to share its transaction.',
+    description: 'Longest a received message waits for others to share its transaction; none once a receive comes back short.',
   },
   writeConcurrency: {
     flag: 'write-concurrency',
