@@ -26,7 +26,7 @@ export interface CreateQueueOptions {
   readonly credentials?: StaticCredentials | undefined;
   /** Replaces the SDK's credential chain (tests: credentials that change). */
   readonly credentialChain?: AwsCredentialIdentityProvider | undefined;
-  /** `lean` (the default): receive, delete, visibility and attributes over undici; `sdk`: the SDK client for every call. */
+  /** `lean` (the default): receive, delete, visibility and attributes over node:http; `sdk`: the SDK client for every call. */
   readonly client?: 'lean' | 'sdk' | undefined;
   /** `--sqs-timeout-seconds` in milliseconds; a receive gets its wait time on top. */
   readonly timeoutMs?: number | undefined;
