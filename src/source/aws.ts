@@ -40,12 +40,14 @@ export type RegionLookup = () => Promise<string | undefined>;
 
 /**
  * The SDK's own region chain, as a client given no region resolves it (AWS_REGION, the AWS
- * profile, instance metadata), read with the SDK's own loader and selectors.
+ * profile, instance metadata), read with the SDK's own loader and selectors, and resolved as the
+ * client resolves it: a FIPS pseudo-region (`fips-us-gov-west-1`, `us-east-1-fips`) is the region
+ * it names, the one requests are signed for and a queue URL names.
  */
 export async function sdkRegion(): Promise<string | undefined> {
-  const { loadConfig, NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS } = await import('@smithy/core/config');
+  const { loadConfig, resolveRegionConfig, NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS } = await import('@smithy/core/config');
   try {
-    return await loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS)();
+    return await resolveRegionConfig({ region: loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS) }).region();
   } catch {
     return undefined;
   }

@@ -76,6 +76,8 @@ export class LeanSqsQueue implements Queue {
   readonly #maxResponseBytes: number;
   #regionName: string | undefined;
   readonly #url: URL;
+  /** The host to connect to: the URL's, with an IPv6 address unbracketed (the Host header keeps the brackets). */
+  readonly #hostname: string;
   readonly #signedThisSecond = new Map<string, { second: number; headers: Record<string, string> }>();
   /** Server time minus local time, learned from a skew error's Date header. */
   #clockOffsetMs = 0;
@@ -84,6 +86,7 @@ export class LeanSqsQueue implements Queue {
   constructor(options: LeanSqsOptions) {
     this.#queueUrl = options.queueUrl;
     this.#url = new URL(options.endpoint);
+    this.#hostname = this.#url.hostname.replace(/^\[(.*)\]$/, '$1');
     const tls = this.#url.protocol === 'https:';
     // One keep-alive agent for this queue's connections, as the SDK client's (src/source/sqs.ts).
     this.#agent = new (tls ? https : http).Agent({ keepAlive: true, maxSockets: options.connections });
@@ -308,7 +311,7 @@ export class LeanSqsQueue implements Queue {
       const fail = (err: Error) => settle(() => reject(err));
       const limit = this.#maxResponseBytes;
       const request = this.#request(
-        { hostname: this.#url.hostname, port: this.#url.port, method: 'POST', path: '/', headers, agent: this.#agent },
+        { hostname: this.#hostname, port: this.#url.port, method: 'POST', path: '/', headers, agent: this.#agent },
         (response: IncomingMessage) => {
           const statusCode = response.statusCode ?? 0;
           const date = statusCode < 200 || statusCode >= 300 ? response.headers.date : undefined;

@@ -382,6 +382,26 @@ describe('lean SQS calls', () => {
     assert.equal(seen.length, 1);
   });
 
+  it('reaches an endpoint given as an IPv6 address, signing the Host it sends', async () => {
+    const hosts: (string | undefined)[] = [];
+    const v6 = createServer((req, res) => {
+      hosts.push(req.headers.host);
+      req.resume();
+      req.on('end', () => res.writeHead(200).end(JSON.stringify({ Attributes: { VisibilityTimeout: '7' } })));
+    });
+    await new Promise<void>((resolve) => v6.listen(0, '::1', resolve));
+    const port = (v6.address() as AddressInfo).port;
+    const loopback = lean({ endpoint: `http://[::1]:${port}`, region: 'us-east-1', credentials: async () => CREDENTIALS, connections: 1 });
+    try {
+      assert.equal((await loopback.settings()).visibilityTimeoutSeconds, 7);
+      assert.deepEqual(hosts, [`[::1]:${port}`]);
+    } finally {
+      await loopback.close();
+      v6.closeAllConnections();
+      await new Promise((resolve) => v6.close(resolve));
+    }
+  });
+
   it('a connection that cannot be made is a transient SourceError', async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));

@@ -174,6 +174,18 @@ describe("sdkRegion: the SDK's own chain", () => {
     assert.equal(await sdkRegion(), 'ap-southeast-2');
   });
 
+  it("reads a FIPS pseudo-region as the SDK client does: the region it names, which a request is signed for", async () => {
+    writeFileSync(join(dir, 'config-fips'), '[default]\nregion = fips-us-gov-west-1\n\n[profile suffix]\nregion = us-east-1-fips\n');
+    process.env.AWS_CONFIG_FILE = join(dir, 'config-fips');
+    assert.equal(await sdkRegion(), 'us-gov-west-1');
+    process.env.AWS_PROFILE = 'suffix';
+    try {
+      assert.equal(await sdkRegion(), 'us-east-1');
+    } finally {
+      delete process.env.AWS_PROFILE;
+    }
+  });
+
   it('finds nothing when no profile has a region and instance metadata is off', async () => {
     writeFileSync(join(dir, 'config-empty'), '[default]\noutput = json\n');
     process.env.AWS_CONFIG_FILE = join(dir, 'config-empty');
