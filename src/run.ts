@@ -77,17 +77,22 @@ export async function runPipeline(config: RunConfig, options: RunOptions): Promi
     }
     // Postgres may still be starting, restarting or failing over: start-up waits for it as the
     // pipeline would later (unready on /readyz), and a drain gives up after the same timeout.
-    const waitForPostgres = <T>(step: () => Promise<T>, message: string) =>
+    const waitForPostgres = <T>(step: () => Promise<T>, message: string, signal = options.stop) =>
       retryWhileTransient('postgres', step, message, {
         log,
         health,
-        signal: options.stop,
+        signal,
         giveUpAfterMs: config.drain ? config.unreachableTimeoutSeconds * 1000 : undefined,
       });
-    // The schema and the queue's settings are asked for at once: neither waits for the other.
+    // The schema and the queue's settings are asked for at once: neither waits for the other. A
+    // queue that can never be read ends the start at once, and with it the wait for Postgres.
+    const queueFailed = new AbortController();
     const [{ applied }, queueSettings] = await Promise.all([
-      waitForPostgres(() => migrate(pool), 'Postgres is not reachable yet; waiting to check the schema'),
-      readQueueSettings(queue, log),
+      waitForPostgres(() => migrate(pool), 'Postgres is not reachable yet; waiting to check the schema', AbortSignal.any([options.stop, queueFailed.signal])),
+      readQueueSettings(queue, log).catch((err: unknown) => {
+        queueFailed.abort();
+        throw err;
+      }),
     ]);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     // The monitor reads the depth only every few seconds; a display wants it from the start.
