@@ -30,7 +30,7 @@ async function main(): Promise<number> {
   let postgres: LocalPostgres | undefined;
   const env = { ...process.env };
   if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
-    postgres = await startLocalPostgres();
+    postgres = await startLocalPostgres({ auth: 'trust' });
     env[SHARED_POSTGRES_VARIABLE] = postgres.url;
   }
   const child = spawn(

@@ -88,7 +88,7 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
   const shared = process.env[SHARED_POSTGRES_VARIABLE];
   const own = options.ownPostgres === true || onLog !== undefined || shared === undefined || shared === '';
   const [postgres, sqs] = await Promise.all([
-    own ? startLocalPostgres(onLog === undefined ? {} : { onLog }) : sharedPostgres(shared),
+    own ? startLocalPostgres({ auth: 'trust', ...(onLog === undefined ? {} : { onLog }) }) : sharedPostgres(shared),
     startLocalSqs(),
   ]);
   const sqsClient = sqs.client;
