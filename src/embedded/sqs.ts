@@ -37,7 +37,18 @@ export async function startLocalSqs(options: { urlHost?: string } = {}): Promise
     if (match) body.QueueUrl = `http://sqs.us-east-1.${urlHost}:${port}/${match[1]}/${match[2]}`;
   });
   await app.listen({ host: '127.0.0.1', port });
-  const endpoint = `http://127.0.0.1:${port}`;
+  const connected = connectLocalSqs(`http://127.0.0.1:${port}`);
+  return {
+    ...connected,
+    async stop() {
+      await connected.stop();
+      await app.close();
+    },
+  };
+}
+
+/** An emulator already running at `endpoint` (started by another process); `stop` only lets go of it. */
+export function connectLocalSqs(endpoint: string): LocalSqs {
   const client = new SQSClient({ region: 'us-east-1', endpoint, credentials: EMULATOR_CREDENTIALS });
   return {
     endpoint,
@@ -47,9 +58,9 @@ export async function startLocalSqs(options: { urlHost?: string } = {}): Promise
       if (QueueUrl === undefined) throw new Error(`the emulator returned no URL for queue ${name}`);
       return QueueUrl;
     },
-    async stop() {
+    stop() {
       client.destroy();
-      await app.close();
+      return Promise.resolve();
     },
   };
 }

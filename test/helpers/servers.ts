@@ -2,11 +2,11 @@
  * Real servers for integration tests, started by the suite itself: a Postgres and the fauxqs SQS
  * emulator, with a fresh database and queue per test.
  *
- * `npm test` (test/run.ts) starts one Postgres for the whole run and names it in
- * LOGIN_ETL_TEST_POSTGRES_URL; each test file then only creates databases on it, and drops them
- * when it stops. A file run on its own, or a test that stops, restarts or reconfigures its server
- * (`ownPostgres`), starts a Postgres of its own. Each file has its own emulator (in-process, and
- * quick to start).
+ * `npm test` (test/run.ts) starts one Postgres and one emulator for the whole run and names them
+ * in LOGIN_ETL_TEST_POSTGRES_URL and LOGIN_ETL_TEST_SQS_ENDPOINT; each test file then only
+ * creates databases and queues on them, and drops its databases when it stops. A file run on its
+ * own, or a test that stops, restarts or reconfigures its server (`ownPostgres`), starts a
+ * Postgres of its own; a file run on its own starts its own emulator, in its process.
  *
  * A test file calls `useServers()` once, at its top level: it starts the servers before the
  * file's first test and stops them after its last. Per-test fixtures such as
@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, type TestContext } from 'node:test';
 import pg from 'pg';
 import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
-import { startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
+import { connectLocalSqs, startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
 import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
 import { chunks } from '../../src/source/queue.js';
@@ -36,6 +36,8 @@ export { EMULATOR_CREDENTIALS as TEST_CREDENTIALS } from '../../src/embedded/sqs
 
 /** A superuser connection string of a Postgres that test files share (set by test/run.ts). */
 export const SHARED_POSTGRES_VARIABLE = 'LOGIN_ETL_TEST_POSTGRES_URL';
+/** The endpoint of an SQS emulator that test files share (set by test/run.ts). */
+export const SHARED_SQS_VARIABLE = 'LOGIN_ETL_TEST_SQS_ENDPOINT';
 
 export interface Servers {
   readonly postgres: LocalPostgres;
@@ -87,9 +89,10 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
   const onLog = options.onPostgresLog;
   const shared = process.env[SHARED_POSTGRES_VARIABLE];
   const own = options.ownPostgres === true || onLog !== undefined || shared === undefined || shared === '';
+  const sharedSqs = process.env[SHARED_SQS_VARIABLE];
   const [postgres, sqs] = await Promise.all([
     own ? startLocalPostgres({ auth: 'trust', ...(onLog === undefined ? {} : { onLog }) }) : sharedPostgres(shared),
-    startLocalSqs(),
+    sharedSqs === undefined || sharedSqs === '' ? startLocalSqs() : connectLocalSqs(sharedSqs),
   ]);
   const sqsClient = sqs.client;
   const databases: string[] = [];
