@@ -43,15 +43,20 @@ export const DEPENDENCY_NAMES: Readonly<Record<Dependency, string>> = {
 /**
  * SQLSTATEs after which the same statement can succeed: connection failures (08), resource
  * exhaustion such as too many connections (53), server shutdown (57P01-57P03), serialization
- * failures (40001), deadlocks (40P01) and lock timeouts (55P03).
+ * failures (40001), deadlocks (40P01), lock timeouts (55P03) and statements cancelled by their
+ * deadline (57014: `--statement-timeout-seconds`, a database too busy or a lock held too long,
+ * as a call to SQS past its deadline is).
  */
-const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-3]|40001|40P01|55P03)/;
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-3]|57014|40001|40P01|55P03)/;
 /** Data exceptions (22) and integrity constraint violations (23): the row, not the database. */
 const ROW_REFUSED_SQLSTATE = /^(22|23)/;
 /** Socket and DNS failures: the dependency could not be reached, or the connection broke. */
 export const NETWORK_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-/** node-postgres reports a dropped connection or a pool time-out without a code. */
-const PG_CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i;
+/**
+ * node-postgres reports a dropped connection, a pool time-out or no answer within the client's
+ * own query deadline (`query_timeout`, the statement timeout plus a margin) without a code.
+ */
+const PG_CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i;
 /**
  * SQS error types a later try can get past, whatever their status: throttling, overload, SQS's
  * own failures, and an answer that could not be read (a truncated or mangled 2xx body).

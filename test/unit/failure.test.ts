@@ -31,7 +31,7 @@ describe('classify: Postgres', () => {
     ['42703', 'broken', 'undefined column'],
     ['25006', 'broken', 'read-only transaction'],
     ['XX000', 'broken', 'internal error'],
-    ['57014', 'broken', 'statement timeout: not listed'],
+    ['57014', 'transient', 'canceling statement due to statement timeout'],
   ];
   for (const [code, kind, what] of cases) {
     it(`SQLSTATE ${code} (${what}) is ${kind}`, () => {
@@ -49,6 +49,8 @@ describe('classify: Postgres', () => {
     assert.equal(classify(refused, 'postgres').kind, 'transient');
     assert.equal(classify(new Error('Connection terminated unexpectedly'), 'postgres').kind, 'transient');
     assert.equal(classify(new Error('timeout exceeded when trying to connect'), 'postgres').kind, 'transient');
+    // node-postgres's own query deadline, past the server's statement timeout.
+    assert.equal(classify(new Error('Query read timeout'), 'postgres').kind, 'transient');
   });
 
   it('anything not listed is broken', () => {
