@@ -10,15 +10,24 @@
  * listed, and come back later; rows Postgres refuses for their content are rejected with its
  * reason, by the same commit algorithm as `run` (src/commit.ts).
  *
+ * With LOGIN_ETL_DEAD_LETTER_QUEUE_URL set, every rejection is forwarded there once, after the
+ * commit that recorded it, as `run` forwards them; a record whose rejection could not be
+ * forwarded yet is listed as failed, comes back, and is forwarded then (its row or rejection is
+ * not written twice: the ledger skips it).
+ *
  * Configuration comes from the function's environment, parsed once per container with the
  * same rules as `run` (DATABASE_URL; PII_KEY, PII_KEY_FILE, PII_KEYS or PII_KEYS_FILE;
- * LOGIN_ETL_MASK_MODE; LOG_LEVEL; LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS). The pool, masker and logger are cached across invocations.
+ * LOGIN_ETL_MASK_MODE; LOG_LEVEL; LOGIN_ETL_STATEMENT_TIMEOUT_SECONDS; for the dead-letter queue
+ * LOGIN_ETL_DEAD_LETTER_QUEUE_URL, AWS_REGION, AWS_ENDPOINT_URL_SQS and
+ * LOGIN_ETL_SQS_TIMEOUT_SECONDS). The pool, masker, clients and logger are cached across
+ * invocations.
  */
 import type pg from 'pg';
 import {
   assertWriterKeys,
   collectSettings,
   KEY_SETTINGS,
+  optionalSetting,
   requiredSetting,
   requireKeyRing,
   type SettingName,
@@ -30,7 +39,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { migrate } from './sink/migrate.js';
 import { sealLegacyBodies } from './sink/rejected.js';
 import { createPool, PgSink, type Sink } from './sink/postgres.js';
-import { chunks, queueMessage } from './source/queue.js';
+import { chunks, queueMessage, type DeadLetterQueue } from './source/queue.js';
 import { createMasker, type Masker } from './transform/mask.js';
 import { transform } from './transform/transform.js';
 
@@ -63,7 +72,17 @@ export interface LambdaHandler {
 }
 
 /** The settings a function reads; the queue is the mapping's business, not the function's. */
-const LAMBDA_SETTINGS = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'statementTimeoutSeconds'] as const satisfies readonly SettingName[];
+const LAMBDA_SETTINGS = [
+  'databaseUrl',
+  ...KEY_SETTINGS,
+  'maskMode',
+  'logLevel',
+  'statementTimeoutSeconds',
+  'deadLetterQueueUrl',
+  'region',
+  'sqsEndpoint',
+  'sqsTimeoutSeconds',
+] as const satisfies readonly SettingName[];
 
 /** Rows per statement: a mapping can hand over up to 10,000 records with a batching window. */
 const STATEMENT_ROWS = 500;
@@ -73,6 +92,8 @@ interface Context {
   readonly sink: Sink;
   readonly masker: Masker;
   readonly log: Logger;
+  readonly deadLetters: DeadLetterQueue | undefined;
+  close(): Promise<void>;
 }
 
 /** Reads and validates the function's settings; a ConfigError names the bad one. */
@@ -88,7 +109,20 @@ function parseLambdaConfig(env: NodeJS.ProcessEnv) {
     keys,
     logLevel: requiredSetting('logLevel', raw),
     statementTimeoutSeconds: requiredSetting('statementTimeoutSeconds', raw),
+    deadLetterQueueUrl: optionalSetting('deadLetterQueueUrl', raw),
+    region: optionalSetting('region', raw),
+    sqsEndpoint: optionalSetting('sqsEndpoint', raw),
+    sqsTimeoutSeconds: requiredSetting('sqsTimeoutSeconds', raw),
   };
+}
+
+/** The dead-letter queue through the SDK's client, as `run` reaches it; the SDK is loaded only when one is set. */
+async function deadLetterQueue(config: ReturnType<typeof parseLambdaConfig>, log: Logger): Promise<{ queue: DeadLetterQueue; close(): void } | undefined> {
+  const queueUrl = config.deadLetterQueueUrl;
+  if (queueUrl === undefined) return undefined;
+  const { createSqsClient, SqsDeadLetterQueue } = await import('./source/sqs.js');
+  const client = createSqsClient({ queueUrl, region: config.region, endpoint: config.sqsEndpoint }, { maxSockets: 4, tuning: 'pipeline', log });
+  return { queue: new SqsDeadLetterQueue(client, queueUrl, { timeoutMs: config.sqsTimeoutSeconds * 1000 }), close: () => client.destroy() };
 }
 
 async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
@@ -102,7 +136,18 @@ async function createContext(env: NodeJS.ProcessEnv): Promise<Context> {
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const masker = await createMasker(config.maskMode, config.keys.ring.active);
     await sealLegacyBodies(pool, masker.bodies, log);
-    return { pool, sink: new PgSink(pool), masker, log };
+    const deadLetters = await deadLetterQueue(config, log);
+    return {
+      pool,
+      sink: new PgSink(pool),
+      masker,
+      log,
+      deadLetters: deadLetters?.queue,
+      async close() {
+        deadLetters?.close();
+        await pool.end();
+      },
+    };
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
@@ -165,7 +210,7 @@ export function createHandler(env: () => NodeJS.ProcessEnv): LambdaHandler {
     async close() {
       const current = context;
       context = undefined;
-      if (current !== undefined) await (await current.catch(() => undefined))?.pool.end();
+      if (current !== undefined) await (await current.catch(() => undefined))?.close();
     },
   });
 }

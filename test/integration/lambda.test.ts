@@ -4,9 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { freePort } from '../../src/embedded/ports.js';
 import { ConfigError } from '../../src/errors.js';
 import { createHandler, type LambdaHandler, type SqsEvent, type SqsRecord } from '../../src/lambda.js';
+import { DEAD_LETTER_MESSAGE_ID_ATTRIBUTE } from '../../src/source/queue.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
 import { loginBody } from '../helpers/fixtures.js';
 import { dumpAllTables, query, useServers } from '../helpers/servers.js';
@@ -57,6 +59,35 @@ describe('Lambda handler', () => {
     assert.deepEqual(rejected.map((r) => r.message_id).sort(), [bad.messageId, notJson.messageId].sort());
     const dump = await dumpAllTables(databaseUrl);
     for (const raw of ['192.0.2.44', '777-88-9999', '198.51.100.200']) assert.ok(!dump.includes(raw), `${raw} is stored raw`);
+  });
+
+  test('with a dead-letter queue, each rejection is forwarded there once, also when its record is delivered again', async (t) => {
+    const databaseUrl = await servers.database();
+    const deadLetterQueueUrl = await servers.queue();
+    const handler = handlerOf(t, () => ({
+      DATABASE_URL: databaseUrl,
+      PII_KEY: key,
+      LOGIN_ETL_DEAD_LETTER_QUEUE_URL: deadLetterQueueUrl,
+      AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
+      AWS_REGION: 'us-east-1',
+      LOG_LEVEL: 'warn',
+    }));
+    const bad = record('{"foo": "oops_wrong_msg_type", "bar": "123"}');
+    const good = record(loginBody({ user_id: 'lambda-dead-letters' }));
+
+    assert.deepEqual(await handler(event(good, bad)), { batchItemFailures: [] });
+    assert.deepEqual(await handler(event({ ...bad, receiptHandle: 'delivered-again' })), { batchItemFailures: [] });
+
+    const { Messages = [] } = await servers.sqsClient.send(
+      new ReceiveMessageCommand({ QueueUrl: deadLetterQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
+    );
+    assert.deepEqual(
+      Messages.map((m) => [m.Body, m.MessageAttributes?.[DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]?.StringValue]),
+      [[bad.body, bad.messageId]],
+      'one letter: the rejected body, untouched, naming its message',
+    );
+    const [rejection] = await query<{ forwarded: boolean }>(databaseUrl, 'SELECT forwarded_at IS NOT NULL AS forwarded FROM login_etl.rejected_messages');
+    assert.equal(rejection?.forwarded, true);
   });
 
   test('the same record delivered twice, in one event and in a later one, gives one row', async (t) => {
