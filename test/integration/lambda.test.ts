@@ -90,6 +90,36 @@ describe('Lambda handler', () => {
     assert.equal(rejection?.forwarded, true);
   });
 
+  test('a rejection the dead-letter queue cannot take yet keeps its record failed; delivered again, it is forwarded once and nothing is written twice', async (t) => {
+    const databaseUrl = await servers.database();
+    const deadLetterQueueUrl = await servers.queue();
+    const env = (endpoint: string) => () => ({
+      DATABASE_URL: databaseUrl,
+      PII_KEY: key,
+      LOGIN_ETL_DEAD_LETTER_QUEUE_URL: deadLetterQueueUrl,
+      AWS_ENDPOINT_URL_SQS: endpoint,
+      AWS_REGION: 'us-east-1',
+      LOG_LEVEL: 'silent',
+    });
+    const bad = record('{"foo": "oops_wrong_msg_type", "bar": "123"}');
+    const good = record(loginBody({ user_id: 'lambda-dead-letters-down' }));
+
+    const unreachable = handlerOf(t, env(`http://127.0.0.1:${await freePort()}`));
+    assert.deepEqual(await unreachable(event(good, bad)), { batchItemFailures: [{ itemIdentifier: bad.messageId }] });
+
+    const reachable = handlerOf(t, env(servers.sqs.endpoint));
+    assert.deepEqual(await reachable(event({ ...bad, receiptHandle: 'delivered-again' })), { batchItemFailures: [] });
+    const { Messages = [] } = await servers.sqsClient.send(
+      new ReceiveMessageCommand({ QueueUrl: deadLetterQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
+    );
+    assert.deepEqual(Messages.map((m) => m.MessageAttributes?.[DEAD_LETTER_MESSAGE_ID_ATTRIBUTE]?.StringValue), [bad.messageId]);
+    const counts = await query<{ rows: number; rejections: number }>(
+      databaseUrl,
+      'SELECT (SELECT count(*)::int FROM user_logins) AS rows, (SELECT count(*)::int FROM login_etl.rejected_messages) AS rejections',
+    );
+    assert.deepEqual(counts, [{ rows: 1, rejections: 1 }]);
+  });
+
   test('the same record delivered twice, in one event and in a later one, gives one row', async (t) => {
     const databaseUrl = await servers.database();
     const handler = handlerOf(t, () => ({ DATABASE_URL: databaseUrl, PII_KEY: key }));
