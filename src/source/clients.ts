@@ -67,7 +67,8 @@ export async function createQueue(config: SqsConfig, options: CreateQueueOptions
     },
     async close() {
       if (queue instanceof LeanSqsQueue) await queue.close();
-      if (sdk !== undefined) (await sdk).client.destroy();
+      // An SDK that failed to load has no client to destroy; its failure was reported where it was used.
+      (await sdk?.catch(() => undefined))?.client.destroy();
     },
   };
 }
