@@ -23,13 +23,18 @@ export function resolveSqsEndpoint(config: SqsConfig): string | undefined {
   return AWS_HOST.test(url.hostname) ? undefined : url.origin;
 }
 
+/** The host a URL names, as a socket connects to it: an IPv6 address without its brackets. */
+export function connectHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
 /**
  * Whether an endpoint reaches only this machine or a LocalStack: a loopback address (127.0.0.0/8,
  * ::1), `localhost` and its subdomains, LocalStack's Compose service name `localstack`, or
  * `localhost.localstack.cloud` and its subdomains (public names for 127.0.0.1).
  */
 export function isLocalEndpoint(endpoint: string): boolean {
-  const host = new URL(endpoint).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const host = connectHost(new URL(endpoint)).toLowerCase();
   if (host === 'localhost' || host.endsWith('.localhost') || host === 'localstack') return true;
   if (host === 'localhost.localstack.cloud' || host.endsWith('.localhost.localstack.cloud')) return true;
   return ipaddr.isValid(host) && ipaddr.process(host).range() === 'loopback';

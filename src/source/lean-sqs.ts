@@ -2,10 +2,10 @@
  * The lean SQS client: the calls the pipeline makes (ReceiveMessage, DeleteMessageBatch,
  * ChangeMessageVisibilityBatch, GetQueueAttributes), each one signed POST in SQS's JSON protocol,
  * sent with node:http over kept-alive connections (the HTTP stack the SDK client uses too) and
- * signed (SigV4) with aws4, with credentials
- * from the AWS SDK's own provider chain. It does what the SDK client does for these calls and
- * that the pipeline relies on: deadlines, clock-skew correction from the server's Date header,
- * fresh credentials after an expired-token or skew error, and every failure as a SourceError
+ * signed (SigV4) with aws4, with credentials from the AWS SDK's own provider chain. It does what
+ * the SDK client does for these calls and that the pipeline relies on: deadlines, clock-skew
+ * correction from the server's Date header, fresh credentials after an expired-token or skew
+ * error, and every failure as a SourceError
  * (classified in src/failure.ts like the SDK's). Why it exists at all is measured in
  * docs/benchmarks.md (consumer CPU per message against the SDK client tuned for this job).
  */
@@ -15,6 +15,7 @@ import type { Agent, IncomingMessage } from 'node:http';
 import { SourceError } from '../errors.js';
 import { isClockSkew, needsFreshCredentials } from '../failure.js';
 import { http, https } from '../node-http.js';
+import { connectHost } from './aws.js';
 import {
   chunks,
   receiveDeadlineMs,
@@ -86,7 +87,7 @@ export class LeanSqsQueue implements Queue {
   constructor(options: LeanSqsOptions) {
     this.#queueUrl = options.queueUrl;
     this.#url = new URL(options.endpoint);
-    this.#hostname = this.#url.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.#hostname = connectHost(this.#url);
     const tls = this.#url.protocol === 'https:';
     // One keep-alive agent for this queue's connections, as the SDK client's (src/source/sqs.ts).
     this.#agent = new (tls ? https : http).Agent({ keepAlive: true, maxSockets: options.connections });

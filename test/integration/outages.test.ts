@@ -40,19 +40,23 @@ async function visibleMessages(queueUrl: string): Promise<number> {
   return Number(Attributes?.ApproximateNumberOfMessages ?? 0);
 }
 
+/** What `run` is started with here: the queue, the database, a fresh key, and /readyz on `port` when given. */
+function runEnv(queueUrl: string, databaseUrl: string, options: { endpoint?: string; port?: number } = {}): Record<string, string> {
+  return {
+    SQS_QUEUE_URL: queueUrl,
+    AWS_ENDPOINT_URL_SQS: options.endpoint ?? servers.sqs.endpoint,
+    DATABASE_URL: databaseUrl,
+    PII_KEY: generateKeyText(),
+    ...(options.port === undefined ? {} : { LOGIN_ETL_HTTP_PORT: String(options.port), LOGIN_ETL_HTTP_HOST: '127.0.0.1' }),
+  };
+}
+
 describe('outages', () => {
   test('Postgres down for 6 s, twice the visibility timeout, mid-run: polling pauses, readiness drops and returns, the same process ends exact', { timeout: 120_000 }, async () => {
     const { queueUrl, valid, invalid } = await loadedQueue(servers, 6_000, 77, { VisibilityTimeout: '3' });
     const databaseUrl = await servers.database();
     const port = await freePort();
-    const run = startCli(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '4'], {
-      SQS_QUEUE_URL: queueUrl,
-      AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
-      DATABASE_URL: databaseUrl,
-      PII_KEY: generateKeyText(),
-      LOGIN_ETL_HTTP_PORT: String(port),
-      LOGIN_ETL_HTTP_HOST: '127.0.0.1',
-    });
+    const run = startCli(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '4'], runEnv(queueUrl, databaseUrl, { port }));
     await run.waitForLog('batch committed');
     assert.equal(await readiness(port), 200);
 
@@ -86,14 +90,7 @@ describe('outages', () => {
     await servers.postgres.pause();
     let run: RunningCli | undefined;
     try {
-      run = startCli(['run', '--drain', '--wait-time-seconds', '1'], {
-        SQS_QUEUE_URL: queueUrl,
-        AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
-        DATABASE_URL: databaseUrl,
-        PII_KEY: generateKeyText(),
-        LOGIN_ETL_HTTP_PORT: String(port),
-        LOGIN_ETL_HTTP_HOST: '127.0.0.1',
-      });
+      run = startCli(['run', '--drain', '--wait-time-seconds', '1'], runEnv(queueUrl, databaseUrl, { port }));
       await run.waitForLog('Postgres is not reachable yet; waiting to check the schema');
       assert.ok(await waitForReadiness(run, port, 503, 10_000), '/readyz should say Postgres is down');
       await sleep(1_000);
@@ -111,12 +108,7 @@ describe('outages', () => {
     const databaseUrl = await servers.database();
     await servers.postgres.pause();
     try {
-      const result = await startCli(['run', '--drain', '--wait-time-seconds', '1', '--unreachable-timeout-seconds', '2', '--http-port', '0'], {
-        SQS_QUEUE_URL: queueUrl,
-        AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint,
-        DATABASE_URL: databaseUrl,
-        PII_KEY: generateKeyText(),
-      }).exited;
+      const result = await startCli(['run', '--drain', '--wait-time-seconds', '1', '--unreachable-timeout-seconds', '2', '--http-port', '0'], runEnv(queueUrl, databaseUrl)).exited;
       assert.equal(result.code, 1, result.stderr);
       assert.match(result.stderr, /^login-etl: database \(DATABASE_URL, --database-url\) refused the connection at 127\.0\.0\.1:\d+ \(for 2 s, --unreachable-timeout-seconds\)$/m);
     } finally {
@@ -130,14 +122,7 @@ describe('outages', () => {
     const proxy = await startTcpProxy(Number(new URL(servers.sqs.endpoint).port));
     const port = await freePort();
     try {
-      const run = startCli(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '4'], {
-        SQS_QUEUE_URL: queueUrl,
-        AWS_ENDPOINT_URL_SQS: proxy.url,
-        DATABASE_URL: databaseUrl,
-        PII_KEY: generateKeyText(),
-        LOGIN_ETL_HTTP_PORT: String(port),
-        LOGIN_ETL_HTTP_HOST: '127.0.0.1',
-      });
+      const run = startCli(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '4'], runEnv(queueUrl, databaseUrl, { endpoint: proxy.url, port }));
       await run.waitForLog('batch committed');
 
       await proxy.cut();
