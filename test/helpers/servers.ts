@@ -110,9 +110,10 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
     async stop() {
       // pg's Pool.end() resolves before its connections have closed; stopping the server under
       // them would raise errors in clients no test listens to any more.
+      await endQueryPools();
       await waitForNoClients(postgres.url, databases);
       if (!own) {
-        for (const name of databases) await query(postgres.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        for (const name of databases) await queryOnce(postgres.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       }
       await Promise.all([sqs.stop(), postgres.stop()]);
     },
@@ -215,7 +216,7 @@ export async function migrateDatabase(databaseUrl: string): Promise<void> {
 async function waitForNoClients(url: string, databases: readonly string[], timeoutMs = 5_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
-    const [row] = await query<{ n: number }>(
+    const [row] = await queryOnce<{ n: number }>(
       url,
       `SELECT count(*)::int AS n FROM pg_stat_activity
         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = ANY($1)`,
@@ -284,7 +285,49 @@ export async function receiveRaw(client: SQSClient, queueUrl: string) {
   return Messages ?? [];
 }
 
+/**
+ * Pools behind `query`, one per connection string. A connection costs the server a process start
+ * and its catalog caches (about 15 ms of CPU); tests call `query` hundreds of times per file, many
+ * of them polling, so a connection is kept for a second after its last query. Ended by
+ * `endQueryPools` (a file's servers do at their stop); idle ones never keep a process alive.
+ */
+const queryPools = new Map<string, pg.Pool>();
+
+/**
+ * Runs one statement (or several, without parameters) and returns the rows, on a connection
+ * whose session starts clean: settings, roles, prepared statements, temporary tables and
+ * advisory locks of an earlier statement are discarded (DISCARD ALL), and a connection left in a
+ * transaction, or broken by a server that stopped or ended it, is closed instead of reused.
+ */
 export async function query<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<T[]> {
+  let pool = queryPools.get(databaseUrl);
+  if (pool === undefined) {
+    pool = new pg.Pool({ connectionString: databaseUrl, max: 2, idleTimeoutMillis: 1_000, allowExitOnIdle: true });
+    // A server stopped or a backend terminated under an idle connection: the pool drops it.
+    pool.on('error', () => undefined);
+    queryPools.set(databaseUrl, pool);
+  }
+  const client = await pool.connect();
+  let reusable = false;
+  try {
+    const rows = (await client.query<T>(text, values)).rows;
+    await client.query('DISCARD ALL');
+    reusable = true;
+    return rows;
+  } finally {
+    client.release(!reusable);
+  }
+}
+
+/** Ends every pool behind `query`; a later `query` opens new ones. */
+export async function endQueryPools(): Promise<void> {
+  const pools = [...queryPools.values()];
+  queryPools.clear();
+  await Promise.all(pools.map((pool) => pool.end()));
+}
+
+/** `query` on a connection of its own, closed after it: for the server's own bookkeeping at a stop. */
+async function queryOnce<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
