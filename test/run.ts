@@ -12,6 +12,8 @@
  * Prints the suite's wall time last, and exits with the test runner's code.
  */
 import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
 import { startLocalSqs } from '../src/embedded/sqs.js';
@@ -32,7 +34,9 @@ const PATTERNS = ['dist/test/unit-tests.js', 'dist/test/integration/**/*.test.js
 async function main(): Promise<number> {
   const startedAt = performance.now();
   let postgres: LocalPostgres | undefined;
-  const env = { ...process.env };
+  // Node's compile cache for the test processes too, where the CLI keeps its own (src/cli.ts):
+  // each of them loads the SDK, pg and the code under test again.
+  const env = { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env };
   if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
     postgres = await startLocalPostgres({ auth: 'trust' });
     env[SHARED_POSTGRES_VARIABLE] = postgres.url;
