@@ -12,9 +12,9 @@ import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { CLI, cli } from '../helpers/cli.js';
+import { CLI, cli, cliInProcess } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
-import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
+import { migrateDatabase, query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
 const execFileAsync = promisify(execFile);
@@ -255,5 +255,36 @@ describe('login-etl demo', () => {
     assert.match(result.stdout, /^ {2}rejected +1$/m);
     assert.match(result.stdout, /user_logins: 99 rows/);
     assert.match(result.stdout, /user_id is required/);
+  });
+});
+
+describe('a command in-process prints what it prints in a child process', () => {
+  const same = async (args: readonly string[], env: Record<string, string> = {}, input?: string) => {
+    const inProcess = await cliInProcess(args, env, input);
+    assert.deepEqual(inProcess, await cli(args, env, input));
+    return inProcess;
+  };
+
+  test('a usage error, the help, and generated events', async () => {
+    assert.deepEqual(await same(['keygen', '--mode', 'xyz']), { code: 2, signal: null, stdout: '', stderr: 'login-etl: --mode: must be one of hmac, siv, vault\n' });
+    assert.equal((await same([])).code, 2);
+    assert.equal((await same(['generate', '--count', '3', '--seed', '7'])).stdout.split('\n').length, 4);
+  });
+
+  test('report on a database the pipeline has not touched, and unmask reading values from stdin', async () => {
+    const report = await same(['report'], { DATABASE_URL: await servers.database() });
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stderr, /user_logins does not exist yet/);
+    // A database each: the audit record's id is printed.
+    const input = 'hmac:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nnot-a-value\n';
+    const env = async () => {
+      const databaseUrl = await servers.database();
+      await migrateDatabase(databaseUrl);
+      return { DATABASE_URL: databaseUrl, PII_KEY: key };
+    };
+    const [inProcess, child] = [await cliInProcess(['unmask'], await env(), input), await cli(['unmask'], await env(), input)];
+    assert.deepEqual(inProcess, child);
+    assert.equal(inProcess.code, 1);
+    assert.match(inProcess.stderr, /hmac values are one-way[\s\S]*recovered 0 of 2 values \(audit record 1\)\n$/);
   });
 });
