@@ -8,7 +8,7 @@ import { defaultRunConfig, type LogLevel } from './config.js';
 import { startLocalPostgres, type LocalPostgres } from './embedded/postgres.js';
 import { generateSampleEvents } from './embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS, startLocalSqs, type LocalSqs } from './embedded/sqs.js';
-import { createLogger } from './observability/logger.js';
+import { createLogger, type LogDestination } from './observability/logger.js';
 import { printable } from './observability/printable.js';
 import { plural } from './plural.js';
 import { formatTable } from './observability/table.js';
@@ -25,6 +25,8 @@ export interface DemoOptions {
   readonly logLevel: LogLevel;
   readonly stop: AbortSignal;
   readonly print: (line: string) => void;
+  /** Where the demo's log lines go (they are errors only, by default). */
+  readonly logTo: LogDestination;
   /** How to run login-etl from the current directory, as the printed commands spell it. */
   readonly self: string;
 }
@@ -33,7 +35,7 @@ const QUEUE_NAME = 'login-queue';
 
 export async function runDemo(options: DemoOptions): Promise<RunSummary> {
   const { print } = options;
-  const log = createLogger(options.logLevel, 2);
+  const log = createLogger(options.logLevel, options.logTo);
   const cleanup: (() => Promise<void>)[] = [];
   try {
     print('Starting an embedded Postgres and the fauxqs SQS emulator...');

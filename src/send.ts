@@ -17,9 +17,9 @@ const MAX_BATCH_BYTES = 256 * 1024;
 const CONCURRENT_BATCHES = 8;
 const ATTEMPTS = 5;
 
-/** The input of `send`: `-` is standard input. A file that cannot be read is bad usage, named with its error code. */
-export async function openLines(file: string): Promise<Readable> {
-  if (file === '-') return process.stdin;
+/** The input of `send`: `-` is `stdin`. A file that cannot be read is bad usage, named with its error code. */
+export async function openLines(file: string, stdin: Readable): Promise<Readable> {
+  if (file === '-') return stdin;
   let handle: FileHandle | undefined;
   try {
     handle = await open(file, 'r');

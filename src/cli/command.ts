@@ -4,7 +4,9 @@
  * no dependency, and each action imports what it uses when it runs.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { ConfigError } from '../errors.js';
+import type { LogDestination } from '../observability/logger.js';
 import type { SettingName } from '../settings.js';
 
 /** An option of one command only, not in the settings table. */
@@ -21,11 +23,33 @@ export interface SettingHelp {
   readonly default?: string;
 }
 
+/** Where a command writes: the process's stdout or stderr, or anything else that takes text. */
+export interface CommandOutput {
+  write(text: string): unknown;
+  /** A terminal: `run --drain` draws its progress line there, and logs are formatted for people. */
+  readonly isTTY?: boolean;
+  /** A terminal's width, which the progress line fits into. */
+  readonly columns?: number;
+  /** Set on the process's own streams (1, 2): loggers write to it synchronously, as to a file. */
+  readonly fd?: number;
+}
+
+/**
+ * A command's standard streams. The executable passes the process's own (src/cli/main.ts
+ * `runCli`); tests pass their own, to run a command in-process and read what it printed.
+ */
+export interface CommandIo {
+  readonly stdout: CommandOutput;
+  readonly stderr: CommandOutput;
+  readonly stdin: Readable & { readonly isTTY?: boolean };
+}
+
 export interface CommandContext {
   readonly flags: Record<string, string | boolean | undefined>;
   readonly positionals: readonly string[];
   readonly env: NodeJS.ProcessEnv;
   readonly stop: AbortSignal;
+  readonly io: CommandIo;
 }
 
 export interface Command {
@@ -43,12 +67,31 @@ export interface Command {
   readonly action: (context: CommandContext) => Promise<number>;
 }
 
-export const out = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
-export const err = (line: string): void => {
-  process.stderr.write(`login-etl: ${line}\n`);
-};
+/** What a command prints: `out` a line on stdout, `err` a line on stderr after `login-etl: `. */
+export interface Lines {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+}
+
+export function lines(io: CommandIo): Lines {
+  return {
+    out: (line) => {
+      io.stdout.write(`${line}\n`);
+    },
+    err: (line) => {
+      io.stderr.write(`login-etl: ${line}\n`);
+    },
+  };
+}
+
+/**
+ * Where a command's logger writes, given the output it logs to: the process's stdout or stderr
+ * by file descriptor (written synchronously, and formatted for people when it is a terminal),
+ * any other output through its `write`.
+ */
+export function logDestination(output: CommandOutput): LogDestination {
+  return output.fd === 1 || output.fd === 2 ? output.fd : output;
+}
 
 export function wholeNumber(flag: string, value: string | boolean | undefined, min: number, max: number): number {
   const n = Number(value);

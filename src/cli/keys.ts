@@ -1,8 +1,8 @@
-/** The key ring of the key holders' commands (unmask, rejected, rekey); findings go to stderr. */
+/** The key ring of the key holders' commands (unmask, rejected, rekey); findings go to `err`, the command's stderr. */
 import { requireKeyRing, type LoadedKeys, type RawSettings } from '../config.js';
-import { err } from './command.js';
+import type { Lines } from './command.js';
 
-export function keysFor(raw: RawSettings, env: NodeJS.ProcessEnv): LoadedKeys {
+export function keysFor(raw: RawSettings, env: NodeJS.ProcessEnv, err: Lines['err']): LoadedKeys {
   const keys = requireKeyRing(raw, env);
   for (const warning of keys.warnings) err(`warning: ${warning}`);
   return keys;

@@ -8,7 +8,7 @@ import { COMMANDS } from '../commands/index.js';
 import { UsageError } from '../errors.js';
 import { printable } from '../observability/printable.js';
 import { SETTINGS } from '../settings.js';
-import type { Command } from './command.js';
+import type { Command, CommandIo } from './command.js';
 import { failureLine } from './failure.js';
 import { help } from './help.js';
 
@@ -22,11 +22,14 @@ export function optionsOf(command: Command): NonNullable<ParseArgsConfig['option
   return options;
 }
 
-/** Runs one command and resolves with its exit code; failures are printed as one line on stderr. */
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop: AbortSignal): Promise<number> {
+/**
+ * Runs one command with the streams of `io` and resolves with its exit code; failures are printed
+ * as one line on its stderr. Nothing here touches the process: `runCli` below does that.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop: AbortSignal, io: CommandIo): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(`${help(COMMANDS, rest[0])}\n`);
+    io.stdout.write(`${help(COMMANDS, rest[0])}\n`);
     return name === undefined ? 2 : 0;
   }
   const command = COMMANDS[name];
@@ -42,14 +45,14 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, stop
       throw new UsageError(`${argumentProblem(err)}; see login-etl ${name} --help`);
     }
     if (flags.help === true) {
-      process.stdout.write(`${help(COMMANDS, name)}\n`);
+      io.stdout.write(`${help(COMMANDS, name)}\n`);
       return 0;
     }
-    return await command.action({ flags, positionals, env, stop });
+    return await command.action({ flags, positionals, env, stop, io });
   } catch (err) {
     const { text, exitCode } = failureLine(err);
     // Postgres's messages can quote stored text (and the user's own SQL): escaped like any output.
-    process.stderr.write(`login-etl: ${printable(text)}\n`);
+    io.stderr.write(`login-etl: ${printable(text)}\n`);
     return exitCode;
   }
 }
@@ -93,7 +96,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv): P
   const controller = new AbortController();
   installSignalHandlers(controller, COMMANDS[argv[0] ?? '']?.stopping ?? 'stopping (send it again to force)');
   try {
-    process.exitCode = await main(argv, env, controller.signal);
+    process.exitCode = await main(argv, env, controller.signal, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
   } catch (err) {
     process.stderr.write(`login-etl: ${printable(failureLine(err).text)}\n`);
     process.exit(1);

@@ -1,6 +1,6 @@
 /** `login-etl demo`: the pipeline on an embedded SQS emulator and Postgres, with sample events. */
 import { relative } from 'node:path';
-import { out, wholeNumber, type Command } from '../cli/command.js';
+import { lines, logDestination, wholeNumber, type Command } from '../cli/command.js';
 
 /** `node dist/src/cli.js`, or however this process was started, relative to the current directory. */
 function selfCommand(): string {
@@ -21,7 +21,7 @@ export const demo: Command = {
     seed: { type: 'string', default: '1', description: 'Seed of the sample data.' },
   },
   stopping: 'stopping; the embedded Postgres and the emulator are deleted next (send it again to force)',
-  async action({ flags, env, stop }) {
+  async action({ flags, env, stop, io }) {
     const [{ collectSettings, requiredSetting }, { runDemo }] = await Promise.all([import('../config.js'), import('../demo.js')]);
     const raw = collectSettings(['logLevel'], { 'log-level': flags['log-level'] ?? (env.LOG_LEVEL || DEMO_LOG_LEVEL) }, {});
     const logLevel = requiredSetting('logLevel', raw);
@@ -31,7 +31,8 @@ export const demo: Command = {
       keep: flags.keep === true,
       logLevel,
       stop,
-      print: out,
+      print: lines(io).out,
+      logTo: logDestination(io.stderr),
       self: selfCommand(),
     });
     return summary.written + summary.rejected + summary.duplicates === summary.received ? 0 : 1;

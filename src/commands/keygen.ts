@@ -1,7 +1,7 @@
 /** `login-etl keygen`: a fresh PII key, written to files that load as they are. */
 import { rm } from 'node:fs/promises';
 import { ConfigError, UsageError } from '../errors.js';
-import { createPrivateFile, out, type Command } from '../cli/command.js';
+import { createPrivateFile, lines, type Command } from '../cli/command.js';
 
 export const keygen: Command = {
   summary:
@@ -19,7 +19,8 @@ export const keygen: Command = {
       description: 'vault: file for the pipeline\'s ring (public key only), for PII_KEYS_FILE of run (mode 0600; never overwritten).',
     },
   },
-  async action({ flags }) {
+  async action({ flags, io }) {
+    const { out } = lines(io);
     const [{ MASK_MODES }, { generateKeyText, generateVaultKey, KEY_ID_PATTERN }] = await Promise.all([import('../transform/mask.js'), import('../transform/key.js')]);
     const mode = flags.mode;
     if (typeof mode !== 'string' || !(MASK_MODES as readonly string[]).includes(mode)) {

@@ -1,13 +1,14 @@
 /** `login-etl queue create NAME`: a queue for LocalStack or AWS, with no other tool. */
 import { UsageError } from '../errors.js';
-import { out, type Command } from '../cli/command.js';
+import { lines, type Command } from '../cli/command.js';
 
 export const queue: Command = {
   summary: 'Create an SQS queue (`queue create NAME`) and print its URL; a queue that exists already is found, not changed.',
   usage: 'create NAME [options]',
   settings: ['region', 'sqsEndpoint'],
   positionals: true,
-  async action({ flags, env, positionals }) {
+  async action({ flags, env, positionals, io }) {
+    const { out } = lines(io);
     const [verb, name, ...rest] = positionals;
     if (verb !== 'create' || name === undefined || rest.length > 0) throw new UsageError('say what to do: login-etl queue create NAME; see login-etl queue --help');
     const [{ collectSettings, optionalSetting }, { assertQueueName, createQueue }, { createSqsClient }] = await Promise.all([

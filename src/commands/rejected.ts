@@ -2,7 +2,7 @@
 import { rm } from 'node:fs/promises';
 import { KEY_SETTINGS, SQS_SETTINGS } from '../settings.js';
 import { UsageError } from '../errors.js';
-import { createPrivateFile, err, out, timeFlag, wholeNumber, type Command } from '../cli/command.js';
+import { createPrivateFile, lines, timeFlag, wholeNumber, type Command } from '../cli/command.js';
 
 export const rejected: Command = {
   summary:
@@ -19,7 +19,8 @@ export const rejected: Command = {
     reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
   },
   positionals: true,
-  async action({ flags, env, positionals }) {
+  async action({ flags, env, positionals, io }) {
+    const { out, err } = lines(io);
     const [verb, ...ids] = positionals;
     if (verb !== 'list' && verb !== 'show' && verb !== 'export' && verb !== 'replay') {
       throw new UsageError('say what to do: login-etl rejected list | show ID... | export | replay --queue-url URL; see login-etl rejected --help');
@@ -47,7 +48,7 @@ export const rejected: Command = {
     if (verb !== 'list' && reason === undefined) throw new UsageError(`rejected ${verb} opens original bodies: say why with --reason, for the audit record`);
     // Every setting is checked before anything is read, so a bad one costs no audit record.
     const sqs = verb === 'replay' ? parseSqsConfig(raw) : undefined;
-    const ring = verb === 'list' ? undefined : keysFor(raw, env).ring;
+    const ring = verb === 'list' ? undefined : keysFor(raw, env, err).ring;
     const file = verb === 'export' && typeof flags.out === 'string' ? await createPrivateFile(flags.out) : undefined;
     const output = {
       out: async (line: string) => {

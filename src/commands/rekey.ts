@@ -1,7 +1,7 @@
 /** `login-etl rekey`: siv or vault values of earlier keys rewritten to the active key. */
 import { KEY_SETTINGS, settingLabel } from '../settings.js';
 import { ConfigError } from '../errors.js';
-import { wholeNumber, type Command } from '../cli/command.js';
+import { lines, logDestination, wholeNumber, type Command } from '../cli/command.js';
 
 const SETTINGS = ['databaseUrl', ...KEY_SETTINGS, 'maskMode', 'logLevel', 'logFormat'] as const;
 
@@ -12,7 +12,7 @@ export const rekey: Command = {
   extra: {
     'batch-size': { type: 'string', default: '1000', description: 'Rows rewritten per transaction (1-100000).' },
   },
-  async action({ flags, env }) {
+  async action({ flags, env, io }) {
     const [{ assertKeysFitMode, collectSettings, requiredSetting }, { keysFor }, { default: pg }, { createLogger }, { migrate }, { rekey: rewrite }] = await Promise.all([
       import('../config.js'),
       import('../cli/keys.js'),
@@ -27,11 +27,11 @@ export const rekey: Command = {
     if (mode === 'hmac') {
       throw new ConfigError(settingLabel('maskMode'), 'rekey needs siv or vault: hmac values are one-way and cannot be rewritten');
     }
-    const keys = keysFor(raw, env);
+    const keys = keysFor(raw, env, lines(io).err);
     // A key holder: private keys are expected here, so only the fit to the mode is checked.
     assertKeysFitMode(keys, mode);
     const batchSize = wholeNumber('batch-size', flags['batch-size'], 1, 100_000);
-    const log = createLogger(requiredSetting('logLevel', raw), 1, { format: requiredSetting('logFormat', raw) });
+    const log = createLogger(requiredSetting('logLevel', raw), logDestination(io.stdout), { format: requiredSetting('logFormat', raw) });
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'login-etl rekey' });
     try {
       await migrate(pool);

@@ -1,5 +1,5 @@
 /** `login-etl report`: what analysts ask of user_logins first, read-only. */
-import { err, out, wholeNumber, type Command } from '../cli/command.js';
+import { lines, wholeNumber, type Command } from '../cli/command.js';
 
 export const report: Command = {
   summary:
@@ -10,7 +10,8 @@ export const report: Command = {
     days: { type: 'string', default: '30', description: 'Most recent days in the per-day section (1-3660).' },
     top: { type: 'string', default: '10', description: 'Rows in each of the other sections (1-1000).' },
   },
-  async action({ flags, env }) {
+  async action({ flags, env, io }) {
+    const { out, err } = lines(io);
     const [{ collectSettings, requiredSetting }, { default: pg }, { buildReport, emptyReport, formatReport }, { printableJson }] = await Promise.all([
       import('../config.js'),
       import('pg'),

@@ -1,6 +1,6 @@
 /** `login-etl send`: one SQS message per line of a JSON Lines file. */
 import { SQS_SETTINGS } from '../settings.js';
-import { err, out, type Command } from '../cli/command.js';
+import { lines, type Command } from '../cli/command.js';
 import { plural } from '../plural.js';
 
 export const send: Command = {
@@ -10,7 +10,8 @@ export const send: Command = {
   extra: {
     'create-queue': { type: 'boolean', description: 'Create the queue the URL names first, if it does not exist (CreateQueue).' },
   },
-  async action({ flags, env }) {
+  async action({ flags, env, io }) {
+    const { out, err } = lines(io);
     const [{ collectSettings, requiredSetting, parseSqsConfig }, { openLines, sendLines }, { createSqsClient }] = await Promise.all([
       import('../config.js'),
       import('../send.js'),
@@ -22,9 +23,9 @@ export const send: Command = {
     const { assertQueueName, createQueue, queueNameOf } = await import('../queue.js');
     const name = queueNameOf(sqs.queueUrl);
     if (flags['create-queue'] === true) assertQueueName(name, '--queue-url');
-    const input = await openLines(file);
+    const input = await openLines(file, io.stdin);
     // Otherwise a person who forgot --file sees nothing happen.
-    if (file === '-' && process.stdin.isTTY) err('reading JSON Lines from standard input until end of file (Ctrl-D)');
+    if (file === '-' && io.stdin.isTTY === true) err('reading JSON Lines from standard input until end of file (Ctrl-D)');
     const client = createSqsClient(sqs, { maxSockets: 16 });
     try {
       if (flags['create-queue'] === true) await createQueue(client, name);

@@ -2,7 +2,7 @@
 import { createInterface } from 'node:readline';
 import { KEY_SETTINGS } from '../settings.js';
 import { ConfigError, UsageError } from '../errors.js';
-import { err, out, type Command } from '../cli/command.js';
+import { lines, type Command } from '../cli/command.js';
 import { plural } from '../plural.js';
 
 /** unmask.ts's QUERY_TIMEOUT_MS, stated here so that --help loads nothing (a test compares them). */
@@ -27,7 +27,8 @@ export const unmask: Command = {
     reason: { type: 'string', description: 'Why, for the audit record (login_etl.unmask_audit).' },
   },
   positionals: true,
-  async action({ flags, env, positionals }) {
+  async action({ flags, env, positionals, io }) {
+    const { out, err } = lines(io);
     const [{ collectSettings, requiredSetting }, { keysFor }, { default: pg }, { unmask: recover, valuesFromQuery }, { printable, printableJson }] = await Promise.all([
       import('../config.js'),
       import('../cli/keys.js'),
@@ -39,7 +40,7 @@ export const unmask: Command = {
     type PiiField = import('../transform/mask.js').PiiField;
     const raw = collectSettings(['databaseUrl', ...KEY_SETTINGS], flags, env);
     const databaseUrl = requiredSetting('databaseUrl', raw);
-    const { ring } = keysFor(raw, env);
+    const { ring } = keysFor(raw, env, err);
     const query = typeof flags.query === 'string' ? flags.query : undefined;
     if (query !== undefined && positionals.length > 0) throw new UsageError('give values as arguments or --query, not both');
     const fieldFlag = flags.field;
@@ -63,7 +64,7 @@ export const unmask: Command = {
       } else if (positionals.length > 0) [source, values] = ['arguments', [...positionals]];
       else {
         values = [];
-        for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) if (line.trim() !== '') values.push(line.trim());
+        for await (const line of createInterface({ input: io.stdin, crlfDelay: Infinity })) if (line.trim() !== '') values.push(line.trim());
         source = 'stdin';
       }
       const reason = typeof flags.reason === 'string' && flags.reason !== '' ? flags.reason : undefined;

@@ -20,13 +20,38 @@ export interface LoggerOptions {
   readonly around?: { before(): void; after(): void };
 }
 
-export function createLogger(level: LogLevel, destination: 1 | 2 = 1, options: LoggerOptions = {}): Logger {
+/** Anything that takes log lines, such as a stream a test reads; a terminal only if it says so. */
+export interface LogStream {
+  write(line: string): unknown;
+  readonly isTTY?: boolean;
+}
+
+/** A file descriptor (1 stdout, 2 stderr), written synchronously, or a stream. */
+export type LogDestination = 1 | 2 | LogStream;
+
+export function createLogger(level: LogLevel, destination: LogDestination = 1, options: LoggerOptions = {}): Logger {
   const format = options.format ?? 'auto';
-  const human = format === 'pretty' || (format === 'auto' && isatty(destination));
-  // pino-pretty is loaded only when it is used: JSON logs, the usual case in production, skip it.
-  let stream: DestinationStream = human
-    ? (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty'))({ destination, sync: true, colorize: isatty(destination), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
-    : pino.destination({ dest: destination, sync: true });
+  const terminal = typeof destination === 'number' ? isatty(destination) : destination.isTTY === true;
+  const human = format === 'pretty' || (format === 'auto' && terminal);
+  const target: DestinationStream =
+    typeof destination === 'number'
+      ? pino.destination({ dest: destination, sync: true })
+      : {
+          write(line: string) {
+            destination.write(line);
+          },
+        };
+  let stream = target;
+  if (human) {
+    // pino-pretty is loaded only when it is used: JSON logs, the usual case in production, skip it.
+    const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    const pretty = prettyFactory({ colorize: terminal, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' });
+    stream = {
+      write(line: string) {
+        target.write(pretty(line));
+      },
+    };
+  }
   const { around } = options;
   if (around !== undefined) {
     const inner = stream;

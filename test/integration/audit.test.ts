@@ -1,9 +1,10 @@
 /**
- * `unmask` cannot be skipped or forged, as a user (here a superuser) runs it: the built CLI in
- * child processes against a real Postgres. --query runs one read-only statement on its own
- * connection; the audit row is committed through login_etl.record_audit before anything is
- * printed, and never changes; siv values decrypt only as their own column; stored text is
- * printed escaped.
+ * `unmask` cannot be skipped or forged, as a user (here a superuser) runs it, against a real
+ * Postgres; the command runs in-process, since what it prints and its exit code are what is
+ * checked (test/integration/pii.test.ts runs it as a child process). --query runs one read-only
+ * statement on its own connection; the audit row is committed through login_etl.record_audit
+ * before anything is printed, and never changes; siv values decrypt only as their own column;
+ * stored text is printed escaped.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/transform/key.js';
 import { createMasker, type VaultEntry } from '../../src/transform/mask.js';
-import { cli } from '../helpers/cli.js';
+import { cliInProcess } from '../helpers/cli.js';
 import { migrateDatabase, query, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
@@ -73,7 +74,7 @@ describe('the audit row comes first, through record_audit, and stays', () => {
        CREATE TRIGGER swallow BEFORE INSERT ON login_etl.unmask_audit FOR EACH ROW EXECUTE FUNCTION swallow();`,
     );
 
-    const result = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
 
     assert.equal(result.code, 1);
     assert.equal(result.stdout, '');
@@ -84,7 +85,7 @@ describe('the audit row comes first, through record_audit, and stays', () => {
 
   test('the row names the database user and the action; nobody, not even a superuser, can change or remove it', async () => {
     const databaseUrl = await databaseWith('siv');
-    const result = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins', '--reason', 'ticket 7'], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--query', 'SELECT masked_device_id FROM user_logins', '--reason', 'ticket 7'], holderEnv(databaseUrl));
     assert.equal(result.code, 0, result.stderr);
 
     for (const statement of [
@@ -105,10 +106,10 @@ describe('the audit row comes first, through record_audit, and stays', () => {
 describe('unmask --query runs exactly one read-only statement', () => {
   test('"COMMIT; DELETE the audit; UPDATE user_logins; SELECT" is refused, and changes nothing', async () => {
     const databaseUrl = await databaseWith('siv');
-    const first = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
+    const first = await cliInProcess(['unmask', '--query', 'SELECT masked_ip FROM user_logins'], holderEnv(databaseUrl));
     assert.equal(first.code, 0, first.stderr);
 
-    const result = await cli(
+    const result = await cliInProcess(
       ['unmask', '--query', `COMMIT; DELETE FROM login_etl.unmask_audit; UPDATE user_logins SET device_type = 'x'; SELECT 1`],
       holderEnv(databaseUrl),
     );
@@ -123,7 +124,7 @@ describe('unmask --query runs exactly one read-only statement', () => {
   test('"COMMIT; INSERT INTO the audit" cannot forge a row for another database user', async () => {
     const databaseUrl = await databaseWith('siv');
 
-    const result = await cli(
+    const result = await cliInProcess(
       [
         'unmask',
         '--query',
@@ -142,12 +143,12 @@ describe('unmask --query runs exactly one read-only statement', () => {
     const databaseUrl = await databaseWith('siv');
     const settings = `SELECT concat_ws(' ', current_setting('transaction_read_only'), current_setting('statement_timeout'), current_setting('application_name'))`;
 
-    const result = await cli(['unmask', '--field', 'ip', '--query', settings], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--field', 'ip', '--query', settings], holderEnv(databaseUrl));
 
     // The setting comes back as a value, which is not a masked one: refused, and echoed.
     assert.equal(result.code, 1);
     assert.match(result.stderr, /value 1 \(on 1min login-etl unmask --query\): refused: is not a masked value/);
-    const writes = await cli(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`, '--field', 'ip'], holderEnv(databaseUrl));
+    const writes = await cliInProcess(['unmask', '--query', `WITH gone AS (DELETE FROM login_etl.unmask_audit RETURNING os_user) SELECT * FROM gone`, '--field', 'ip'], holderEnv(databaseUrl));
     assert.equal(writes.code, 1);
     assert.match(writes.stderr, /read-only transaction|data-modifying statements/);
   });
@@ -156,7 +157,7 @@ describe('unmask --query runs exactly one read-only statement', () => {
     const databaseUrl = await databaseWith('siv');
     const target = join(mkdtempSync(join(tmpdir(), 'login-etl-copy-')), 'written-by-query.txt');
 
-    const result = await cli(['unmask', '--field', 'ip', '--query', `COPY (SELECT masked_ip FROM user_logins) TO '${target}'`], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--field', 'ip', '--query', `COPY (SELECT masked_ip FROM user_logins) TO '${target}'`], holderEnv(databaseUrl));
 
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /--query must be exactly one SQL statement, a SELECT, VALUES or TABLE \(syntax error at or near "COPY"\)/);
@@ -170,13 +171,13 @@ describe('siv values are bound to their column', () => {
     const databaseUrl = await databaseWith('siv');
     await query(databaseUrl, `UPDATE user_logins SET masked_ip = masked_device_id WHERE user_id = 'b'`);
 
-    const result = await cli(['unmask', '--query', `SELECT masked_ip FROM user_logins WHERE user_id = 'b'`], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--query', `SELECT masked_ip FROM user_logins WHERE user_id = 'b'`], holderEnv(databaseUrl));
 
     assert.equal(result.code, 1);
     assert.equal(result.stdout, '');
     assert.match(result.stderr, /value 1 \(siv:s1:.*\): refused: does not authenticate with key s1 as ip/);
     // Renaming the column in a subquery does not help: the column's origin is what counts.
-    const renamed = await cli(
+    const renamed = await cliInProcess(
       ['unmask', '--query', `SELECT masked_ip FROM (SELECT masked_device_id AS masked_ip FROM user_logins WHERE user_id = 'a') q`],
       holderEnv(databaseUrl),
     );
@@ -189,10 +190,10 @@ describe('siv values are bound to their column', () => {
     const [row] = await query<{ masked_device_id: string }>(databaseUrl, `SELECT masked_device_id FROM user_logins WHERE user_id = 'a'`);
     assert.ok(row);
 
-    const wrong = await cli(['unmask', '--field', 'ip', row.masked_device_id], holderEnv(databaseUrl));
-    const missing = await cli(['unmask', row.masked_device_id], holderEnv(databaseUrl));
-    const fromStdin = await cli(['unmask'], holderEnv(databaseUrl), `${row.masked_device_id}\n`);
-    const right = await cli(['unmask', '--field', 'device_id', row.masked_device_id], holderEnv(databaseUrl));
+    const wrong = await cliInProcess(['unmask', '--field', 'ip', row.masked_device_id], holderEnv(databaseUrl));
+    const missing = await cliInProcess(['unmask', row.masked_device_id], holderEnv(databaseUrl));
+    const fromStdin = await cliInProcess(['unmask'], holderEnv(databaseUrl), `${row.masked_device_id}\n`);
+    const right = await cliInProcess(['unmask', '--field', 'device_id', row.masked_device_id], holderEnv(databaseUrl));
 
     for (const result of [missing, fromStdin]) {
       assert.equal(result.stdout, '');
@@ -212,9 +213,9 @@ describe('siv values are bound to their column', () => {
     const databaseUrl = await databaseWith('siv');
     const both = 'SELECT masked_ip FROM user_logins UNION ALL SELECT masked_device_id FROM user_logins';
 
-    const unknown = await cli(['unmask', '--query', both], holderEnv(databaseUrl));
-    const asIp = await cli(['unmask', '--query', both, '--field', 'ip'], holderEnv(databaseUrl));
-    const contradicting = await cli(['unmask', '--query', 'SELECT masked_ip FROM user_logins', '--field', 'device_id'], holderEnv(databaseUrl));
+    const unknown = await cliInProcess(['unmask', '--query', both], holderEnv(databaseUrl));
+    const asIp = await cliInProcess(['unmask', '--query', both, '--field', 'ip'], holderEnv(databaseUrl));
+    const contradicting = await cliInProcess(['unmask', '--query', 'SELECT masked_ip FROM user_logins', '--field', 'device_id'], holderEnv(databaseUrl));
 
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /siv values are bound to their column: give --field ip or --field device_id/);
@@ -230,8 +231,8 @@ describe('siv values are bound to their column', () => {
     const [row] = await query<{ masked_ip: string }>(databaseUrl, `SELECT masked_ip FROM user_logins WHERE user_id = 'a'`);
     assert.ok(row);
 
-    const wrong = await cli(['unmask', '--field', 'device_id', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
-    const noField = await cli(['unmask', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
+    const wrong = await cliInProcess(['unmask', '--field', 'device_id', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
+    const noField = await cliInProcess(['unmask', row.masked_ip], holderEnv(databaseUrl, VAULT_RING));
 
     assert.equal(wrong.code, 1);
     assert.equal(wrong.stdout, '');
@@ -249,7 +250,7 @@ describe('stored text is printed escaped', () => {
   test('report: a device_type with a clipboard write and a line erase reaches the terminal as text', async () => {
     const databaseUrl = await databaseWith('siv', [{ user_id: 'a', ip: '198.51.100.1', device_id: 'dev-a', device_type: `ios${OSC52}${ERASE}` }]);
 
-    const result = await cli(['report'], { DATABASE_URL: databaseUrl });
+    const result = await cliInProcess(['report'], { DATABASE_URL: databaseUrl });
 
     assert.equal(result.code, 0, result.stderr);
     assert.ok(!result.stdout.includes('\x1b'), 'an ESC byte reached stdout');
@@ -261,8 +262,8 @@ describe('stored text is printed escaped', () => {
     const device = `dev${ERASE}\u202egpj.exe\u2028${OSC52}`;
     const databaseUrl = await databaseWith('siv', [{ user_id: 'a', ip: '198.51.100.1', device_id: device }]);
 
-    const result = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], holderEnv(databaseUrl));
-    const echoed = await cli(['unmask', '--field', 'ip', `${ERASE}not-a-value\u202e`], holderEnv(databaseUrl));
+    const result = await cliInProcess(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], holderEnv(databaseUrl));
+    const echoed = await cliInProcess(['unmask', '--field', 'ip', `${ERASE}not-a-value\u202e`], holderEnv(databaseUrl));
 
     assert.equal(result.code, 0, result.stderr);
     assert.ok(!RAW.test(result.stdout), 'a control character reached stdout');

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { generateKeyText } from '../../src/transform/key.js';
-import { cli } from '../helpers/cli.js';
+import { cli, cliInProcess } from '../helpers/cli.js';
 import { queueDepth, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
@@ -33,7 +33,7 @@ describe('one line per failure, naming the dependency and the setting', () => {
     const queueUrl = await servers.queue();
     const env = { DATABASE_URL: databaseUrl, SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, PII_KEY: key };
     for (const args of [['report'], ['migrate']]) {
-      const result = await cli(args, env);
+      const result = await cliInProcess(args, env);
       assert.equal(result.code, 1, `${args[0]}: ${result.stderr}`);
       assert.equal(result.stderr, `login-etl: database (DATABASE_URL, --database-url) refused the connection at 127.0.0.1:${port}\n`, args[0]);
     }
@@ -45,7 +45,7 @@ describe('one line per failure, naming the dependency and the setting', () => {
   });
 
   test('a database that does not exist is for the user to change: exit 2, naming DATABASE_URL', async () => {
-    const result = await cli(['report'], { DATABASE_URL: servers.postgres.urlFor('no_such_database') });
+    const result = await cliInProcess(['report'], { DATABASE_URL: servers.postgres.urlFor('no_such_database') });
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /^login-etl: database \(DATABASE_URL, --database-url\) does not exist on this server: database "no_such_database" does not exist \(SQLSTATE 3D000\)\n$/);
   });
@@ -84,7 +84,7 @@ describe('one line per failure, naming the dependency and the setting', () => {
   });
 
   test('any other failure is its message and code, with no class name, exit 1', async () => {
-    const result = await cli(['rejected', 'list'], { DATABASE_URL: await servers.database() });
+    const result = await cliInProcess(['rejected', 'list'], { DATABASE_URL: await servers.database() });
     assert.equal(result.code, 1);
     assert.equal(result.stderr, 'login-etl: relation "login_etl.rejected_messages" does not exist (SQLSTATE 42P01)\n');
   });
@@ -105,10 +105,11 @@ describe('login-etl queue create and send --create-queue', () => {
   });
 
   test('queue create without an endpoint or a region is a usage error, exit 2', async () => {
-    const result = await cli(['queue', 'create', 'q1'], { AWS_REGION: undefined, AWS_DEFAULT_REGION: undefined });
+    // Refused before any request: in-process.
+    const result = await cliInProcess(['queue', 'create', 'q1'], { AWS_REGION: undefined, AWS_DEFAULT_REGION: undefined });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /queue create needs an endpoint \(--sqs-endpoint or AWS_ENDPOINT_URL_SQS/);
-    const bad = await cli(['queue', 'create', 'no spaces'], { AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
+    const bad = await cliInProcess(['queue', 'create', 'no spaces'], { AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^login-etl: NAME: must be a queue name/);
   });
@@ -125,12 +126,12 @@ describe('login-etl queue create and send --create-queue', () => {
 describe('login-etl keygen --out', () => {
   test('writes a key file of mode 0600 that run loads as PII_KEY_FILE, and never overwrites it', async () => {
     const path = join(dir, 'hmac.key');
-    const result = await cli(['keygen', '--out', path]);
+    const result = await cliInProcess(['keygen', '--out', path]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(statSync(path).mode & 0o777, 0o600);
     const written = readFileSync(path, 'utf8');
     assert.match(written, /^[A-Za-z0-9+/]{43}=\n$/);
-    const again = await cli(['keygen', '--out', path]);
+    const again = await cliInProcess(['keygen', '--out', path]);
     assert.equal(again.code, 2);
     assert.equal(again.stderr, `login-etl: --out: ${path} exists already; it is never overwritten\n`);
     assert.equal(readFileSync(path, 'utf8'), written);
@@ -146,7 +147,7 @@ describe('login-etl keygen --out', () => {
   test('vault: two rings, each loadable as PII_KEYS_FILE as it is: the pipeline\'s (run) and the key holders\' (rekey)', async () => {
     const pipeline = join(dir, 'pipeline-ring.json');
     const holders = join(dir, 'holders-ring.json');
-    const result = await cli(['keygen', '--mode', 'vault', '--id', 'v1', '--out', holders, '--pipeline-out', pipeline]);
+    const result = await cliInProcess(['keygen', '--mode', 'vault', '--id', 'v1', '--out', holders, '--pipeline-out', pipeline]);
     assert.equal(result.code, 0, result.stderr);
     for (const path of [pipeline, holders]) assert.equal(statSync(path).mode & 0o777, 0o600);
     assert.doesNotMatch(readFileSync(pipeline, 'utf8'), /private_key/);
@@ -155,21 +156,21 @@ describe('login-etl keygen --out', () => {
     const checked = await cli(['check', '--mask-mode', 'vault'], { PII_KEYS_FILE: pipeline, DATABASE_URL: databaseUrl, SQS_QUEUE_URL: await servers.queue(), AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
     assert.equal(checked.code, 0, checked.stdout + checked.stderr);
     assert.match(checked.stdout, /^ok {3}key: vault masking with key id v1 /m);
-    const rekeyed = await cli(['rekey', '--mask-mode', 'vault'], { PII_KEYS_FILE: holders, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' });
+    const rekeyed = await cliInProcess(['rekey', '--mask-mode', 'vault'], { PII_KEYS_FILE: holders, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' });
     assert.equal(rekeyed.code, 0, rekeyed.stderr);
-    // The holders' ring is refused where only the pipeline's belongs.
-    const refused = await cli(['check', '--mask-mode', 'vault'], { PII_KEYS_FILE: holders, DATABASE_URL: databaseUrl, SQS_QUEUE_URL: await servers.queue(), AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
+    // The holders' ring is refused where only the pipeline's belongs (before any request: in-process).
+    const refused = await cliInProcess(['check', '--mask-mode', 'vault'], { PII_KEYS_FILE: holders, DATABASE_URL: databaseUrl, SQS_QUEUE_URL: await servers.queue(), AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
     assert.equal(refused.code, 2, refused.stdout);
   });
 
   test('vault without both files is a usage error, and an existing file leaves neither written', async () => {
-    const missing = await cli(['keygen', '--mode', 'vault']);
+    const missing = await cliInProcess(['keygen', '--mode', 'vault']);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /--out FILE for the key holders' ring and --pipeline-out FILE for the pipeline's/);
     const existing = join(dir, 'taken.json');
     writeFileSync(existing, 'x');
     const fresh = join(dir, 'fresh.json');
-    const refused = await cli(['keygen', '--mode', 'vault', '--out', existing, '--pipeline-out', fresh]);
+    const refused = await cliInProcess(['keygen', '--mode', 'vault', '--out', existing, '--pipeline-out', fresh]);
     assert.equal(refused.code, 2);
     assert.throws(() => statSync(fresh), /ENOENT/);
   });

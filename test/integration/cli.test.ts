@@ -1,5 +1,7 @@
 /**
  * The command line as a user runs it: the built CLI in a child process, against real servers.
+ * Checks of what a command prints and its exit code alone (bad settings, --help) run it
+ * in-process instead, which prints the same, as the last tests here show.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -12,9 +14,9 @@ import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { CLI, cli } from '../helpers/cli.js';
+import { CLI, cli, cliInProcess } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
-import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
+import { migrateDatabase, query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
 const execFileAsync = promisify(execFile);
@@ -119,8 +121,9 @@ describe('login-etl run', () => {
       [{ ...base, PII_KEY: '' }, ['--pii-key-file', '/nonexistent/key'], /PII_KEY_FILE \(--pii-key-file\): cannot read the key file \(ENOENT\)/],
       [base, ['--no-such-flag'], /^login-etl: unknown option '--no-such-flag'; see login-etl run --help\n$/],
     ];
+    // Each fails before any network use, so in-process.
     for (const [env, args, expected] of cases) {
-      const result = await cli(['run', ...args], env);
+      const result = await cliInProcess(['run', ...args], env);
       assert.equal(result.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${result.stderr}`);
       assert.match(result.stderr, expected);
       assert.ok(!result.stderr.includes('secret-pw'), 'a password was echoed');
@@ -128,7 +131,7 @@ describe('login-etl run', () => {
       assert.ok(!result.stderr.includes(holderKey.private_key as string), 'the private key was echoed');
       assert.equal(result.stdout, '');
     }
-    const unknown = await cli(['frobnicate']);
+    const unknown = await cliInProcess(['frobnicate']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
   });
@@ -147,7 +150,7 @@ describe('login-etl run', () => {
   });
 
   test('--help lists every setting with its environment twin and default', async () => {
-    const result = await cli(['run', '--help']);
+    const result = await cliInProcess(['run', '--help']);
     assert.equal(result.code, 0);
     for (const expected of ['--queue-url', 'SQS_QUEUE_URL', '--database-url', 'DATABASE_URL', 'PII_KEY_FILE', 'AWS_ENDPOINT_URL_SQS', 'LOGIN_ETL_RECEIVE_CONCURRENCY', 'Default: 20.']) {
       assert.ok(result.stdout.includes(expected), `${expected} missing from --help`);
@@ -157,7 +160,7 @@ describe('login-etl run', () => {
 
 describe('--help and unknown options, per command', () => {
   const helpLine = async (command: string, flag: string) => {
-    const result = await cli([command, '--help']);
+    const result = await cliInProcess([command, '--help']);
     assert.equal(result.code, 0, result.stderr);
     return result.stdout.split('\n').find((l) => l.trimStart().startsWith(`--${flag} `)) ?? '';
   };
@@ -174,7 +177,7 @@ describe('--help and unknown options, per command', () => {
 
   test('an unknown option is a usage error naming the command\'s --help, exit 2', async () => {
     for (const [command, option] of [['unmask', '--mask-mode'], ['check', '--drain'], ['send', '-x']] as const) {
-      const result = await cli([command, option]);
+      const result = await cliInProcess([command, option]);
       assert.equal(result.code, 2, result.stderr);
       assert.equal(result.stderr, `login-etl: unknown option '${option}'; see login-etl ${command} --help\n`);
       assert.equal(result.stdout, '');
@@ -203,11 +206,12 @@ describe('login-etl send, migrate, keygen and generate', () => {
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 51);
 
     const databaseUrl = await servers.database();
+    // migrate as a child process here, then in-process, like everywhere else in the suite.
     const migrated = await cli(['migrate', '--database-url', databaseUrl]);
     assert.equal(migrated.code, 0, migrated.stderr);
     assert.equal(migrated.stdout, `applied ${shippedMigrations().join(', ')}\n`);
     assert.deepEqual(shippedMigrations().slice(0, 5), ['001_login_etl.sql', '002_ledger_retention.sql', '003_pii.sql', '004_sealed_rejections.sql', '005_audit.sql']);
-    assert.equal((await cli(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
+    assert.equal((await cliInProcess(['migrate'], { DATABASE_URL: databaseUrl })).stdout, 'schema is up to date\n');
     const [version] = await query<{ v: string }>(databaseUrl, 'SELECT login_etl.app_version_text(96000) AS v');
     assert.equal(version?.v, '0.96.0');
   });
@@ -236,6 +240,7 @@ describe('login-etl send, migrate, keygen and generate', () => {
     assert.deepEqual(result.stdout.split(/\r?\n/).filter((l) => l !== ''), ['login-etl: reading JSON Lines from standard input until end of file (Ctrl-D)', 'sent 0 messages']);
   });
 
+  // keygen as a child process; other files run it in-process.
   test('keygen prints a fresh key that run accepts', async () => {
     const first = await cli(['keygen']);
     const second = await cli(['keygen']);
@@ -255,5 +260,36 @@ describe('login-etl demo', () => {
     assert.match(result.stdout, /^ {2}rejected +1$/m);
     assert.match(result.stdout, /user_logins: 99 rows/);
     assert.match(result.stdout, /user_id is required/);
+  });
+});
+
+describe('a command in-process prints what it prints in a child process', () => {
+  const same = async (args: readonly string[], env: Record<string, string> = {}, input?: string) => {
+    const inProcess = await cliInProcess(args, env, input);
+    assert.deepEqual(inProcess, await cli(args, env, input));
+    return inProcess;
+  };
+
+  test('a usage error, the help, and generated events', async () => {
+    assert.deepEqual(await same(['keygen', '--mode', 'xyz']), { code: 2, signal: null, stdout: '', stderr: 'login-etl: --mode: must be one of hmac, siv, vault\n' });
+    assert.equal((await same([])).code, 2);
+    assert.equal((await same(['generate', '--count', '3', '--seed', '7'])).stdout.split('\n').length, 4);
+  });
+
+  test('report on a database the pipeline has not touched, and unmask reading values from stdin', async () => {
+    const report = await same(['report'], { DATABASE_URL: await servers.database() });
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stderr, /user_logins does not exist yet/);
+    // A database each: the audit record's id is printed.
+    const input = 'hmac:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nnot-a-value\n';
+    const env = async () => {
+      const databaseUrl = await servers.database();
+      await migrateDatabase(databaseUrl);
+      return { DATABASE_URL: databaseUrl, PII_KEY: key };
+    };
+    const [inProcess, child] = [await cliInProcess(['unmask'], await env(), input), await cli(['unmask'], await env(), input)];
+    assert.deepEqual(inProcess, child);
+    assert.equal(inProcess.code, 1);
+    assert.match(inProcess.stderr, /hmac values are one-way[\s\S]*recovered 0 of 2 values \(audit record 1\)\n$/);
   });
 });

@@ -6,7 +6,8 @@
  * place a value could land is searched for every original and its canonical spellings:
  *
  * - `run`'s stdout and stderr at trace level, and /metrics and /readyz scraped while it runs;
- * - the output of `report`, `check` and, where the branch has it, `rejected list`;
+ * - the output of `report`, `check` and, where the branch has it, `rejected list` (`report` and
+ *   `rejected list` run in-process, which prints the same text; `check` talks to SQS, as a child);
  * - the database as data: every row of every relation in every schema, pg_catalog included,
  *   cast to text (after ANALYZE, so pg_statistic holds samples of the stored columns); every
  *   file of the Postgres data directory read as bytes after a CHECKPOINT (heap, WAL, config);
@@ -33,7 +34,7 @@ import fc from 'fast-check';
 import { freePort } from '../../src/embedded/ports.js';
 import { canonicalIp } from '../../src/transform/ip.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { cli, logLines, startCli, summaryOf, type CliResult } from '../helpers/cli.js';
+import { cli, cliInProcess, logLines, startCli, summaryOf, type CliResult } from '../helpers/cli.js';
 import { excerpt, NeedleIndex, PREFIX_BYTES, type Hit } from '../helpers/needles.js';
 import { dumpEveryRelation, query, queueDepth, sendBodiesForIds, useServers } from '../helpers/servers.js';
 
@@ -547,9 +548,9 @@ let rejectedCommand: Promise<boolean> | undefined;
 
 /** `rejected list`, when this branch has the command; undefined when it does not. */
 async function rejectedList(env: Record<string, string>): Promise<CliResult | undefined> {
-  rejectedCommand ??= cli(['rejected', '--help']).then((r) => !(r.code === 2 && /unknown command 'rejected'/.test(r.stderr)));
+  rejectedCommand ??= cliInProcess(['rejected', '--help']).then((r) => !(r.code === 2 && /unknown command 'rejected'/.test(r.stderr)));
   if (!(await rejectedCommand)) return undefined;
-  return await cli(['rejected', 'list'], env);
+  return await cliInProcess(['rejected', 'list'], env);
 }
 
 async function runMode(t: TestContext, mode: Mode, seed: number): Promise<ModeRun> {
@@ -612,7 +613,7 @@ async function runMode(t: TestContext, mode: Mode, seed: number): Promise<ModeRu
 
   const dbEnv = { DATABASE_URL: databaseUrl };
   const [report, check, listed] = await Promise.all([
-    cli(['report'], dbEnv),
+    cliInProcess(['report'], dbEnv),
     cli(['check', '--sqs-endpoint', servers.sqs.endpoint], env),
     rejectedList({ ...dbEnv, ...keyEnv }),
   ]);

@@ -1,6 +1,7 @@
 /**
  * Personal data end to end, as a user runs it: the built CLI in child processes against real
- * servers. Nothing raw may leak in any mode; siv and vault values come back through `unmask`
+ * servers (`unmask` and `rekey` in-process where only what they print and their exit code are
+ * checked). Nothing raw may leak in any mode; siv and vault values come back through `unmask`
  * for key holders only, with an audit record; `rekey` rewrites old values while `run` works.
  */
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { generateKeyText, generateVaultKey, parseKeyRing } from '../../src/trans
 import { createMasker } from '../../src/transform/mask.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
 import { transform } from '../../src/transform/transform.js';
-import { cli, logLines, startCli, type CliResult } from '../helpers/cli.js';
+import { cli, cliInProcess, logLines, type CliResult } from '../helpers/cli.js';
 import { loginBody, queueMessage } from '../helpers/fixtures.js';
 import { dumpAllTables, openedBody, query, sendBodies, storedRejections, useServers } from '../helpers/servers.js';
 
@@ -81,7 +82,7 @@ const unmaskedLines = (stdout: string) => stdout.trim().split('\n').filter(Boole
 async function unmaskBothColumns(env: Record<string, string>): Promise<string[]> {
   const originals: string[] = [];
   for (const column of ['masked_ip', 'masked_device_id']) {
-    const result = await cli(['unmask', '--query', `SELECT ${column} FROM user_logins`], env);
+    const result = await cliInProcess(['unmask', '--query', `SELECT ${column} FROM user_logins`], env);
     assert.equal(result.code, 0, result.stderr);
     originals.push(...unmaskedLines(result.stdout).map((l) => l.original));
   }
@@ -136,7 +137,7 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
       // One column per use: siv values are bound to their column.
       const originals = new Set<string>();
       for (const column of ['masked_ip', 'masked_device_id']) {
-        const unmasked = await cli(['unmask', '--query', `SELECT ${column} FROM user_logins`, '--reason', 'leak test'], {
+        const unmasked = await cliInProcess(['unmask', '--query', `SELECT ${column} FROM user_logins`, '--reason', 'leak test'], {
           DATABASE_URL: databaseUrl,
           ...holder,
         });
@@ -174,7 +175,7 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
     const [a, b] = await query<{ masked_ip: string }>(databaseUrl, 'SELECT masked_ip FROM user_logins ORDER BY user_id');
     assert.ok(a && b);
 
-    const withoutPrivate = await cli(['unmask', a.masked_ip], { DATABASE_URL: databaseUrl, ...pipelineRing });
+    const withoutPrivate = await cliInProcess(['unmask', a.masked_ip], { DATABASE_URL: databaseUrl, ...pipelineRing });
     assert.equal(withoutPrivate.code, 1);
     assert.equal(withoutPrivate.stdout, '');
     assert.match(withoutPrivate.stderr, /refused: needs the vault private_key of key v1/);
@@ -187,11 +188,12 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
         WHERE v.token IN ($1, $2) AND o.token IN ($1, $2) AND o.token <> v.token`,
       [a.masked_ip, b.masked_ip],
     );
-    const swapped = await cli(['unmask', a.masked_ip], holder);
+    const swapped = await cliInProcess(['unmask', a.masked_ip], holder);
     assert.equal(swapped.code, 1);
     assert.equal(swapped.stdout, '');
     assert.match(swapped.stderr, /refused: its vault entry does not match the token/);
 
+    // A child process: unmask reading the real process's stdin.
     const oneWay = await cli(['unmask'], holder, 'hmac:0a1b2c3d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n');
     assert.equal(oneWay.code, 1);
     assert.match(oneWay.stderr, /hmac values are one-way/);
@@ -205,7 +207,7 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
     assert.ok(c);
     const last = c.masked_device_id.at(-2) === 'A' ? 'B' : 'A';
     const tampered = `${c.masked_device_id.slice(0, -2)}${last}${c.masked_device_id.slice(-1)}`;
-    const result = await cli(['unmask', '--field', 'device_id', c.masked_device_id, tampered], { DATABASE_URL: databaseUrl, ...siv });
+    const result = await cliInProcess(['unmask', '--field', 'device_id', c.masked_device_id, tampered], { DATABASE_URL: databaseUrl, ...siv });
     assert.equal(result.code, 1);
     assert.deepEqual(unmaskedLines(result.stdout), [{ value: c.masked_device_id, field: 'device_id', original: 'dev-c' }]);
     assert.match(result.stderr, /value 2 \(siv:s2:.*\): refused: does not authenticate with key s2/);
@@ -215,7 +217,7 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
 test('--help of every key-using command names the settings, never a key value', async () => {
   const secret = generateKeyText();
   for (const command of ['run', 'unmask', 'rekey', 'keygen']) {
-    const result = await cli([command, '--help'], { PII_KEY: secret, PII_KEYS: JSON.stringify([{ id: 'k', secret }]) });
+    const result = await cliInProcess([command, '--help'], { PII_KEY: secret, PII_KEYS: JSON.stringify([{ id: 'k', secret }]) });
     assert.equal(result.code, 0);
     assert.ok(!result.stdout.includes(secret), `${command} --help shows the key`);
     if (command !== 'keygen') assert.match(result.stdout, /PII_KEYS_FILE/);
@@ -237,7 +239,7 @@ describe('rotation with rekey', () => {
     // The sealed ip is lost: rekey cannot recover it, but can rewrite the device_id.
     await query(databaseUrl, 'DELETE FROM login_etl.pii_vault WHERE token = (SELECT masked_ip FROM user_logins)');
 
-    const rekeyed = await cli(['rekey', '--mask-mode', 'vault', '--batch-size', '1', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    const rekeyed = await cliInProcess(['rekey', '--mask-mode', 'vault', '--batch-size', '1', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
     assert.equal(rekeyed.code, 0, rekeyed.stderr);
     const done = logLines(rekeyed.stdout).find((l) => l.msg === 'rekey done');
     assert.equal(done?.unrecoverable, 1, rekeyed.stdout);
@@ -262,7 +264,7 @@ describe('rotation with rekey', () => {
     assert.equal((await runDrain(queueUrl, databaseUrl, { PII_KEYS_FILE: before, LOGIN_ETL_MASK_MODE: 'vault' })).code, 0);
 
     // Retired too early: its values cannot be rewritten, and their entries are all that is left of the originals.
-    const retired = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], {
+    const retired = await cliInProcess(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], {
       DATABASE_URL: databaseUrl,
       PII_KEYS_FILE: ringFile('retired-holder.json', [next, { ...old, status: 'retired' }]),
     });
@@ -273,7 +275,7 @@ describe('rotation with rekey', () => {
 
     const holderRing = ringFile('retired-fixed.json', [next, { ...old, status: 'decrypt-only' }]);
     assert.deepEqual(await unmaskBothColumns({ DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing }), ['198.51.100.70', 'dev-70']);
-    const fixed = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    const fixed = await cliInProcess(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
     assert.equal(fixed.code, 0, fixed.stderr);
     assert.equal(logLines(fixed.stdout).find((l) => l.msg === 'rekey done')?.vaultEntriesRemoved, 2);
     assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'new' }]);
@@ -304,9 +306,9 @@ describe('rotation with rekey', () => {
       await writer.query('BEGIN');
       const written = await writeBatch(writer, [transform(queueMessage(loginBody({ user_id: 'meanwhile', ...login })), masker), transform(queueMessage(rejected), masker)]);
       assert.deepEqual([written.written, written.rejected, written.duplicates], [1, 1, 0]);
-      const rekey = startCli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      const rekey = cliInProcess(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
       let exited = false;
-      void rekey.exited.then(() => (exited = true));
+      void rekey.then(() => (exited = true));
       for (;;) {
         const { rows: waiting } = await pool.query(
           `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'login-etl rekey' AND NOT l.granted`,
@@ -315,7 +317,7 @@ describe('rotation with rekey', () => {
         await setTimeout(20);
       }
       await writer.query('COMMIT');
-      rekeyed = await rekey.exited;
+      rekeyed = await rekey;
     } finally {
       writer.release();
       await pool.end();
@@ -329,7 +331,7 @@ describe('rotation with rekey', () => {
     assert.ok(meanwhile.masked_ip.startsWith('hmac:old:') && meanwhile.masked_device_id.startsWith('hmac:old:'), 'the row was not written meanwhile');
     const [first] = await query<{ masked_ip: string }>(databaseUrl, `SELECT masked_ip FROM user_logins WHERE user_id = 'first'`);
     assert.ok(first?.masked_ip.startsWith('hmac:new:'), 'rekey did not rewrite the earlier row');
-    const unmasked = await cli(['unmask', meanwhile.masked_ip, meanwhile.masked_device_id], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    const unmasked = await cliInProcess(['unmask', meanwhile.masked_ip, meanwhile.masked_device_id], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
     assert.equal(unmasked.code, 0, unmasked.stderr);
     assert.deepEqual(unmaskedLines(unmasked.stdout).map((l) => l.original).sort(), ['198.51.100.60', 'dev-meanwhile-60']);
     // Both rejected bodies, the one written meanwhile included, still open for key holders.
@@ -338,7 +340,7 @@ describe('rotation with rekey', () => {
     assert.deepEqual((await storedRejections(databaseUrl)).map((r) => openedBody(r, holder, box)), [rejected, rejected]);
 
     // A second run rewrites them; then nothing refers to the old key and its entries go.
-    const second = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+    const second = await cliInProcess(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
     assert.equal(second.code, 0, second.stderr);
     assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'new' }]);
     assert.deepEqual(await unmaskBothColumns({ DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing }), [
@@ -375,12 +377,13 @@ describe('rotation with rekey', () => {
       await sendBodies(servers.sqsClient, secondQueue, repeats);
       const [running, rekeyed] = await Promise.all([
         runDrain(secondQueue, databaseUrl, { PII_KEYS_FILE: afterRing, LOGIN_ETL_MASK_MODE: mode }),
+        // rekey as a child process, beside run's: two processes on one database.
         cli(['rekey', '--mask-mode', mode, '--batch-size', '7'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing }),
       ]);
       assert.equal(running.code, 0, running.stderr);
       assert.equal(rekeyed.code, 0, rekeyed.stderr);
       // A second pass catches rows an instance still on the old key might have written meanwhile.
-      const second = await cli(['rekey', '--mask-mode', mode], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      const second = await cliInProcess(['rekey', '--mask-mode', mode], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
       assert.equal(second.code, 0, second.stderr);
 
       const prefix = mode === 'siv' ? 'siv:new:' : 'hmac:new:';
@@ -404,7 +407,7 @@ describe('rotation with rekey', () => {
         const keyIds = await query<{ key_id: string }>(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault');
         assert.deepEqual(keyIds, [{ key_id: 'new' }]);
       }
-      const unmasked = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
+      const unmasked = await cliInProcess(['unmask', '--query', 'SELECT masked_device_id FROM user_logins'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing });
       assert.equal(unmasked.code, 0, unmasked.stderr);
       const [rows] = await query<{ n: number }>(databaseUrl, 'SELECT count(masked_device_id)::int AS n FROM user_logins');
       assert.equal(unmaskedLines(unmasked.stdout).length, rows?.n);

@@ -1,6 +1,8 @@
 /**
  * Rejected messages at rest: bodies kept before sealing are sealed by the next run, and key
- * holders reach the originals only through `login-etl rejected`, audited.
+ * holders reach the originals only through `login-etl rejected`, audited. `rejected list`, `show`
+ * and `export` run in-process (what they print or write is what is checked); `replay` talks to
+ * SQS, and runs as a child process.
  */
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
@@ -15,7 +17,7 @@ import { migrate } from '../../src/sink/migrate.js';
 import type { RejectedRow } from '../../src/sink/rejected.js';
 import { generateKeyText, generateVaultKey, KeyRing, parseKeyRing, parsePiiKey } from '../../src/transform/key.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
-import { cli } from '../helpers/cli.js';
+import { cli, cliInProcess } from '../helpers/cli.js';
 import { safetyStop } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
 import {
@@ -125,20 +127,20 @@ describe('login-etl rejected', () => {
   test('list shows what is kept in clear, without a key, and opens nothing', async () => {
     const key = generateKeyText();
     const { databaseUrl, ids } = await rejectedIn({ PII_KEY: key });
-    const table = await cli(['rejected', 'list'], { DATABASE_URL: databaseUrl });
+    const table = await cliInProcess(['rejected', 'list'], { DATABASE_URL: databaseUrl });
     assert.equal(table.code, 0, table.stderr);
     assertNoRaw('the list', table.stdout + table.stderr);
     for (const id of ids) assert.ok(table.stdout.includes(id));
     assert.match(table.stdout, /user_id is empty/);
     assert.match(table.stdout, /object: user_id string\(0\), ip string\(12\); 1 other key/);
-    const json = await cli(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
+    const json = await cliInProcess(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
     const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { message_id: string; bytes: number; dead_letter: string; body?: string });
     assert.deepEqual(lines.map((l) => l.message_id), ids.slice(0, 2));
     assert.deepEqual(lines.map((l) => l.dead_letter), ['none', 'none'], 'no dead-letter queue was configured');
     // The forwarding state as the claim and its record leave it.
     await query(databaseUrl, `UPDATE login_etl.rejected_messages SET forward_claimed_at = now() WHERE message_id = $1`, [ids[0]]);
     await query(databaseUrl, `UPDATE login_etl.rejected_messages SET forward_claimed_at = now(), forwarded_at = now() WHERE message_id = $1`, [ids[1]]);
-    const states = await cli(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
+    const states = await cliInProcess(['rejected', 'list', '--json', '--limit', '2'], { DATABASE_URL: databaseUrl });
     assert.deepEqual(states.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { dead_letter: string }).dead_letter), ['unconfirmed', 'forwarded']);
     assert.ok(lines.every((l) => l.body === undefined && typeof l.bytes === 'number'));
     assertNoRaw('the JSON list', json.stdout);
@@ -148,7 +150,7 @@ describe('login-etl rejected', () => {
   test('show opens the originals for a key holder, after committing an audit record with the message ids', async () => {
     const key = generateKeyText();
     const { databaseUrl, ids } = await rejectedIn({ PII_KEY: key });
-    const shown = await cli(['rejected', 'show', ids[0] ?? '', ids[2] ?? '', '--reason', 'ticket 42'], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const shown = await cliInProcess(['rejected', 'show', ids[0] ?? '', ids[2] ?? '', '--reason', 'ticket 42'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(shown.code, 0, shown.stderr);
     const lines = shown.stdout.trim().split('\n');
     assert.ok(!/[\u009b\u202e]/.test(shown.stdout), 'control characters in a body are printed escaped');
@@ -162,7 +164,7 @@ describe('login-etl rejected', () => {
       { action: 'rejected-show', source: 'arguments', values_requested: 2, values_recovered: 2, message_ids: [ids[0], ids[2]], target: null, reason: 'ticket 42' },
     ]);
 
-    const wrongKey = await cli(['rejected', 'show', ids[1] ?? '', 'no-such-id', '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
+    const wrongKey = await cliInProcess(['rejected', 'show', ids[1] ?? '', 'no-such-id', '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
     assert.equal(wrongKey.code, 1);
     assert.equal(wrongKey.stdout, '', 'nothing opens with another key');
     assertNoRaw('a refusal', wrongKey.stderr);
@@ -175,7 +177,7 @@ describe('login-etl rejected', () => {
     const { databaseUrl, ids } = await rejectedIn({ PII_KEY: key });
     await query(databaseUrl, `CREATE FUNCTION public.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
     await query(databaseUrl, `CREATE TRIGGER swallow BEFORE INSERT ON login_etl.unmask_audit FOR EACH ROW EXECUTE FUNCTION public.swallow()`);
-    const shown = await cli(['rejected', 'show', ...ids, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const shown = await cliInProcess(['rejected', 'show', ...ids, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(shown.code, 1);
     assert.equal(shown.stdout, '');
     assertNoRaw('the failure', shown.stderr);
@@ -187,13 +189,13 @@ describe('login-etl rejected', () => {
     const { databaseUrl } = await rejectedIn({ PII_KEY: key });
     const dir = mkdtempSync(join(tmpdir(), 'login-etl-export-'));
     const file = join(dir, 'rejected.jsonl');
-    const exported = await cli(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const exported = await cliInProcess(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(exported.code, 0, exported.stderr);
     assert.equal(exported.stdout, '');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { body: string });
     assert.deepEqual(lines.map((l) => l.body).sort(), [...BAD].sort());
-    const again = await cli(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
+    const again = await cliInProcess(['rejected', 'export', '--out', file, '--reason', 'r'], { DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(again.code, 2);
     assert.match(again.stderr, /--out: .* exists already; it is never overwritten/);
     assert.equal((await audits(databaseUrl)).length, 1, 'a refused export records nothing');
@@ -256,10 +258,10 @@ describe('login-etl rejected', () => {
   test('bad usage is exit 2 and records nothing', async () => {
     const databaseUrl = await servers.database();
     for (const args of [['rejected'], ['rejected', 'show'], ['rejected', 'list', 'id-1'], ['rejected', 'list', '--since', 'yesterday'], ['rejected', 'show', 'x', '--out', 'f'], ['rejected', 'show', 'x'], ['rejected', 'export', '--reason', ' ']]) {
-      const result = await cli(args, { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
+      const result = await cliInProcess(args, { DATABASE_URL: databaseUrl, PII_KEY: generateKeyText() });
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     }
-    const noKey = await cli(['rejected', 'show', 'x', '--reason', 'r'], { DATABASE_URL: databaseUrl });
+    const noKey = await cliInProcess(['rejected', 'show', 'x', '--reason', 'r'], { DATABASE_URL: databaseUrl });
     assert.equal(noKey.code, 2);
     assert.match(noKey.stderr, /PII_KEY: is required/);
   });

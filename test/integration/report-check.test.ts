@@ -1,5 +1,8 @@
 /**
- * `report` and `check` as a user runs them: the built CLI in a child process, against real servers.
+ * `report` and `check` as a user runs them, against real servers: `check` (which talks to SQS)
+ * and the first `report` as the built CLI in a child process, the other reports, check's --help
+ * and the configurations check refuses before any request in-process (what they print and their
+ * exit code are what is checked).
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -7,7 +10,7 @@ import { freePort } from '../../src/embedded/ports.js';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { SETTINGS, type SettingSpec } from '../../src/config.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { cli } from '../helpers/cli.js';
+import { cli, cliInProcess } from '../helpers/cli.js';
 import { query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
 const servers = useServers();
@@ -42,6 +45,7 @@ interface Report {
 
 describe('login-etl report', () => {
   test('--json: counts per day, device type and version agree with the table; repeats are masked values', async () => {
+    // A child process: report as the executable runs it (the other reports run in-process).
     const result = await cli(['report', '--json'], { DATABASE_URL: filled.databaseUrl });
 
     assert.equal(result.code, 0, result.stderr);
@@ -75,7 +79,7 @@ describe('login-etl report', () => {
   });
 
   test('text: one table per question, --top limits the rows', async () => {
-    const result = await cli(['report', '--top', '2'], { DATABASE_URL: filled.databaseUrl });
+    const result = await cliInProcess(['report', '--top', '2'], { DATABASE_URL: filled.databaseUrl });
 
     assert.equal(result.code, 0, result.stderr);
     for (const title of ['Logins per day', 'Logins per device type', 'Logins per app version', 'Most repeated masked ip values', 'Most repeated masked device_id values']) {
@@ -83,19 +87,19 @@ describe('login-etl report', () => {
     }
     const versions = result.stdout.split('Logins per app version:\n')[1]?.split('\n\n')[0]?.split('\n') ?? [];
     assert.equal(versions.length, 4); // header, rule, two rows
-    assert.equal((await cli(['report', '--top', '0'], { DATABASE_URL: filled.databaseUrl })).code, 2);
+    assert.equal((await cliInProcess(['report', '--top', '0'], { DATABASE_URL: filled.databaseUrl })).code, 2);
   });
 });
 
 describe('login-etl report before run', () => {
   test('a database the pipeline has not touched: an empty report, a line saying why, exit 0', async () => {
     const databaseUrl = await servers.database();
-    const result = await cli(['report'], { DATABASE_URL: databaseUrl });
+    const result = await cliInProcess(['report'], { DATABASE_URL: databaseUrl });
 
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, 'login-etl: user_logins does not exist yet: the pipeline has not run against this database (`login-etl run` or `login-etl migrate` creates it)\n');
     assert.match(result.stdout, /^user_logins: 0 logins$/m);
-    const json = await cli(['report', '--json'], { DATABASE_URL: databaseUrl });
+    const json = await cliInProcess(['report', '--json'], { DATABASE_URL: databaseUrl });
     assert.equal(json.code, 0);
     assert.deepEqual(JSON.parse(json.stdout), { logins: 0, rejected: null, perDay: [], perDeviceType: [], perAppVersion: [], repeatedIps: [], repeatedDeviceIds: [] });
   });
@@ -104,12 +108,12 @@ describe('login-etl report before run', () => {
     const databaseUrl = await servers.database();
     await query(databaseUrl, `CREATE TABLE user_logins(user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
                                 masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)`);
-    const empty = await cli(['report'], { DATABASE_URL: databaseUrl });
+    const empty = await cliInProcess(['report'], { DATABASE_URL: databaseUrl });
     assert.equal(empty.code, 0, empty.stderr);
     assert.equal(empty.stdout.split('\n')[0], 'user_logins: 0 logins');
 
     await query(databaseUrl, `INSERT INTO user_logins(user_id, device_type, app_version, create_date) VALUES ('u', 'ios', 2003001, '2026-11-29')`);
-    const result = await cli(['report', '--json'], { DATABASE_URL: databaseUrl });
+    const result = await cliInProcess(['report', '--json'], { DATABASE_URL: databaseUrl });
 
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as Report;
@@ -211,7 +215,7 @@ describe('login-etl check', () => {
   });
 
   test('--help lists the settings check uses, with their environment twins and defaults, and none it ignores', async () => {
-    const result = await cli(['check', '--help']);
+    const result = await cliInProcess(['check', '--help']);
 
     assert.equal(result.code, 0);
     for (const flag of ['drain', 'receive-concurrency', 'http-port', 'no-metrics', 'log-level']) {
@@ -227,12 +231,13 @@ describe('login-etl check', () => {
   });
 
   test('bad configuration: exit 2 naming the setting', async () => {
-    const result = await cli(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl });
+    // Refused before any request: in-process.
+    const result = await cliInProcess(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl });
 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /PII_KEY: is required/);
     // Run's settings that check has no flag for are still read from the environment and checked.
-    const tuning = await cli(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl, PII_KEY: key, LOGIN_ETL_WAIT_TIME_SECONDS: '30' });
+    const tuning = await cliInProcess(['check'], { SQS_QUEUE_URL: 'http://127.0.0.1:1/000000000000/q', DATABASE_URL: filled.databaseUrl, PII_KEY: key, LOGIN_ETL_WAIT_TIME_SECONDS: '30' });
     assert.equal(tuning.code, 2);
     assert.match(tuning.stderr, /LOGIN_ETL_WAIT_TIME_SECONDS \(--wait-time-seconds\): must be at most 20/);
   });
@@ -240,7 +245,7 @@ describe('login-etl check', () => {
   test('a ring holding a vault private key, in hmac mode: exit 2 naming the key setting, nothing checked', async () => {
     const { holder } = generateVaultKey('v1');
 
-    const result = await cli(['check'], { SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: filled.databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: 'hmac' });
+    const result = await cliInProcess(['check'], { SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: filled.databaseUrl, PII_KEYS: JSON.stringify([holder]), LOGIN_ETL_MASK_MODE: 'hmac' });
 
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^login-etl: PII_KEYS: holds a vault private_key \(key 'v1'\)/);

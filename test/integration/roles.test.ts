@@ -1,14 +1,15 @@
 /**
  * deploy/postgres-roles.sql on a fresh database, with a LOGIN user in each group: the writer
  * runs the pipeline, the analyst the report, the key holder unmask and rekey, the owner migrate;
- * each with no more than it needs, and nobody can change, remove or forge audit rows.
+ * each with no more than it needs, and nobody can change, remove or forge audit rows. `run` and
+ * `rejected replay` run as child processes; the commands that only use the database, in-process.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import pg from 'pg';
 import { generateVaultKey } from '../../src/transform/key.js';
-import { cli, logLines, summaryOf } from '../helpers/cli.js';
+import { cli, cliInProcess, logLines, summaryOf } from '../helpers/cli.js';
 import { loginBody } from '../helpers/fixtures.js';
 import { query, sendBodies, useServers } from '../helpers/servers.js';
 
@@ -40,7 +41,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   // Prepare: a database migrated by a superuser, the roles script applied twice (it is re-run
   // after every upgrade), and a LOGIN user in each group.
   const databaseUrl = await servers.database();
-  const migrated = await cli(['migrate'], { DATABASE_URL: databaseUrl });
+  const migrated = await cliInProcess(['migrate'], { DATABASE_URL: databaseUrl });
   assert.equal(migrated.code, 0, migrated.stderr);
   await query(databaseUrl, ROLES_SQL);
   await query(databaseUrl, ROLES_SQL);
@@ -97,7 +98,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   assert.deepEqual(counts, { vault: 4, legacy: 0, sealed: 2 });
 
   // The analyst: the report, with the rejected count; not the bodies, the vault or the audit.
-  const report = await cli(['report', '--json'], { DATABASE_URL: as(databaseUrl, 'etl_analyst') });
+  const report = await cliInProcess(['report', '--json'], { DATABASE_URL: as(databaseUrl, 'etl_analyst') });
   assert.equal(report.code, 0, report.stderr);
   assert.deepEqual((({ logins, rejected }) => ({ logins, rejected }))(JSON.parse(report.stdout) as { logins: number; rejected: number }), { logins: 2, rejected: 2 });
   assert.equal(
@@ -120,7 +121,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   }
 
   // The key holder: unmask through --query, recorded under its own name.
-  const unmasked = await cli(['unmask', '--query', 'SELECT masked_device_id FROM user_logins', '--reason', 'roles test'], {
+  const unmasked = await cliInProcess(['unmask', '--query', 'SELECT masked_device_id FROM user_logins', '--reason', 'roles test'], {
     DATABASE_URL: as(databaseUrl, 'etl_keyholder'),
     PII_KEYS: holderRing,
   });
@@ -134,7 +135,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
 
   // The analyst lists rejected messages (what is kept in clear); the key holder opens and replays
   // them, each use recorded under its own name.
-  const listed = await cli(['rejected', 'list', '--json'], { DATABASE_URL: as(databaseUrl, 'etl_analyst') });
+  const listed = await cliInProcess(['rejected', 'list', '--json'], { DATABASE_URL: as(databaseUrl, 'etl_analyst') });
   assert.equal(listed.code, 0, listed.stderr);
   assert.equal(listed.stdout.trim().split('\n').length, 2);
   const replayTarget = await servers.queue();
@@ -152,7 +153,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   );
 
   // ...and rekey after a key change: rows, the rejected body and the vault move to the new key.
-  const rekeyed = await cli(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: as(databaseUrl, 'etl_keyholder'), PII_KEYS: rotatedRing });
+  const rekeyed = await cliInProcess(['rekey', '--mask-mode', 'vault', '--log-format', 'json'], { DATABASE_URL: as(databaseUrl, 'etl_keyholder'), PII_KEYS: rotatedRing });
   assert.equal(rekeyed.code, 0, rekeyed.stderr);
   assert.equal(logLines(rekeyed.stdout).find((l) => l.msg === 'rekey done')?.rows, 2, rekeyed.stdout);
   assert.deepEqual(await query(databaseUrl, 'SELECT DISTINCT key_id FROM login_etl.pii_vault'), [{ key_id: 'v2' }]);
@@ -181,10 +182,10 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   const pending = await runAsWriter();
   assert.equal(pending.code, 1);
   assert.match(pending.stderr, /^login-etl: migration 005_audit\.sql is pending and this database user may not apply it \(permission denied .*\): run `login-etl migrate` as the owner \(login_etl_owner\)\n$/);
-  const upgraded = await cli(['migrate'], { DATABASE_URL: as(databaseUrl, 'etl_owner') });
+  const upgraded = await cliInProcess(['migrate'], { DATABASE_URL: as(databaseUrl, 'etl_owner') });
   assert.equal(upgraded.code, 0, upgraded.stderr);
   assert.equal(upgraded.stdout, 'applied 005_audit.sql\n');
-  assert.equal((await cli(['migrate'], { DATABASE_URL: as(databaseUrl, 'etl_owner') })).stdout, 'schema is up to date\n');
+  assert.equal((await cliInProcess(['migrate'], { DATABASE_URL: as(databaseUrl, 'etl_owner') })).stdout, 'schema is up to date\n');
   const again = await runAsWriter();
   assert.equal(again.code, 0, again.stderr);
 });
