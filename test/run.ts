@@ -36,7 +36,7 @@ async function main(): Promise<number> {
   let postgres: LocalPostgres | undefined;
   // Node's compile cache for the test processes too, where the CLI keeps its own (src/cli.ts):
   // each of them loads the SDK, pg and the code under test again.
-  const env = { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env };
+  const env: NodeJS.ProcessEnv = { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env };
   if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
     postgres = await startLocalPostgres({ auth: 'trust' });
     env[SHARED_POSTGRES_VARIABLE] = postgres.url;
