@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
 import { startLocalSqs } from '../src/embedded/sqs.js';
-import { SHARED_POSTGRES_VARIABLE, SHARED_SQS_VARIABLE } from './helpers/servers.js';
+import { SHARED_POSTGRES_DISPOSABLE_VARIABLE, SHARED_POSTGRES_VARIABLE, SHARED_SQS_VARIABLE } from './helpers/servers.js';
 
 /** A test that runs longer than this has hung; the slowest (the leak campaign) takes about 2 min. */
 const TEST_TIMEOUT_MS = 8 * 60_000;
@@ -40,6 +40,7 @@ async function main(): Promise<number> {
   if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
     postgres = await startLocalPostgres({ auth: 'trust' });
     env[SHARED_POSTGRES_VARIABLE] = postgres.url;
+    env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] = '1';
   }
   // The emulator answers from this process, whose event loop has nothing else to do; test files
   // create queues with names of their own on it.

@@ -36,6 +36,13 @@ export { EMULATOR_CREDENTIALS as TEST_CREDENTIALS } from '../../src/embedded/sqs
 
 /** A superuser connection string of a Postgres that test files share (set by test/run.ts). */
 export const SHARED_POSTGRES_VARIABLE = 'LOGIN_ETL_TEST_POSTGRES_URL';
+/**
+ * Set (to 1) by test/run.ts beside SHARED_POSTGRES_VARIABLE when it started that server for the
+ * run and deletes it, databases and all, when the run ends: files then leave their databases
+ * behind instead of dropping them. Each DROP DATABASE forces a checkpoint, which writes out every
+ * page the other files have changed meanwhile. A server named from outside is never left with them.
+ */
+export const SHARED_POSTGRES_DISPOSABLE_VARIABLE = 'LOGIN_ETL_TEST_POSTGRES_DISPOSABLE';
 /** The endpoint of an SQS emulator that test files share (set by test/run.ts). */
 export const SHARED_SQS_VARIABLE = 'LOGIN_ETL_TEST_SQS_ENDPOINT';
 
@@ -108,9 +115,13 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
     },
     queue: (attributes) => sqs.createQueue(unique('q'), attributes),
     async stop() {
+      await endQueryPools();
+      if (!own && process.env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] === '1') {
+        await sqs.stop();
+        return;
+      }
       // pg's Pool.end() resolves before its connections have closed; stopping the server under
       // them would raise errors in clients no test listens to any more.
-      await endQueryPools();
       await waitForNoClients(postgres.url, databases);
       if (!own) {
         for (const name of databases) await queryOnce(postgres.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
