@@ -9,60 +9,90 @@
  * superuser connection string), that server is used and none is started. Likewise the emulator:
  * starting one costs about half a second of CPU, once per run instead of once per file.
  *
- * Prints the suite's wall time last, and exits with the test runner's code.
+ * The test runner runs here too (node:test's `run`), four files at once, the longest first; its
+ * report is the `spec` reporter's, as `node --test` prints it. Prints the suite's wall time last,
+ * and exits 1 if a test failed.
  */
-import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
+import { run } from 'node:test';
+import { spec } from 'node:test/reporters';
+import { fileURLToPath } from 'node:url';
 import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
 import { startLocalSqs } from '../src/embedded/sqs.js';
 import { SHARED_POSTGRES_DISPOSABLE_VARIABLE, SHARED_POSTGRES_VARIABLE, SHARED_SQS_VARIABLE } from './helpers/servers.js';
 
-/** A test that runs longer than this has hung; the slowest (the leak campaign) takes about 2 min. */
+/** A test that runs longer than this has hung; the slowest (the leak campaign) takes about 1 min. */
 const TEST_TIMEOUT_MS = 8 * 60_000;
 /**
- * Test files run at once. Three on two cores: the slowest files mostly wait (an outage, a
- * visibility timeout, a chaos soak's pauses) and leave a core free for a third; measured, three
- * took the suite from 218 to 166 s on a 2-core machine, which the whole suite's CPU (about 290 s,
- * Postgres included) keeps above 145 s however many run.
+ * Test files run at once. Four on two cores: most of the long files mostly wait (an outage, a
+ * visibility timeout, a chaos soak's pauses, a slow trigger) and leave the cores to the others.
  */
-const TEST_FILES_AT_ONCE = 3;
-/** The unit tests run in one process (test/unit-tests.ts); each other file in one of its own. */
-const PATTERNS = ['dist/test/unit-tests.js', 'dist/test/integration/**/*.test.js', 'dist/bench/**/*.test.js'];
+const TEST_FILES_AT_ONCE = 4;
+/**
+ * Files that take longest from start to end, run first, so that none of them starts last and
+ * runs alone at the end (longest first; the others follow by name). Their order only schedules:
+ * each file starts its own work and needs no other to have run.
+ */
+const LONGEST_FIRST = [
+  'bench/chaos.test.js',
+  'test/integration/outages.test.js',
+  'test/integration/leak-campaign.test.js',
+  'test/integration/queue-contract.test.js',
+  'test/integration/processes.test.js',
+  'bench/smoke.test.js',
+  'test/unit-tests.js',
+  'test/integration/pii.test.js',
+  'test/integration/cli.test.js',
+  'test/integration/pipeline-faults.test.js',
+  'test/integration/failure-policy.test.js',
+  'test/integration/crash.test.js',
+];
+
+/** Every test file under dist/: the unit tests as one (test/unit-tests.ts), each other file on its own. */
+async function testFiles(dist: string): Promise<string[]> {
+  const found = ['test/unit-tests.js'];
+  for (const folder of ['test/integration', 'bench']) {
+    for (const file of await readdir(join(dist, folder), { recursive: true })) if (file.endsWith('.test.js')) found.push(`${folder}/${file}`);
+  }
+  const rank = (file: string) => (LONGEST_FIRST.includes(file) ? LONGEST_FIRST.indexOf(file) : LONGEST_FIRST.length);
+  return found.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).map((file) => join(dist, file));
+}
 
 async function main(): Promise<number> {
   const startedAt = performance.now();
+  const dist = fileURLToPath(new URL('..', import.meta.url));
+  const files = await testFiles(dist);
   let postgres: LocalPostgres | undefined;
-  // Node's compile cache for the test processes too, where the CLI keeps its own (src/cli.ts):
-  // each of them loads the SDK, pg and the code under test again.
-  const env: NodeJS.ProcessEnv = { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env };
-  if (env[SHARED_POSTGRES_VARIABLE] === undefined || env[SHARED_POSTGRES_VARIABLE] === '') {
+  // What the test processes inherit. Node's compile cache for them too, where the CLI keeps its
+  // own (src/cli.ts): each of them loads the SDK, pg and the code under test again.
+  process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), 'node-compile-cache');
+  if (process.env[SHARED_POSTGRES_VARIABLE] === undefined || process.env[SHARED_POSTGRES_VARIABLE] === '') {
     postgres = await startLocalPostgres({ auth: 'trust' });
-    env[SHARED_POSTGRES_VARIABLE] = postgres.url;
-    env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] = '1';
+    process.env[SHARED_POSTGRES_VARIABLE] = postgres.url;
+    process.env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] = '1';
   }
-  // The emulator answers from this process, whose event loop has nothing else to do; test files
-  // create queues with names of their own on it.
+  // The emulator answers from this process; test files create queues with names of their own on it.
   const sqs = await startLocalSqs();
-  env[SHARED_SQS_VARIABLE] = sqs.endpoint;
-  const child = spawn(
-    process.execPath,
-    ['--test', `--test-concurrency=${TEST_FILES_AT_ONCE}`, `--test-timeout=${TEST_TIMEOUT_MS}`, ...process.argv.slice(2), ...PATTERNS],
-    { stdio: 'inherit', env },
-  );
-  // Ctrl-C reaches the runner through the process group; a SIGTERM sent to this process alone is
-  // passed on, so the runner ends its test processes before the shared server stops.
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  process.on('SIGTERM', forward);
-  process.on('SIGINT', () => undefined);
-  const code = await new Promise<number>((resolve) => {
-    child.on('exit', (status, signal) => resolve(status ?? (signal === null ? 1 : 128 + 15)));
+  process.env[SHARED_SQS_VARIABLE] = sqs.endpoint;
+
+  // Ctrl-C or a SIGTERM ends the test processes before the shared servers stop.
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop.abort());
+  let failed = false;
+  const stream = run({ files, concurrency: TEST_FILES_AT_ONCE, timeout: TEST_TIMEOUT_MS, signal: stop.signal });
+  // As `node --test` counts: a failing test marked todo does not fail the run.
+  stream.on('test:fail', (event: { todo?: unknown }) => {
+    if (event.todo === undefined || event.todo === false) failed = true;
   });
+  await pipeline(stream.compose(spec), process.stdout, { end: false });
   await Promise.all([postgres?.stop(), sqs.stop()]);
   const seconds = (performance.now() - startedAt) / 1000;
   process.stdout.write(`test suite wall time: ${seconds.toFixed(1)} s\n`);
-  return code;
+  return failed || stop.signal.aborted ? 1 : 0;
 }
 
 main().then(
