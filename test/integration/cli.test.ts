@@ -14,7 +14,7 @@ import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { CLI, cli, cliInProcess } from '../helpers/cli.js';
+import { CLI, cli, cliInProcess, logLines } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
 import { migrateDatabase, query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
@@ -291,5 +291,27 @@ describe('a command in-process prints what it prints in a child process', () => 
     assert.deepEqual(inProcess, child);
     assert.equal(inProcess.code, 1);
     assert.match(inProcess.stderr, /hmac values are one-way[\s\S]*recovered 0 of 2 values \(audit record 1\)\n$/);
+  });
+
+  test('run --drain: the same log lines, but for times, process ids, message ids and durations', async () => {
+    const varying = new Set(['time', 'pid', 'messageId', 'durationMs', 'elapsedMs']);
+    const drain = async (run: typeof cli) => {
+      // Fewer messages than one receive takes, and one receive loop: one batch in either.
+      const { queueUrl } = await loadQueue(8, 9);
+      const env = { SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: await servers.database(), PII_KEY: key };
+      const result = await run(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '1'], env);
+      return { ...result, stdout: logLines(result.stdout).map((line) => Object.fromEntries(Object.entries(line).filter(([field]) => !varying.has(field)))) };
+    };
+    const inProcess = await drain(cliInProcess);
+    assert.deepEqual(inProcess, await drain(cli));
+    assert.equal(inProcess.code, 0, inProcess.stderr);
+    assert.deepEqual(inProcess.stdout.map((line) => line.msg), [
+      'migrations applied',
+      'pipeline started',
+      'message rejected',
+      'batch committed',
+      'queue is empty; draining done',
+      'pipeline stopped',
+    ]);
   });
 });
