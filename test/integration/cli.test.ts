@@ -1,7 +1,8 @@
 /**
  * The command line as a user runs it: the built CLI in a child process, against real servers.
- * Checks of what a command prints and its exit code alone (bad settings, --help) run it
- * in-process instead, which prints the same, as the last tests here show.
+ * Checks of what a command prints and its exit code alone (bad settings, --help), and drains whose
+ * subject is where the queue URL and the endpoint send requests, run it in-process instead, which
+ * prints the same, as the last tests here show.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -63,7 +64,7 @@ describe('login-etl run', () => {
     const localstackStyle = `http://127.0.0.1:${port}/000000000000/${queueUrl.split('/').at(-1)}`;
     const databaseUrl = await servers.database();
 
-    const result = await cli(['run', '--drain', '--wait-time-seconds', '1'], { ...aws, SQS_QUEUE_URL: localstackStyle, DATABASE_URL: databaseUrl, PII_KEY: key });
+    const result = await cliInProcess(['run', '--drain', '--wait-time-seconds', '1'], { ...aws, SQS_QUEUE_URL: localstackStyle, DATABASE_URL: databaseUrl, PII_KEY: key });
 
     assert.equal(result.code, 0, result.stderr);
     const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
@@ -88,7 +89,7 @@ describe('login-etl run', () => {
         const keyDir = mkdtempSync(join(tmpdir(), 'login-etl-key-'));
         writeFileSync(join(keyDir, 'key'), `${key}\n`, { mode: 0o600 });
 
-        const result = await cli(['run', '--drain', '--wait-time-seconds=1', '--queue-url', queueUrl, '--pii-key-file', join(keyDir, 'key')], {
+        const result = await cliInProcess(['run', '--drain', '--wait-time-seconds=1', '--queue-url', queueUrl, '--pii-key-file', join(keyDir, 'key')], {
           ...aws,
           AWS_ENDPOINT_URL_SQS: emulator.endpoint,
           DATABASE_URL: databaseUrl,
