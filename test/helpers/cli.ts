@@ -1,8 +1,8 @@
 /**
  * The command line as tests run it: the built CLI in a child process, with only the environment
  * a test gives it, like a user's shell would run it (`cli`, `startCli`); or a command run in this
- * process with the same environment and its streams captured (`cliInProcess`), where only what it
- * prints and its exit code are checked.
+ * process with the same environment and its streams captured (`cliInProcess`), where the process
+ * itself is not what is checked.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { Readable } from 'node:stream';
@@ -32,9 +32,15 @@ const BASE_ENV = {
   LOGIN_ETL_HTTP_PORT: '0',
   AWS_ACCESS_KEY_ID: 'test',
   AWS_SECRET_ACCESS_KEY: 'test',
+  // On a cloud machine the instance metadata service would answer the SDK's region and
+  // credential chains with the machine's own; elsewhere a request to it can wait for a timeout.
+  AWS_EC2_METADATA_DISABLED: 'true',
 };
 
-/** The environment of a command: `env` added to a base of PATH, no HTTP server and dummy AWS credentials; `undefined` removes a variable. */
+/**
+ * The environment of a command: `env` added to a base of PATH, no HTTP server, dummy AWS
+ * credentials and no instance metadata; `undefined` removes a variable.
+ */
 function commandEnv(env: Record<string, string | undefined>): Record<string, string> {
   const merged: Record<string, string | undefined> = { PATH: process.env.PATH ?? '', ...BASE_ENV, ...env };
   return Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
@@ -94,35 +100,87 @@ export async function cli(args: readonly string[], env: Record<string, string | 
  * A command run in this process, as `cli` would run it in a child: `main` with the same
  * environment (a copy; this process's own is not read for settings), a stop signal that never
  * fires, `input` on a stdin that is not a terminal, and stdout and stderr captured as text. It
- * resolves with what `cli` resolves with, without the ~0.3 s of CPU a child spends loading
+ * resolves with what `cli` resolves with, without the 0.3 to 0.5 s of CPU a child spends loading
  * Node.js and the modules.
  *
- * Use it where a test checks only what a command prints and its exit code: report, unmask,
- * rekey, migrate, keygen, generate, rejected list, show and export, --help, and commands that
- * must fail with exit 2 on a bad setting before they use the network. Use `cli` or `startCli`
- * (a child process) for signals, terminals, exits through process.exit, `run` running a
- * pipeline, `demo`, and anything that talks to SQS (send, check, queue, rejected replay): the
- * AWS SDK's region and credential chains read `process.env`, not the command's environment, and
- * so would see this process's. Likewise node-postgres fills what a connection string leaves out
- * (user, password) from `process.env`: give in-process commands complete connection strings.
+ * The AWS SDK's credential and region chains read `process.env`, not the command's environment,
+ * so while a command runs here this process's AWS_ variables are the command's and no others
+ * (`withAwsEnvironment`): the base's dummy credentials, and no instance metadata, as a child gets
+ * them. A `run --drain` here therefore signs as the child does, looks up no region or credentials
+ * in instance metadata, and logs the same JSON lines to the captured stdout (cli.test.ts compares
+ * them with a child's); it ends by itself, as the drain does in a child that `cli` never signals. The credentials are not passed through
+ * runPipeline's `credentials` option: `main` cannot reach it, and a way in for tests would make
+ * the command differ from what users run.
+ *
+ * Use it where a test checks what a command prints, its exit code and what it did to the
+ * database and the queues: report, unmask, rekey, migrate, keygen, generate, rejected list, show
+ * and export, --help, bad settings, and `run --drain`. Use `cli` or `startCli` (a child process)
+ * for signals, terminals, exits through process.exit, a `run` that a signal stops, `demo`, what
+ * a process loads, and where everything the process writes is checked: Node.js and the SDK write
+ * warnings to the process's own stderr, which is not captured here. Likewise a command here
+ * finds ~/.aws under this process's HOME, and node-postgres fills what a connection string leaves
+ * out (user, password) from `process.env`: give in-process commands complete connection strings.
  */
 export async function cliInProcess(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
+  const commandEnvironment = commandEnv(env);
   let stdout = '';
   let stderr = '';
-  const code = await main(args, commandEnv(env), new AbortController().signal, {
-    stdout: {
-      write(text: string) {
-        stdout += text;
+  const code = await withAwsEnvironment(commandEnvironment, () =>
+    main(args, commandEnvironment, new AbortController().signal, {
+      stdout: {
+        write(text: string) {
+          stdout += text;
+        },
       },
-    },
-    stderr: {
-      write(text: string) {
-        stderr += text;
+      stderr: {
+        write(text: string) {
+          stderr += text;
+        },
       },
-    },
-    stdin: Readable.from(Buffer.from(input ?? '')),
-  });
+      stdin: Readable.from(Buffer.from(input ?? '')),
+    }),
+  );
   return { code, signal: null, stdout, stderr };
+}
+
+/** The AWS_ variables this process held before the commands running in it, and how many run. */
+let heldAws: { readonly variables: string; readonly saved: [string, string][]; running: number } | undefined;
+
+const awsVariables = (env: NodeJS.ProcessEnv): [string, string][] =>
+  Object.entries(env)
+    .filter((entry): entry is [string, string] => entry[0].startsWith('AWS_') && entry[1] !== undefined)
+    .sort(([a], [b]) => a.localeCompare(b));
+
+function replaceAwsVariables(variables: readonly [string, string][]): void {
+  for (const [name] of awsVariables(process.env)) delete process.env[name];
+  for (const [name, value] of variables) process.env[name] = value;
+}
+
+/**
+ * Runs `body` with this process's AWS_ variables replaced by those of `env`, and puts the
+ * process's own back once no command runs in-process. Commands in-process at once must have the
+ * same AWS_ variables: the SDK would read whichever were set last.
+ */
+async function withAwsEnvironment<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const wanted = awsVariables(env);
+  const variables = JSON.stringify(wanted);
+  if (heldAws === undefined) {
+    heldAws = { variables, saved: awsVariables(process.env), running: 0 };
+    replaceAwsVariables(wanted);
+  } else if (heldAws.variables !== variables) {
+    throw new Error('commands run in-process at once need the same AWS_ variables: the AWS SDK reads them from process.env');
+  }
+  const held = heldAws;
+  held.running += 1;
+  try {
+    return await body();
+  } finally {
+    held.running -= 1;
+    if (held.running === 0) {
+      replaceAwsVariables(held.saved);
+      heldAws = undefined;
+    }
+  }
 }
 
 /** The JSON log lines of an output, ignoring anything else. */

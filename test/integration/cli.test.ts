@@ -1,7 +1,8 @@
 /**
  * The command line as a user runs it: the built CLI in a child process, against real servers.
- * Checks of what a command prints and its exit code alone (bad settings, --help) run it
- * in-process instead, which prints the same, as the last tests here show.
+ * Checks of what a command prints and its exit code alone (bad settings, --help), and drains whose
+ * subject is where the queue URL and the endpoint send requests, run it in-process instead, which
+ * prints the same, as the last tests here show.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -14,7 +15,7 @@ import { before, describe, test } from 'node:test';
 import { generateSampleEvents } from '../../src/embedded/sample-data.js';
 import { startLocalSqs } from '../../src/embedded/sqs.js';
 import { generateKeyText, generateVaultKey } from '../../src/transform/key.js';
-import { CLI, cli, cliInProcess } from '../helpers/cli.js';
+import { CLI, cli, cliInProcess, logLines } from '../helpers/cli.js';
 import { NON_RANDOM_KEYS, shippedMigrations } from '../helpers/fixtures.js';
 import { migrateDatabase, query, queueDepth, sendBodies, useServers } from '../helpers/servers.js';
 
@@ -63,7 +64,7 @@ describe('login-etl run', () => {
     const localstackStyle = `http://127.0.0.1:${port}/000000000000/${queueUrl.split('/').at(-1)}`;
     const databaseUrl = await servers.database();
 
-    const result = await cli(['run', '--drain', '--wait-time-seconds', '1'], { ...aws, SQS_QUEUE_URL: localstackStyle, DATABASE_URL: databaseUrl, PII_KEY: key });
+    const result = await cliInProcess(['run', '--drain', '--wait-time-seconds', '1'], { ...aws, SQS_QUEUE_URL: localstackStyle, DATABASE_URL: databaseUrl, PII_KEY: key });
 
     assert.equal(result.code, 0, result.stderr);
     const [count] = await query<{ n: number }>(databaseUrl, 'SELECT count(*)::int AS n FROM user_logins');
@@ -88,7 +89,7 @@ describe('login-etl run', () => {
         const keyDir = mkdtempSync(join(tmpdir(), 'login-etl-key-'));
         writeFileSync(join(keyDir, 'key'), `${key}\n`, { mode: 0o600 });
 
-        const result = await cli(['run', '--drain', '--wait-time-seconds=1', '--queue-url', queueUrl, '--pii-key-file', join(keyDir, 'key')], {
+        const result = await cliInProcess(['run', '--drain', '--wait-time-seconds=1', '--queue-url', queueUrl, '--pii-key-file', join(keyDir, 'key')], {
           ...aws,
           AWS_ENDPOINT_URL_SQS: emulator.endpoint,
           DATABASE_URL: databaseUrl,
@@ -291,5 +292,27 @@ describe('a command in-process prints what it prints in a child process', () => 
     assert.deepEqual(inProcess, child);
     assert.equal(inProcess.code, 1);
     assert.match(inProcess.stderr, /hmac values are one-way[\s\S]*recovered 0 of 2 values \(audit record 1\)\n$/);
+  });
+
+  test('run --drain: the same log lines, but for times, process ids, message ids and durations', async () => {
+    const varying = new Set(['time', 'pid', 'messageId', 'durationMs', 'elapsedMs']);
+    const drain = async (run: typeof cli) => {
+      // Fewer messages than one receive takes, and one receive loop: one batch in either.
+      const { queueUrl } = await loadQueue(8, 9);
+      const env = { SQS_QUEUE_URL: queueUrl, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, DATABASE_URL: await servers.database(), PII_KEY: key };
+      const result = await run(['run', '--drain', '--wait-time-seconds', '1', '--receive-concurrency', '1'], env);
+      return { ...result, stdout: logLines(result.stdout).map((line) => Object.fromEntries(Object.entries(line).filter(([field]) => !varying.has(field)))) };
+    };
+    const inProcess = await drain(cliInProcess);
+    assert.deepEqual(inProcess, await drain(cli));
+    assert.equal(inProcess.code, 0, inProcess.stderr);
+    assert.deepEqual(inProcess.stdout.map((line) => line.msg), [
+      'migrations applied',
+      'pipeline started',
+      'message rejected',
+      'batch committed',
+      'queue is empty; draining done',
+      'pipeline stopped',
+    ]);
   });
 });

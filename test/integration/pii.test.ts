@@ -1,8 +1,10 @@
 /**
- * Personal data end to end, as a user runs it: the built CLI in child processes against real
- * servers (`unmask` and `rekey` in-process where only what they print and their exit code are
- * checked). Nothing raw may leak in any mode; siv and vault values come back through `unmask`
- * for key holders only, with an audit record; `rekey` rewrites old values while `run` works.
+ * Personal data end to end, as a user runs it: the CLI's commands against real servers, in-process
+ * where what they print, their exit code and what they leave in the database are checked (`run
+ * --drain`, `unmask`, `rekey`), and in child processes where the process is: everything the first
+ * drain of each mode writes, `unmask` reading stdin, and `rekey` beside `run`. Nothing raw may
+ * leak in any mode; siv and vault values come back through `unmask` for key holders only, with an
+ * audit record; `rekey` rewrites old values while `run` works.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -60,8 +62,9 @@ function dataSet(seed: number) {
   return { valid, bodies, raw };
 }
 
-async function runDrain(queueUrl: string, databaseUrl: string, env: Record<string, string>): Promise<CliResult> {
-  return await cli(['run', '--drain', '--wait-time-seconds', '1', '--log-level', 'debug', '--sqs-endpoint', servers.sqs.endpoint], {
+/** `run --drain` of a queue into a database, in-process unless `run` is `cli`. */
+async function runDrain(queueUrl: string, databaseUrl: string, env: Record<string, string>, run: typeof cli = cliInProcess): Promise<CliResult> {
+  return await run(['run', '--drain', '--wait-time-seconds', '1', '--log-level', 'debug', '--sqs-endpoint', servers.sqs.endpoint], {
     ...aws,
     SQS_QUEUE_URL: queueUrl,
     DATABASE_URL: databaseUrl,
@@ -103,7 +106,9 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
       const queueUrl = await servers.queue();
       await sendBodies(servers.sqsClient, queueUrl, bodies);
 
-      const result = await runDrain(queueUrl, databaseUrl, { ...env, LOGIN_ETL_MASK_MODE: mode });
+      // A child process: the leak check reads everything the process writes, and Node.js and the
+      // SDK write their warnings to the process's own stderr, which in-process output leaves out.
+      const result = await runDrain(queueUrl, databaseUrl, { ...env, LOGIN_ETL_MASK_MODE: mode }, cli);
 
       assert.equal(result.code, 0, result.stderr);
       const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -119,7 +124,7 @@ describe('no raw PII leaves the pipeline, in any mode', () => {
       assert.equal(counts?.rows, valid.length + (mode === 'siv' ? 1 : 2));
       assert.equal(counts?.vault === 0, mode !== 'vault');
 
-      // Equal inputs give equal values in a second process (a restart) with the same key.
+      // Equal inputs give equal values in a second run (as after a restart) with the same key.
       const again = await servers.queue();
       await sendBodies(servers.sqsClient, again, valid.slice(0, 5).map((e) => JSON.stringify({ ...e, user_id: `again-${e.user_id}` })));
       assert.equal((await runDrain(again, databaseUrl, { ...env, LOGIN_ETL_MASK_MODE: mode })).code, 0);
@@ -377,7 +382,7 @@ describe('rotation with rekey', () => {
       await sendBodies(servers.sqsClient, secondQueue, repeats);
       const [running, rekeyed] = await Promise.all([
         runDrain(secondQueue, databaseUrl, { PII_KEYS_FILE: afterRing, LOGIN_ETL_MASK_MODE: mode }),
-        // rekey as a child process, beside run's: two processes on one database.
+        // rekey as a child process, beside run in this one: two processes on one database.
         cli(['rekey', '--mask-mode', mode, '--batch-size', '7'], { DATABASE_URL: databaseUrl, PII_KEYS_FILE: holderRing }),
       ]);
       assert.equal(running.code, 0, running.stderr);

@@ -1,8 +1,8 @@
 /**
  * Rejected messages at rest: bodies kept before sealing are sealed by the next run, and key
- * holders reach the originals only through `login-etl rejected`, audited. `rejected list`, `show`
- * and `export` run in-process (what they print or write is what is checked); `replay` talks to
- * SQS, and runs as a child process.
+ * holders reach the originals only through `login-etl rejected`, audited. `run --drain` and
+ * `rejected list`, `show` and `export` run in-process (what they print or leave in the database
+ * is what is checked); `replay` runs as a child process.
  */
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
@@ -106,7 +106,7 @@ describe('login-etl rejected', () => {
     const databaseUrl = await servers.database();
     const queueUrl = await servers.queue();
     await sendBodies(servers.sqsClient, queueUrl, [...BAD, loginBody()]);
-    const run = await cli(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: queueUrl, DATABASE_URL: databaseUrl, ...env });
+    const run = await cliInProcess(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: queueUrl, DATABASE_URL: databaseUrl, ...env });
     assert.equal(run.code, 0, run.stderr);
     const rows = await query<{ message_id: string }>(databaseUrl, 'SELECT message_id FROM login_etl.rejected_messages ORDER BY rejected_at, message_id');
     assert.equal(rows.length, BAD.length);
@@ -239,7 +239,7 @@ describe('login-etl rejected', () => {
     const env = { DATABASE_URL: databaseUrl, SQS_QUEUE_URL: target, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint, PII_KEY: key };
     const padded = await servers.queue();
     await sendBodies(servers.sqsClient, padded, ['x'.repeat(2_000)]);
-    const run = await cli(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: padded, DATABASE_URL: databaseUrl, PII_KEY: key });
+    const run = await cliInProcess(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: padded, DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(run.code, 0, run.stderr);
 
     const replayed = await cli(['rejected', 'replay', '--reason', 'r'], env);

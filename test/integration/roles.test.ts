@@ -1,8 +1,9 @@
 /**
  * deploy/postgres-roles.sql on a fresh database, with a LOGIN user in each group: the writer
  * runs the pipeline, the analyst the report, the key holder unmask and rekey, the owner migrate;
- * each with no more than it needs, and nobody can change, remove or forge audit rows. `run` and
- * `rejected replay` run as child processes; the commands that only use the database, in-process.
+ * each with no more than it needs, and nobody can change, remove or forge audit rows. The
+ * commands run in-process (`run --drain` included: what it logs and refuses is what is checked),
+ * but for `rejected replay`, which runs as a child process.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -66,7 +67,7 @@ test('each group can do its job and no more; the audit cannot be changed or forg
   ];
   await sendBodies(servers.sqsClient, queueUrl, bodies);
   const runAsWriter = () =>
-    cli(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint, '--mask-mode', 'vault'], {
+    cliInProcess(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint, '--mask-mode', 'vault'], {
       SQS_QUEUE_URL: queueUrl,
       DATABASE_URL: as(databaseUrl, 'etl_writer'),
       PII_KEYS: pipelineRing,
