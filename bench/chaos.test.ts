@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { templateVariable } from '../src/embedded/postgres.js';
 import { verdict, type EndState, type SentMessage } from './chaos-check.js';
 import { FAULT_KINDS, type ChaosResult } from './chaos.js';
 
@@ -71,7 +72,7 @@ describe('the chaos verdict', () => {
 
 test('npm run chaos -- --minutes 0.5 --seed 11: every kind of fault takes effect, every valid event lands once, every invalid one is rejected once', { timeout: 600_000 }, async () => {
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = execFile(process.execPath, [CHAOS, '--minutes', '0.5', '--seed', '11'], { env: { PATH: process.env.PATH ?? '' }, maxBuffer: 64 * 1024 * 1024 }, (_err, out, err) =>
+    const child = execFile(process.execPath, [CHAOS, '--minutes', '0.5', '--seed', '11'], { env: { PATH: process.env.PATH ?? '', ...templateVariable(process.env) }, maxBuffer: 64 * 1024 * 1024 }, (_err, out, err) =>
       resolve({ code: child.exitCode, stdout: out, stderr: err }),
     );
   });

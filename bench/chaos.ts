@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort } from '../src/embedded/ports.js';
-import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
+import { startLocalPostgres, templateFrom, type LocalPostgres } from '../src/embedded/postgres.js';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import { migrate } from '../src/sink/migrate.js';
 import { generateKeyText } from '../src/transform/key.js';
@@ -286,6 +286,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let refusedInsertsLogged = 0;
   const pgLog = createWriteStream(join(logDir, 'postgres.log'));
   const postgres: LocalPostgres = await startLocalPostgres({
+    template: templateFrom(process.env),
     onLog: (line) => {
       pgLog.write(`${line}\n`);
       if (line.includes('permission denied for table user_logins')) refusedInsertsLogged += 1;

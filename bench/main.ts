@@ -23,7 +23,7 @@
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { startLocalPostgres } from '../src/embedded/postgres.js';
+import { startLocalPostgres, templateFrom } from '../src/embedded/postgres.js';
 import { generateSampleEvents } from '../src/embedded/sample-data.js';
 import { EMULATOR_CREDENTIALS } from '../src/embedded/sqs.js';
 import { measureStartup, startupTable } from './startup.js';
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
   log(`starting the emulator and Postgres; ${options.messages} messages`);
-  const [emulator, postgres] = await Promise.all([startEmulator(), startLocalPostgres()]);
+  const [emulator, postgres] = await Promise.all([startEmulator(), startLocalPostgres({ template: templateFrom(process.env) })]);
   const sqs = new SQSClient({ region: 'us-east-1', endpoint: emulator.endpoint, credentials: EMULATOR_CREDENTIALS });
   try {
     const events = generateSampleEvents({ count: options.messages, seed: options.seed });

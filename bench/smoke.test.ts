@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { templateVariable } from '../src/embedded/postgres.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -18,7 +19,7 @@ test('npm run bench with 100 messages measures all seven scenarios and writes th
   const dir = await mkdtemp(join(tmpdir(), 'login-etl-bench-'));
   try {
     await promisify(execFile)(process.execPath, [MAIN, '--messages', '100', '--concurrency', '4', '--startup-runs', '1', '--results-dir', dir], {
-      env: { PATH: process.env.PATH ?? '' },
+      env: { PATH: process.env.PATH ?? '', ...templateVariable(process.env) },
     });
     const [file, ...others] = await readdir(dir);
     assert.ok(file !== undefined && others.length === 0, 'one results file');
@@ -54,7 +55,7 @@ test('npm run bench -- --instances 1,2 drains one queue with one, then two proce
   const dir = await mkdtemp(join(tmpdir(), 'login-etl-bench-'));
   try {
     await promisify(execFile)(process.execPath, [MAIN, '--instances', '1,2', '--messages', '300', '--concurrency', '2', '--results-dir', dir], {
-      env: { PATH: process.env.PATH ?? '' },
+      env: { PATH: process.env.PATH ?? '', ...templateVariable(process.env) },
     });
     const [file] = await readdir(dir);
     assert.ok(file !== undefined);

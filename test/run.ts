@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
 import { fileURLToPath } from 'node:url';
-import { startLocalPostgres, type LocalPostgres } from '../src/embedded/postgres.js';
+import { createPostgresTemplate, POSTGRES_TEMPLATE_VARIABLE, startLocalPostgres, templateFrom, type LocalPostgres } from '../src/embedded/postgres.js';
 import { startLocalSqs } from '../src/embedded/sqs.js';
 import { SHARED_POSTGRES_DISPOSABLE_VARIABLE, SHARED_POSTGRES_VARIABLE, SHARED_SQS_VARIABLE } from './helpers/servers.js';
 
@@ -70,8 +70,12 @@ async function main(): Promise<number> {
   // What the test processes inherit. Node's compile cache for them too, where the CLI keeps its
   // own (src/cli.ts): each of them loads the SDK, pg and the code under test again.
   process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), 'node-compile-cache');
+  // One initdb for the run: every Postgres it starts (this one, a test file's own, the bench's and
+  // the chaos soak's) copies the template instead.
+  const template = templateFrom(process.env) === undefined ? await createPostgresTemplate() : undefined;
+  if (template !== undefined) process.env[POSTGRES_TEMPLATE_VARIABLE] = template.dir;
   if (process.env[SHARED_POSTGRES_VARIABLE] === undefined || process.env[SHARED_POSTGRES_VARIABLE] === '') {
-    postgres = await startLocalPostgres({ auth: 'trust' });
+    postgres = await startLocalPostgres({ auth: 'trust', template: templateFrom(process.env) });
     process.env[SHARED_POSTGRES_VARIABLE] = postgres.url;
     process.env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] = '1';
   }
@@ -90,6 +94,7 @@ async function main(): Promise<number> {
   });
   await pipeline(stream.compose(spec), process.stdout, { end: false });
   await Promise.all([postgres?.stop(), sqs.stop()]);
+  await template?.remove();
   const seconds = (performance.now() - startedAt) / 1000;
   process.stdout.write(`test suite wall time: ${seconds.toFixed(1)} s\n`);
   return failed || stop.signal.aborted ? 1 : 0;

@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, type TestContext } from 'node:test';
 import pg from 'pg';
-import { startLocalPostgres, type LocalPostgres } from '../../src/embedded/postgres.js';
+import { startLocalPostgres, templateFrom, type LocalPostgres } from '../../src/embedded/postgres.js';
 import { connectLocalSqs, startLocalSqs, type LocalSqs } from '../../src/embedded/sqs.js';
 import { migrate } from '../../src/sink/migrate.js';
 import { PgSink } from '../../src/sink/postgres.js';
@@ -98,7 +98,7 @@ export async function startServers(options: ServerOptions = {}): Promise<Servers
   const own = options.ownPostgres === true || onLog !== undefined || shared === undefined || shared === '';
   const sharedSqs = process.env[SHARED_SQS_VARIABLE];
   const [postgres, sqs] = await Promise.all([
-    own ? startLocalPostgres({ auth: 'trust', ...(onLog === undefined ? {} : { onLog }) }) : sharedPostgres(shared),
+    own ? startLocalPostgres({ auth: 'trust', template: templateFrom(process.env), ...(onLog === undefined ? {} : { onLog }) }) : sharedPostgres(shared),
     sharedSqs === undefined || sharedSqs === '' ? startLocalSqs() : connectLocalSqs(sharedSqs),
   ]);
   const sqsClient = sqs.client;
