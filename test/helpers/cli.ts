@@ -113,13 +113,15 @@ export async function cli(args: readonly string[], env: Record<string, string | 
  * the command differ from what users run.
  *
  * Use it where a test checks what a command prints, its exit code and what it did to the
- * database and the queues: report, unmask, rekey, migrate, keygen, generate, rejected list, show
- * and export, --help, bad settings, and `run --drain`. Use `cli` or `startCli` (a child process)
- * for signals, terminals, exits through process.exit, a `run` that a signal stops, `demo`, what
- * a process loads, and where everything the process writes is checked: Node.js and the SDK write
- * warnings to the process's own stderr, which is not captured here. Likewise a command here
- * finds ~/.aws under this process's HOME, and node-postgres fills what a connection string leaves
- * out (user, password) from `process.env`: give in-process commands complete connection strings.
+ * database and the queues: report, unmask, rekey, migrate, keygen, generate, send, check, queue
+ * create, rejected list, show, export and replay, --help, bad settings, and `run --drain`. Use
+ * `cli` or `startCli` (a child process) for signals, terminals, exits through process.exit, a
+ * `run` that a signal stops, `demo`, what a process loads, and where everything the process
+ * writes is checked: Node.js and the SDK write warnings to the process's own stderr, which is not
+ * captured here, and so does a command without credentials that signs for a local endpoint with
+ * dummy ones (its notice). Likewise a command here finds ~/.aws under this process's HOME, and
+ * node-postgres fills what a connection string leaves out (user, password) from `process.env`:
+ * give in-process commands complete connection strings.
  */
 export async function cliInProcess(args: readonly string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
   const commandEnvironment = commandEnv(env);

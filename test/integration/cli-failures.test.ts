@@ -72,13 +72,13 @@ describe('one line per failure, naming the dependency and the setting', () => {
 
   test('an SQS endpoint that refuses the connection: send names the queue URL and the endpoint setting, exit 1', async () => {
     const port = await closedPort();
-    const result = await cli(['send', '--queue-url', `http://127.0.0.1:${port}/000000000000/login-queue`], {}, '{"user_id":"u1"}\n');
+    const result = await cliInProcess(['send', '--queue-url', `http://127.0.0.1:${port}/000000000000/login-queue`], {}, '{"user_id":"u1"}\n');
     assert.equal(result.code, 1, result.stderr);
     assert.equal(result.stderr, `login-etl: SQS (the queue URL, or AWS_ENDPOINT_URL_SQS / --sqs-endpoint when set) refused the connection at 127.0.0.1:${port}\n`);
   });
 
   test('a queue that does not exist: send says how to create it, exit 2', async () => {
-    const result = await cli(['send', '--queue-url', `${servers.sqs.endpoint}/000000000000/never-created`], {}, '{"user_id":"u1"}\n');
+    const result = await cliInProcess(['send', '--queue-url', `${servers.sqs.endpoint}/000000000000/never-created`], {}, '{"user_id":"u1"}\n');
     assert.equal(result.code, 2, result.stderr);
     assert.equal(result.stderr, 'login-etl: SQS queue (SQS_QUEUE_URL, --queue-url) does not exist: create it with `login-etl queue create NAME`, or check the URL and the region\n');
   });
@@ -93,13 +93,14 @@ describe('one line per failure, naming the dependency and the setting', () => {
 describe('login-etl queue create and send --create-queue', () => {
   test('queue create prints a URL that send and run use as printed; a second create finds the same queue', async () => {
     const env = { AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint };
+    // The first create as a child process, like a user's shell; the rest in-process.
     const created = await cli(['queue', 'create', 'walkthrough-queue'], env);
     assert.equal(created.code, 0, created.stderr);
     const queueUrl = created.stdout.trim();
     assert.match(queueUrl, /^http:\/\/\S+\/000000000000\/walkthrough-queue$/);
-    const again = await cli(['queue', 'create', 'walkthrough-queue'], env);
+    const again = await cliInProcess(['queue', 'create', 'walkthrough-queue'], env);
     assert.equal(again.stdout.trim(), queueUrl);
-    const sent = await cli(['send', '--queue-url', queueUrl], env, '{"user_id":"u1"}\n{"user_id":"u2"}\n');
+    const sent = await cliInProcess(['send', '--queue-url', queueUrl], env, '{"user_id":"u1"}\n{"user_id":"u2"}\n');
     assert.equal(sent.code, 0, sent.stderr);
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 2);
   });
@@ -116,7 +117,7 @@ describe('login-etl queue create and send --create-queue', () => {
 
   test('send --create-queue creates the queue its URL names, then sends', async () => {
     const queueUrl = `${servers.sqs.endpoint}/000000000000/created-by-send`;
-    const result = await cli(['send', '--create-queue', '--queue-url', queueUrl], {}, '{"user_id":"u1"}\n');
+    const result = await cliInProcess(['send', '--create-queue', '--queue-url', queueUrl], {}, '{"user_id":"u1"}\n');
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'sent 1 message\n');
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 1);
@@ -135,7 +136,7 @@ describe('login-etl keygen --out', () => {
     assert.equal(again.code, 2);
     assert.equal(again.stderr, `login-etl: --out: ${path} exists already; it is never overwritten\n`);
     assert.equal(readFileSync(path, 'utf8'), written);
-    const checked = await cli(['check'], {
+    const checked = await cliInProcess(['check'], {
       PII_KEY_FILE: path,
       DATABASE_URL: await servers.database(),
       SQS_QUEUE_URL: await servers.queue(),
@@ -153,7 +154,7 @@ describe('login-etl keygen --out', () => {
     assert.doesNotMatch(readFileSync(pipeline, 'utf8'), /private_key/);
     assert.match(readFileSync(holders, 'utf8'), /private_key/);
     const databaseUrl = await servers.database();
-    const checked = await cli(['check', '--mask-mode', 'vault'], { PII_KEYS_FILE: pipeline, DATABASE_URL: databaseUrl, SQS_QUEUE_URL: await servers.queue(), AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
+    const checked = await cliInProcess(['check', '--mask-mode', 'vault'], { PII_KEYS_FILE: pipeline, DATABASE_URL: databaseUrl, SQS_QUEUE_URL: await servers.queue(), AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint });
     assert.equal(checked.code, 0, checked.stdout + checked.stderr);
     assert.match(checked.stdout, /^ok {3}key: vault masking with key id v1 /m);
     const rekeyed = await cliInProcess(['rekey', '--mask-mode', 'vault'], { PII_KEYS_FILE: holders, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' });

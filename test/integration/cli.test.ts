@@ -1,8 +1,9 @@
 /**
  * The command line as a user runs it: the built CLI in a child process, against real servers.
- * Checks of what a command prints and its exit code alone (bad settings, --help), and drains whose
- * subject is where the queue URL and the endpoint send requests, run it in-process instead, which
- * prints the same, as the last tests here show.
+ * Checks of what a command prints and its exit code alone (bad settings, --help), `send` where
+ * what it prints and what it leaves in the queue are checked, and drains whose subject is where
+ * the queue URL and the endpoint send requests, run it in-process instead, which prints the same,
+ * as the last tests here show.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -195,14 +196,15 @@ describe('login-etl send, migrate, keygen and generate', () => {
     const dir = mkdtempSync(join(tmpdir(), 'login-etl-send-'));
     writeFileSync(join(dir, 'events.jsonl'), `${generated.stdout}\n\n`);
 
+    // send from a file as a child process, from stdin in-process.
     const fromFile = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint, '--file', join(dir, 'events.jsonl')], aws);
-    const fromStdin = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, generated.stdout);
+    const fromStdin = await cliInProcess(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, generated.stdout);
 
     assert.equal(fromFile.code, 0, fromFile.stderr);
     assert.equal(fromFile.stdout, 'sent 25 messages\n');
     assert.equal(fromStdin.stdout, 'sent 25 messages\n');
     assert.equal(fromStdin.stderr, '', 'piped input needs no hint');
-    const one = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, `${generated.stdout.split('\n')[0]}\n`);
+    const one = await cliInProcess(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint], aws, `${generated.stdout.split('\n')[0]}\n`);
     assert.equal(one.stdout, 'sent 1 message\n');
     assert.equal(await queueDepth(servers.sqsClient, queueUrl), 51);
 
@@ -220,7 +222,7 @@ describe('login-etl send, migrate, keygen and generate', () => {
   test('send: an input file that cannot be read is bad usage, exit 2, in one line naming it and the error code', async () => {
     const queueUrl = await servers.queue();
     for (const [file, code] of [['/nonexistent/events.jsonl', 'ENOENT'], [tmpdir(), 'EISDIR']] as const) {
-      const result = await cli(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint, '--file', file], aws);
+      const result = await cliInProcess(['send', '--queue-url', queueUrl, '--sqs-endpoint', servers.sqs.endpoint, '--file', file], aws);
       assert.equal(result.code, 2, result.stderr);
       assert.equal(result.stderr, `login-etl: --file: cannot read ${file} (${code})\n`);
       assert.equal(result.stdout, '');

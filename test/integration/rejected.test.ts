@@ -1,8 +1,8 @@
 /**
  * Rejected messages at rest: bodies kept before sealing are sealed by the next run, and key
  * holders reach the originals only through `login-etl rejected`, audited. `run --drain` and
- * `rejected list`, `show` and `export` run in-process (what they print or leave in the database
- * is what is checked); `replay` runs as a child process.
+ * `rejected list`, `show`, `export` and `replay` run in-process (what they print or leave in the
+ * database and the queues is what is checked); roles.test.ts runs `replay` as a child process.
  */
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import assert from 'node:assert/strict';
@@ -17,7 +17,7 @@ import { migrate } from '../../src/sink/migrate.js';
 import type { RejectedRow } from '../../src/sink/rejected.js';
 import { generateKeyText, generateVaultKey, KeyRing, parseKeyRing, parsePiiKey } from '../../src/transform/key.js';
 import { loadSealedBox } from '../../src/transform/sealed-box.js';
-import { cli, cliInProcess } from '../helpers/cli.js';
+import { cliInProcess } from '../helpers/cli.js';
 import { safetyStop } from '../helpers/drain.js';
 import { loginBody, shippedMigrations, silentLog } from '../helpers/fixtures.js';
 import {
@@ -208,12 +208,12 @@ describe('login-etl rejected', () => {
     const target = await servers.queue();
     const env = { DATABASE_URL: databaseUrl, SQS_QUEUE_URL: target, AWS_ENDPOINT_URL_SQS: servers.sqs.endpoint };
 
-    const withoutPrivateKey = await cli(['rejected', 'replay', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([pipeline]) });
+    const withoutPrivateKey = await cliInProcess(['rejected', 'replay', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([pipeline]) });
     assert.equal(withoutPrivateKey.code, 1, 'the pipeline cannot open what it sealed');
     assert.match(withoutPrivateKey.stderr, /needs the vault private_key of key v1/);
     assert.equal(await queueDepth(servers.sqsClient, target), 0);
 
-    const replayed = await cli(['rejected', 'replay', ids[1] ?? '', '--reason', 'producer fixed'], { ...env, PII_KEYS: JSON.stringify([holder]) });
+    const replayed = await cliInProcess(['rejected', 'replay', ids[1] ?? '', '--reason', 'producer fixed'], { ...env, PII_KEYS: JSON.stringify([holder]) });
     assert.equal(replayed.code, 0, replayed.stderr);
     assert.match(replayed.stderr, /replayed 1 of 1 rejected message to /);
     const received = await servers.sqsClient.send(new ReceiveMessageCommand({ QueueUrl: target, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
@@ -225,7 +225,7 @@ describe('login-etl rejected', () => {
     const audit = (await audits(databaseUrl)).at(-1);
     assert.deepEqual([audit?.action, audit?.target, audit?.message_ids], ['rejected-replay', target, [ids[1]]]);
 
-    const rest = await cli(['rejected', 'replay', '--not-replayed', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([holder]) });
+    const rest = await cliInProcess(['rejected', 'replay', '--not-replayed', '--reason', 'r'], { ...env, PII_KEYS: JSON.stringify([holder]) });
     assert.equal(rest.code, 0, rest.stderr);
     assert.match(rest.stderr, /replayed 2 of 2 rejected messages/);
   });
@@ -242,7 +242,7 @@ describe('login-etl rejected', () => {
     const run = await cliInProcess(['run', '--drain', '--wait-time-seconds', '1', '--sqs-endpoint', servers.sqs.endpoint], { SQS_QUEUE_URL: padded, DATABASE_URL: databaseUrl, PII_KEY: key });
     assert.equal(run.code, 0, run.stderr);
 
-    const replayed = await cli(['rejected', 'replay', '--reason', 'r'], env);
+    const replayed = await cliInProcess(['rejected', 'replay', '--reason', 'r'], env);
 
     assert.equal(replayed.code, 1, replayed.stderr);
     assert.match(replayed.stderr, /not replayed: SQS refused it/);
@@ -250,7 +250,7 @@ describe('login-etl rejected', () => {
     const unmarked = await query<{ body_bytes: number }>(databaseUrl, 'SELECT body_bytes FROM login_etl.rejected_messages WHERE replayed_at IS NULL');
     assert.deepEqual(unmarked, [{ body_bytes: 2_000 }]);
     assert.equal(await queueDepth(servers.sqsClient, target), 3);
-    const again = await cli(['rejected', 'replay', '--not-replayed', '--reason', 'r'], env);
+    const again = await cliInProcess(['rejected', 'replay', '--not-replayed', '--reason', 'r'], env);
     assert.equal(again.code, 1);
     assert.equal(await queueDepth(servers.sqsClient, target), 3, 'a rerun sends nothing twice');
   });

@@ -1,8 +1,8 @@
 /**
- * `report` and `check` as a user runs them, against real servers: `check` (which talks to SQS)
- * and the first `report` as the built CLI in a child process, the other reports, check's --help
- * and the configurations check refuses before any request in-process (what they print and their
- * exit code are what is checked).
+ * `report` and `check` as a user runs them, against real servers: the first `check` and the
+ * first `report` as the built CLI in a child process, the other checks and reports in-process
+ * (what they print, their exit code and what they leave in the queue and the database are what
+ * is checked).
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -130,6 +130,7 @@ describe('login-etl check', () => {
     const queueUrl = await servers.queue();
     await sendBodies(servers.sqsClient, queueUrl, ['{"user_id":"a"}', '{"user_id":"b"}']);
 
+    // As a child process, like a user's shell; the other checks here run in-process.
     const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: queueUrl, DATABASE_URL: filled.databaseUrl });
 
     assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -160,10 +161,10 @@ describe('login-etl check', () => {
     const { port } = proxy.address() as { port: number };
     try {
       const base = { ...env(), AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${port}`, SQS_QUEUE_URL: queueUrl, DATABASE_URL: filled.databaseUrl };
-      const lean = await cli(['check'], base);
+      const lean = await cliInProcess(['check'], base);
       assert.equal(lean.code, 1, lean.stdout);
       assert.match(lean.stdout, /^FAIL queue: GetQueueAttributes failed \(lean client\): .*AccessDeniedException/m);
-      const sdk = await cli(['check', '--sqs-client', 'sdk'], base);
+      const sdk = await cliInProcess(['check', '--sqs-client', 'sdk'], base);
       assert.equal(sdk.code, 0, sdk.stdout + sdk.stderr);
       assert.match(sdk.stdout, /^ok {3}queue: GetQueueAttributes answered the sdk client/m);
     } finally {
@@ -175,7 +176,7 @@ describe('login-etl check', () => {
   test('a fresh database: the table check passes and says the first run creates the table; nothing is created', async () => {
     const databaseUrl = await servers.database();
 
-    const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: databaseUrl });
+    const result = await cliInProcess(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: databaseUrl });
 
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.match(result.stdout, /^ok {3}table: user_logins does not exist yet: the pipeline has not run against this database; the first `run` \(or `login-etl migrate`\) creates it, and this user may$/m);
@@ -192,7 +193,7 @@ describe('login-etl check', () => {
     url.username = 'check_no_create';
     url.password = 'pw';
 
-    const result = await cli(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: url.toString() });
+    const result = await cliInProcess(['check'], { ...env(), SQS_QUEUE_URL: await servers.queue(), DATABASE_URL: url.toString() });
 
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stdout, /^FAIL table: user_logins does not exist and this user may not create it: run `login-etl migrate` as the database owner$/m);
@@ -201,7 +202,7 @@ describe('login-etl check', () => {
   test('unreachable queue and database: FAIL lines that say why, exit 1', async () => {
     const closed = await freePort();
 
-    const result = await cli(['check'], {
+    const result = await cliInProcess(['check'], {
       ...env(),
       AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${closed}`,
       SQS_QUEUE_URL: `http://127.0.0.1:${closed}/000000000000/nowhere`,

@@ -3,7 +3,7 @@
  * runs the pipeline, the analyst the report, the key holder unmask and rekey, the owner migrate;
  * each with no more than it needs, and nobody can change, remove or forge audit rows. The
  * commands run in-process (`run --drain` included: what it logs and refuses is what is checked),
- * but for `rejected replay`, which runs as a child process.
+ * but for `rejected replay`, which runs as a child process here (the suite's one replay that does).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
