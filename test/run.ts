@@ -58,7 +58,10 @@ async function testFiles(dist: string): Promise<string[]> {
   for (const folder of ['test/integration', 'bench']) {
     for (const file of await readdir(join(dist, folder), { recursive: true })) if (file.endsWith('.test.js')) found.push(`${folder}/${file}`);
   }
-  const rank = (file: string) => (LONGEST_FIRST.includes(file) ? LONGEST_FIRST.indexOf(file) : LONGEST_FIRST.length);
+  const rank = (file: string) => {
+    const index = LONGEST_FIRST.indexOf(file);
+    return index === -1 ? LONGEST_FIRST.length : index;
+  };
   return found.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).map((file) => join(dist, file));
 }
 
@@ -72,10 +75,11 @@ async function main(): Promise<number> {
   process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), 'node-compile-cache');
   // One initdb for the run: every Postgres it starts (this one, a test file's own, the bench's and
   // the chaos soak's) copies the template instead.
-  const template = templateFrom(process.env) === undefined ? await createPostgresTemplate() : undefined;
-  if (template !== undefined) process.env[POSTGRES_TEMPLATE_VARIABLE] = template.dir;
+  const made = templateFrom(process.env) === undefined ? await createPostgresTemplate() : undefined;
+  if (made !== undefined) process.env[POSTGRES_TEMPLATE_VARIABLE] = made.dir;
+  const template = templateFrom(process.env);
   if (process.env[SHARED_POSTGRES_VARIABLE] === undefined || process.env[SHARED_POSTGRES_VARIABLE] === '') {
-    postgres = await startLocalPostgres({ auth: 'trust', template: templateFrom(process.env) });
+    postgres = await startLocalPostgres({ auth: 'trust', template });
     process.env[SHARED_POSTGRES_VARIABLE] = postgres.url;
     process.env[SHARED_POSTGRES_DISPOSABLE_VARIABLE] = '1';
   }
@@ -94,7 +98,7 @@ async function main(): Promise<number> {
   });
   await pipeline(stream.compose(spec), process.stdout, { end: false });
   await Promise.all([postgres?.stop(), sqs.stop()]);
-  await template?.remove();
+  await made?.remove();
   const seconds = (performance.now() - startedAt) / 1000;
   process.stdout.write(`test suite wall time: ${seconds.toFixed(1)} s\n`);
   return failed || stop.signal.aborted ? 1 : 0;
@@ -105,7 +109,7 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`could not start the test suite's Postgres: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`could not run the test suite: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;
   },
 );

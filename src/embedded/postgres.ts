@@ -120,13 +120,10 @@ export async function createPostgresTemplate(): Promise<PostgresTemplate> {
  */
 async function copyTemplate(template: string, databaseDir: string, auth: 'password' | 'trust'): Promise<void> {
   await cp(template, databaseDir, { recursive: true, preserveTimestamps: true });
-  const lines = ['local', 'host 127.0.0.1/32', 'host ::1/128'].flatMap((kind) => {
-    const [type, address] = kind.split(' ');
-    return ['all', 'replication'].map((database) => [type, database, 'all', address, auth].filter((field) => field !== undefined).join(' '));
-  });
-  await writeFile(join(databaseDir, 'pg_hba.conf'), `${lines.join('\n')}\n`, { mode: 0o600 });
-  const owner = await stat(template);
+  const rules = ['local all all', 'local replication all', 'host all all 127.0.0.1/32', 'host replication all 127.0.0.1/32', 'host all all ::1/128', 'host replication all ::1/128'];
+  await writeFile(join(databaseDir, 'pg_hba.conf'), rules.map((rule) => `${rule} ${auth}\n`).join(''), { mode: 0o600 });
   if (userInfo().uid === 0) {
+    const owner = await stat(template);
     const paths = [databaseDir, ...(await readdir(databaseDir, { recursive: true })).map((path) => join(databaseDir, path))];
     await Promise.all(paths.map((path) => chown(path, owner.uid, owner.gid)));
   }

@@ -33,14 +33,7 @@ export function createLogger(level: LogLevel, destination: LogDestination = 1, o
   const format = options.format ?? 'auto';
   const terminal = typeof destination === 'number' ? isatty(destination) : destination.isTTY === true;
   const human = format === 'pretty' || (format === 'auto' && terminal);
-  const target: DestinationStream =
-    typeof destination === 'number'
-      ? pino.destination({ dest: destination, sync: true })
-      : {
-          write(line: string) {
-            destination.write(line);
-          },
-        };
+  const target: DestinationStream = typeof destination === 'number' ? pino.destination({ dest: destination, sync: true }) : destination;
   let stream = target;
   if (human) {
     // pino-pretty is loaded only when it is used: JSON logs, the usual case in production, skip it.

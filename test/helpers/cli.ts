@@ -108,9 +108,9 @@ export async function cli(args: readonly string[], env: Record<string, string | 
  * (`withAwsEnvironment`): the base's dummy credentials, and no instance metadata, as a child gets
  * them. A `run --drain` here therefore signs as the child does, looks up no region or credentials
  * in instance metadata, and logs the same JSON lines to the captured stdout (cli.test.ts compares
- * them with a child's); it ends by itself, as the drain does in a child that `cli` never signals. The credentials are not passed through
- * runPipeline's `credentials` option: `main` cannot reach it, and a way in for tests would make
- * the command differ from what users run.
+ * them with a child's); it ends by itself, as the drain does in a child that `cli` never signals.
+ * The credentials are not passed through runPipeline's `credentials` option: `main` cannot reach
+ * it, and a way in for tests would make the command differ from what users run.
  *
  * Use it where a test checks what a command prints, its exit code and what it did to the
  * database and the queues: report, unmask, rekey, migrate, keygen, generate, send, check, queue

@@ -4,7 +4,8 @@
  *
  * `npm test` (test/run.ts) starts one Postgres and one emulator for the whole run and names them
  * in LOGIN_ETL_TEST_POSTGRES_URL and LOGIN_ETL_TEST_SQS_ENDPOINT; each test file then only
- * creates databases and queues on them, and drops its databases when it stops. A file run on its
+ * creates databases and queues on them (and drops its databases when it stops, unless the run
+ * deletes that server whole: SHARED_POSTGRES_DISPOSABLE_VARIABLE). A file run on its
  * own, or a test that stops, restarts or reconfigures its server (`ownPostgres`), starts a
  * Postgres of its own; a file run on its own starts its own emulator, in its process.
  *

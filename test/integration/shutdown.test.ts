@@ -72,10 +72,10 @@ describe('shutdown', () => {
         assert.deepEqual(depth, { visible: 100, inFlight: 0 }, 'every message handed back and visible at once; no long poll took any back');
         // A backend ends when it reads its client's end of the connection, a moment after the
         // process has gone: looked for until then, not longer.
-        let left: number | undefined;
-        for (const until = performance.now() + 2_000; left !== 0 && performance.now() < until; await sleep(50)) {
-          left = (await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'login-etl'`))[0]?.n;
-        }
+        const backendsLeft = async () =>
+          (await query<{ n: number }>(databaseUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'login-etl'`))[0]?.n;
+        let left = await backendsLeft();
+        for (const until = performance.now() + 2_000; left !== 0 && performance.now() < until; left = await backendsLeft()) await sleep(50);
         assert.equal(left, 0, 'no statement of the stopped run is left waiting on the lock');
       } finally {
         await locker.query('ROLLBACK');
